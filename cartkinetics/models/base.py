@@ -1,0 +1,361 @@
+"""Model specification shared by every model: parameters, solutions and the common API.
+
+A :class:`Model` carries its metadata (states with units, parameters with units, typical
+values, bounds and sources, observations, reference, population) and answers three calls:
+
+* ``solve(times, params, dose)`` -> :class:`Solution`
+* ``solve_batch(times, params_table, dose)`` -> :class:`BatchSolution`
+* ``sensitivities(times, params, dose)`` -> ``(observed, d observed / d params, status)``
+
+Closed-form models (``stein2019``) and ODE models (:class:`cartkinetics.models.ode.ODEModel`)
+implement the same calls. Time is in days everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cartkinetics.errors import CartKineticsError
+
+# solver status codes (same numbers as cartkinetics.solvers)
+SUCCESS, MAX_STEPS, STEP_TOO_SMALL, NON_FINITE, INVALID_INPUT = 0, 1, 2, 3, 4
+STATUS_MESSAGES = {
+    SUCCESS: "the solve succeeded",
+    MAX_STEPS: "the solver reached max_steps before the last sample time",
+    STEP_TOO_SMALL: "the step size became too small (stiff or singular problem)",
+    NON_FINITE: "the state became non-finite (NaN or inf)",
+    INVALID_INPUT: "invalid input (non-finite or out-of-range parameter, dose or time)",
+}
+
+
+def status_message(code: int) -> str:
+    """Sentence for a status code (uses the solvers' table when it is available)."""
+    try:
+        from cartkinetics.solvers import STATUS_MESSAGES as solver_messages  # type: ignore
+
+        return str(solver_messages[int(code)])
+    except Exception:  # the solvers package may not define it yet
+        return STATUS_MESSAGES.get(int(code), f"status {code}")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One model parameter.
+
+    Attributes
+    ----------
+    name : str
+        Identifier used in equations and parameter tables.
+    unit : str
+        Unit, e.g. ``"1/day"``, ``"copies/ug"``, ``"cells"``, ``"-"``.
+    value : float
+        Typical (published) value.
+    lower, upper : float
+        Bounds used by fits (natural scale).
+    log_scale : bool
+        Whether fits and variability work on log(parameter).
+    source : str
+        Where the value comes from (paper table, re-implementation file).
+    description : str
+        One line saying what it is.
+    """
+
+    name: str
+    unit: str
+    value: float
+    lower: float = 0.0
+    upper: float = np.inf
+    log_scale: bool = True
+    source: str = ""
+    description: str = ""
+
+
+@dataclass
+class Solution:
+    """Result of one solve.
+
+    Attributes
+    ----------
+    t : ndarray (nt,)
+        Sample times (days).
+    states : dict name -> ndarray (nt,)
+        State trajectories in the model's state units.
+    observed : dict name -> ndarray (nt,)
+        Observation(s) in assay units (e.g. transgene copies/ug).
+    status : int
+        0 success, 1 max steps, 2 step too small, 3 non-finite, 4 invalid input.
+    message : str
+        Sentence explaining ``status``.
+    """
+
+    t: np.ndarray
+    states: dict[str, np.ndarray]
+    observed: dict[str, np.ndarray]
+    status: int
+    message: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == SUCCESS
+
+
+@dataclass
+class BatchSolution:
+    """Result of a batch solve over m parameter sets.
+
+    Attributes
+    ----------
+    t : ndarray (nt,)
+    observed : dict name -> ndarray (m, nt)
+        NaN in rows whose solve failed (see ``status``).
+    status : ndarray (m,) of int
+    states : dict name -> ndarray (m, nt) or None
+    """
+
+    t: np.ndarray
+    observed: dict[str, np.ndarray]
+    status: np.ndarray
+    states: dict[str, np.ndarray] | None = None
+
+    @property
+    def messages(self) -> list[str]:
+        return [status_message(int(s)) for s in self.status]
+
+
+@dataclass
+class Model:
+    """Common metadata and parameter handling; subclasses implement the solves.
+
+    Attributes
+    ----------
+    name, description, reference, population : str
+    states : dict name -> unit
+    parameters : list of Parameter
+    observations : dict name -> str (unit and assay)
+    parameter_sets : dict set name -> dict param -> value (published sets)
+    is_closed_form : bool
+    primary_observation : str
+        Observation returned by :meth:`sensitivities` by default.
+    bsv : dict param -> variance of log(param) (omega^2), where published
+    residual_sd : float or None
+        Residual SD where published; ``residual_model`` says on which scale.
+    default_dose : float or None
+        Dose used when ``dose=None`` (in ``dose_unit``).
+    """
+
+    name: str
+    description: str
+    reference: str
+    population: str
+    states: dict[str, str]
+    parameters: list[Parameter]
+    observations: dict[str, str]
+    parameter_sets: dict[str, dict[str, float]] = field(default_factory=dict)
+    is_closed_form: bool = False
+    primary_observation: str = ""
+    bsv: dict[str, float] = field(default_factory=dict)
+    residual_sd: float | None = None
+    residual_model: str = ""
+    default_dose: float | None = None
+    dose_unit: str = ""
+    set_doses: dict[str, float] = field(default_factory=dict)
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.parameters]
+        if len(set(names)) != len(names):
+            raise CartKineticsError(f"model {self.name}: duplicate parameter names in {names}")
+        if not self.primary_observation:
+            self.primary_observation = next(iter(self.observations))
+        for set_name, values in self.parameter_sets.items():
+            unknown = set(values) - set(names)
+            if unknown:
+                raise CartKineticsError(
+                    f"model {self.name}: parameter set {set_name!r} names unknown "
+                    f"parameters {sorted(unknown)}"
+                )
+
+    # ---------------------------------------------------------------- metadata
+    @property
+    def param_names(self) -> list[str]:
+        return [p.name for p in self.parameters]
+
+    @property
+    def n_params(self) -> int:
+        return len(self.parameters)
+
+    @property
+    def typical(self) -> np.ndarray:
+        return np.array([p.value for p in self.parameters], dtype=float)
+
+    @property
+    def lower(self) -> np.ndarray:
+        return np.array([p.lower for p in self.parameters], dtype=float)
+
+    @property
+    def upper(self) -> np.ndarray:
+        return np.array([p.upper for p in self.parameters], dtype=float)
+
+    @property
+    def log_scale(self) -> np.ndarray:
+        return np.array([p.log_scale for p in self.parameters], dtype=bool)
+
+    @property
+    def state_names(self) -> list[str]:
+        return list(self.states)
+
+    def parameter(self, name: str) -> Parameter:
+        for p in self.parameters:
+            if p.name == name:
+                return p
+        raise CartKineticsError(
+            f"model {self.name} has no parameter {name!r}; it has {self.param_names}"
+        )
+
+    def info(self) -> dict[str, Any]:
+        """JSON-friendly description of the model (used by ``cartkinetics models --json``)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "reference": self.reference,
+            "population": self.population,
+            "closed_form": self.is_closed_form,
+            "states": dict(self.states),
+            "observations": dict(self.observations),
+            "primary_observation": self.primary_observation,
+            "parameters": [
+                {
+                    "name": p.name,
+                    "unit": p.unit,
+                    "value": p.value,
+                    "lower": p.lower,
+                    "upper": None if not np.isfinite(p.upper) else p.upper,
+                    "log_scale": p.log_scale,
+                    "source": p.source,
+                    "description": p.description,
+                }
+                for p in self.parameters
+            ],
+            "parameter_sets": sorted(self.parameter_sets),
+            "bsv_omega2": dict(self.bsv),
+            "residual_sd": self.residual_sd,
+            "residual_model": self.residual_model,
+            "default_dose": self.default_dose,
+            "dose_unit": self.dose_unit,
+            "notes": self.notes,
+        }
+
+    # ---------------------------------------------------------------- parameters
+    def param_vector(self, params: Any = None) -> np.ndarray:
+        """Full parameter vector in ``param_names`` order.
+
+        Parameters
+        ----------
+        params : None, str, dict, or array-like
+            None -> typical values; str -> a published parameter set (``parameter_sets``);
+            dict name -> value (missing names take typical values); array in
+            ``param_names`` order (length ``n_params``).
+        """
+        p = self.typical.copy()
+        if params is None:
+            return p
+        if isinstance(params, str):
+            if params not in self.parameter_sets:
+                raise CartKineticsError(
+                    f"model {self.name} has no parameter set {params!r}; "
+                    f"it has {sorted(self.parameter_sets)}"
+                )
+            params = self.parameter_sets[params]
+        if isinstance(params, dict) or hasattr(params, "keys"):
+            index = {n: i for i, n in enumerate(self.param_names)}
+            for k, v in dict(params).items():
+                if k not in index:
+                    raise CartKineticsError(
+                        f"model {self.name} has no parameter {k!r}; it has {self.param_names}"
+                    )
+                p[index[k]] = float(v)
+            return p
+        arr = np.asarray(params, dtype=float)
+        if arr.ndim != 1 or arr.shape[0] != self.n_params:
+            raise CartKineticsError(
+                f"model {self.name}: expected {self.n_params} parameter values in the order "
+                f"{self.param_names}, got shape {arr.shape}"
+            )
+        return arr.copy()
+
+    def param_table(self, params_table: Any) -> np.ndarray:
+        """(m, n_params) array from a DataFrame (columns by name; missing -> typical) or array."""
+        if hasattr(params_table, "columns"):
+            cols = list(params_table.columns)
+            table = np.tile(self.typical, (len(params_table), 1))
+            for j, n in enumerate(self.param_names):
+                if n in cols:
+                    table[:, j] = np.asarray(params_table[n], dtype=float)
+            extra = [c for c in cols if c not in self.param_names and c not in self._aux_columns()]
+            if extra:
+                raise CartKineticsError(
+                    f"model {self.name}: parameter table has unknown columns {extra}; "
+                    f"parameters are {self.param_names}"
+                )
+            return table
+        arr = np.asarray(params_table, dtype=float)
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        if arr.ndim != 2 or arr.shape[1] != self.n_params:
+            raise CartKineticsError(
+                f"model {self.name}: expected an (m, {self.n_params}) parameter table in the "
+                f"order {self.param_names}, got shape {arr.shape}"
+            )
+        return arr
+
+    def _aux_columns(self) -> tuple[str, ...]:
+        """Non-parameter columns a parameter table may carry (e.g. covariates)."""
+        return ("patient", "id", "ID", "set")
+
+    @staticmethod
+    def check_times(times: Any) -> np.ndarray:
+        t = np.atleast_1d(np.asarray(times, dtype=float))
+        if t.ndim != 1 or t.size == 0:
+            raise CartKineticsError("times must be a non-empty 1-D array of days")
+        if not np.all(np.isfinite(t)):
+            raise CartKineticsError("times must be finite (days)")
+        if np.any(np.diff(t) < 0):
+            raise CartKineticsError("times must be sorted in increasing order (days)")
+        if t[0] < 0:
+            raise CartKineticsError("times must be >= 0 days (time since the first infusion)")
+        return t
+
+    # ---------------------------------------------------------------- API
+    def solve(self, times: Any, params: Any = None, dose: Any = None, **kwargs: Any) -> Solution:
+        raise NotImplementedError
+
+    def solve_batch(
+        self, times: Any, params_table: Any, dose: Any = None, **kwargs: Any
+    ) -> BatchSolution:
+        raise NotImplementedError
+
+    def sensitivities(
+        self, times: Any, params: Any = None, dose: Any = None, **kwargs: Any
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        raise NotImplementedError
+
+    def log_sensitivities(
+        self, times: Any, params: Any = None, dose: Any = None, **kwargs: Any
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """d log(observed) / d log(params): the scale used by log-normal fits.
+
+        Returns ``(observed, dlogobs_dlogp (nt, np), status)``; entries are
+        ``dobs/dp * p / obs`` (NaN where the observation is zero).
+        """
+        obs, dobs, status = self.sensitivities(times, params, dose, **kwargs)
+        p = self.param_vector(params)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dl = dobs * p[None, :] / obs[:, None]
+        return obs, dl, status
+
+    def __repr__(self) -> str:
+        kind = "closed form" if self.is_closed_form else f"{len(self.states)}-state ODE"
+        return f"<Model {self.name}: {kind}, {self.n_params} parameters>"
