@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     except CartKineticsError as exc:
         print(f"cartkinetics {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into head & co.
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
