@@ -34,7 +34,7 @@ def test_dense_curve_outcomes_converge_to_closed_form():
     def f(t):
         return np.where(
             t < tmax,
-            cmax / 3900 * np.exp(rho * t),
+            cmax / 3900 * np.exp(rho * np.minimum(t, tmax)),
             cmax * ((1 - fb) * np.exp(-a * (t - tmax)) + fb * np.exp(-b * (t - tmax))),
         )
 
