@@ -35,9 +35,18 @@ _LAZY: dict[str, str] = {
     "fit_population": "cartkinetics.fit.population",
     "read_cohort": "cartkinetics.endpoints",
     "cohort_endpoints": "cartkinetics.endpoints",
-    "simulate": "cartkinetics.simulate",
 }
-_SUBMODULES = {"models", "solvers", "fit", "endpoints", "example", "outcomes", "data", "nca"}
+_SUBMODULES = {
+    "models",
+    "solvers",
+    "fit",
+    "endpoints",
+    "example",
+    "outcomes",
+    "data",
+    "nca",
+    "simulate",
+}
 
 __all__ = ["CartKineticsError", "__version__", *_LAZY]
 

@@ -38,7 +38,8 @@ OUTCOME_KEYS: tuple[str, ...] = (
     "persistence_censored",
 )
 LEVEL_DAYS = np.array([28.0, 90.0, 180.0, 365.0])
-_N_OUT = len(OUTCOME_KEYS)
+N_OUTCOMES = len(OUTCOME_KEYS)
+_N_OUT = N_OUTCOMES
 
 
 @njit(cache=True)
@@ -172,6 +173,11 @@ def _outcomes_one(
                 f = (c0 - lloq) / (c0 - c1)
             out[8] = t0 + f * (t1 - t0)
             out[9] = 0.0
+
+
+# public name of the kernel for numba callers that build their own grids per patient:
+# outcomes_into(t, c, lloq, refine_peak, out) fills out[:N_OUTCOMES] in OUTCOME_KEYS order
+outcomes_into = _outcomes_one
 
 
 @njit(cache=True, parallel=True)
