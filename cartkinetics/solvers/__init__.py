@@ -1,0 +1,95 @@
+"""Numba ODE solvers: Tsit5 / Dormand-Prince 5(4), Rodas5P / Rodas4, automatic stiffness
+switching, breakpoints with jumps, batches over threads and forward sensitivities.
+
+A model gives three ``@njit(cache=True)`` functions that write into their last argument
+(``piece`` is the index of the interval between breakpoints, 0 before the first)::
+
+    import numpy as np
+    from numba import njit
+    from cartkinetics.solvers import OdeSystem, solve, solve_batch, solve_sensitivities
+
+    @njit(cache=True)
+    def rhs(t, y, p, piece, dydt):          # one-compartment decay, rate p[0] per day
+        dydt[0] = -p[0] * y[0]
+
+    @njit(cache=True)
+    def jac(t, y, p, piece, J):
+        J[0, 0] = -p[0]
+
+    @njit(cache=True)
+    def dfdp(t, y, p, piece, Jp):
+        Jp[0, 0] = -y[0]
+
+    decay = OdeSystem(rhs, jac, dfdp, n_states=1, n_params=1, name="decay", autonomous=True)
+    days = np.linspace(0.0, 28.0, 29)
+    res = solve(decay, days, y0=[1e6], p=[0.1], breakpoints=[14.0], jumps=[[5e5]])
+    res.y, res.status, res.stats               # (29, 1), 0, counters
+    y, status = solve_batch(decay, days, np.full((100, 1), 1e6), np.random.rand(100, 1))
+    y, S, status = solve_sensitivities(decay, days, [1e6], [0.1])   # S (29, 1, 1)
+
+Status codes (one per problem, never an exception for a failing solve): 0 SUCCESS,
+1 MAX_STEPS, 2 STEP_TOO_SMALL, 3 NON_FINITE, 4 INVALID_INPUT; ``STATUS_MESSAGES[code]`` is a
+sentence. Outputs a failed solve did not reach are NaN. Wrong shapes or a non-OdeSystem raise
+:class:`cartkinetics.errors.CartKineticsError`.
+
+Methods: ``"auto"`` (default) starts with Tsit5 and switches to Rodas5P for the rest of the
+solve when Hairer's stiffness test (h |lambda| from the two last stages above the stability
+boundary on 15 accepted steps) fires; ``"tsit5"``, ``"dopri5"``, ``"rodas5p"``, ``"rodas4"``.
+Each method is its tableau (``cartkinetics.solvers.tableaus``) read by generic numba code.
+
+Batches run chunks of problems on a thread pool (the kernel releases the GIL); the thread
+count is ``numba.get_num_threads()`` unless ``n_threads`` is given, and results are bitwise
+identical whatever the count.
+
+Compilation: one generic kernel receives the model functions as numba first-class functions,
+so it is compiled once (about 30 s) and cached on disk for every model; a new model then
+compiles only its own three functions (about 1 s), and later processes load everything from
+numba's cache in well under a second. ``system.compile()`` does it up front.
+"""
+
+from cartkinetics.solvers.api import (
+    METHODS,
+    STATS_FIELDS,
+    BatchResult,
+    SensitivityBatchResult,
+    SensitivityResult,
+    SolveResult,
+    solve,
+    solve_batch,
+    solve_sensitivities,
+    solve_sensitivities_batch,
+    status_name,
+)
+from cartkinetics.solvers.status import (
+    INVALID_INPUT,
+    MAX_STEPS,
+    NON_FINITE,
+    STATUS_MESSAGES,
+    STATUS_NAMES,
+    STEP_TOO_SMALL,
+    SUCCESS,
+)
+from cartkinetics.solvers.system import OdeSystem, cache_dir
+
+__all__ = [
+    "METHODS",
+    "STATS_FIELDS",
+    "OdeSystem",
+    "SolveResult",
+    "BatchResult",
+    "SensitivityResult",
+    "SensitivityBatchResult",
+    "solve",
+    "solve_batch",
+    "solve_sensitivities",
+    "solve_sensitivities_batch",
+    "status_name",
+    "cache_dir",
+    "STATUS_MESSAGES",
+    "STATUS_NAMES",
+    "SUCCESS",
+    "MAX_STEPS",
+    "STEP_TOO_SMALL",
+    "NON_FINITE",
+    "INVALID_INPUT",
+]

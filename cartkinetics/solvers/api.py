@@ -1,0 +1,477 @@
+"""Python-level solver API: argument checking, broadcasting, result objects."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+
+from cartkinetics.errors import CartKineticsError
+from cartkinetics.solvers.status import STATUS_MESSAGES, STATUS_NAMES
+from cartkinetics.solvers.system import OdeSystem
+from cartkinetics.solvers.tableaus import ExplicitTableau, RosenbrockTableau
+from cartkinetics.solvers.tableaus.dopri5 import DOPRI5
+from cartkinetics.solvers.tableaus.rodas4 import RODAS4
+from cartkinetics.solvers.tableaus.rodas5p import RODAS5P
+from cartkinetics.solvers.tableaus.tsit5 import TSIT5
+
+METHODS: tuple[str, ...] = ("auto", "tsit5", "dopri5", "rodas5p", "rodas4")
+STATS_FIELDS: tuple[str, ...] = (
+    "steps",
+    "rejected",
+    "f_evaluations",
+    "jacobians",
+    "lu_decompositions",
+    "switched_to_stiff",
+)
+
+# kind codes of the kernels
+_EXPLICIT, _ROSENBROCK, _AUTO = 0, 1, 2
+
+
+@dataclass
+class SolveResult:
+    """One solve.
+
+    Attributes
+    ----------
+    t : (nt,) requested times (days).
+    y : (nt, n) states at t; NaN where the solve did not reach (see status).
+    status : int, 0 SUCCESS, 1 MAX_STEPS, 2 STEP_TOO_SMALL, 3 NON_FINITE, 4 INVALID_INPUT.
+    stats : dict of counters (steps, rejected, f_evaluations, jacobians, lu_decompositions,
+        switched_to_stiff).
+    method : str
+    """
+
+    t: np.ndarray
+    y: np.ndarray
+    status: int
+    stats: dict
+    method: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 0
+
+    @property
+    def message(self) -> str:
+        return STATUS_MESSAGES[self.status]
+
+    def __iter__(self) -> Iterator:
+        yield self.y
+        yield self.status
+
+
+@dataclass
+class BatchResult:
+    """Many solves; unpacks as ``y, status = solve_batch(...)``.
+
+    Attributes
+    ----------
+    t : (nt,); y : (m, nt, n); status : (m,) int64; stats : (m, 6) int64 (columns
+    STATS_FIELDS); method : str.
+    """
+
+    t: np.ndarray
+    y: np.ndarray
+    status: np.ndarray
+    stats: np.ndarray
+    method: str
+
+    @property
+    def messages(self) -> list[str]:
+        return [STATUS_MESSAGES[int(s)] for s in self.status]
+
+    def __iter__(self) -> Iterator:
+        yield self.y
+        yield self.status
+
+
+@dataclass
+class SensitivityResult:
+    """One solve with forward sensitivities; unpacks as ``y, S, status``.
+
+    S[i, k, j] = d y_k(t_i) / d p_j.
+    """
+
+    t: np.ndarray
+    y: np.ndarray
+    S: np.ndarray
+    status: int
+    stats: dict
+    method: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 0
+
+    @property
+    def message(self) -> str:
+        return STATUS_MESSAGES[self.status]
+
+    def __iter__(self) -> Iterator:
+        yield self.y
+        yield self.S
+        yield self.status
+
+
+@dataclass
+class SensitivityBatchResult:
+    """Many solves with sensitivities: y (m, nt, n), S (m, nt, n, np), status (m,)."""
+
+    t: np.ndarray
+    y: np.ndarray
+    S: np.ndarray
+    status: np.ndarray
+    stats: np.ndarray
+    method: str = field(default="auto")
+
+    def __iter__(self) -> Iterator:
+        yield self.y
+        yield self.S
+        yield self.status
+
+
+def _tableaus(method: str) -> tuple[int, ExplicitTableau, RosenbrockTableau]:
+    m = str(method).lower()
+    if m == "auto":
+        return _AUTO, TSIT5, RODAS5P
+    if m == "tsit5":
+        return _EXPLICIT, TSIT5, RODAS5P
+    if m == "dopri5":
+        return _EXPLICIT, DOPRI5, RODAS5P
+    if m == "rodas5p":
+        return _ROSENBROCK, TSIT5, RODAS5P
+    if m == "rodas4":
+        return _ROSENBROCK, TSIT5, RODAS4
+    raise CartKineticsError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+
+
+def _as_float(x, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    try:
+        a = np.asarray(x, dtype=np.float64)
+        if a.ndim:
+            a = np.ascontiguousarray(a)
+    except (TypeError, ValueError) as exc:
+        raise CartKineticsError(f"{name} must be numeric ({exc})") from None
+    if shape is not None and a.shape != shape:
+        raise CartKineticsError(f"{name} must have shape {shape}, got {a.shape}")
+    if not a.flags.writeable:  # read-only arrays would compile a second kernel specialisation
+        a = a.copy()
+    return a
+
+
+def _broadcast(x, name: str, m: int, tail: tuple[int, ...]) -> np.ndarray:
+    """Accept tail-shaped (shared by all problems) or (m, *tail) arrays."""
+    a = _as_float(x, name)
+    if a.shape == tail:
+        return np.broadcast_to(a, (m, *tail)).copy()  # writable: one kernel type
+    if a.shape == (m, *tail):
+        return a
+    raise CartKineticsError(f"{name} must have shape {tail} or {(m, *tail)}, got {a.shape}")
+
+
+def _prepare(system, t_eval, Y0, P, breakpoints, jumps, dtb_dp, dy0_dp, t0, atol, sens, single):
+    """Normalise inputs to the kernels' (m, ...) arrays."""
+    if not isinstance(system, OdeSystem):
+        raise CartKineticsError(f"system must be an OdeSystem, got {type(system).__name__}")
+    n, npar = system.n_states, system.n_params
+    t_eval = _as_float(t_eval, "t_eval")
+    if t_eval.ndim != 1:
+        raise CartKineticsError(f"t_eval must be one-dimensional, got shape {t_eval.shape}")
+    P = _as_float(P, "p" if single else "P")
+    if single:
+        P = P.reshape(1, -1) if P.ndim == 1 else P
+    if P.ndim != 2 or P.shape[1] != npar:
+        raise CartKineticsError(
+            f"parameters must have shape {'(n_params,)' if single else '(m, n_params)'} with "
+            f"n_params={npar} for model '{system.name}', got {np.shape(P)}"
+        )
+    m = P.shape[0]
+    Y0 = _broadcast(Y0, "y0" if single else "Y0", m, (n,))
+    if breakpoints is None:
+        BPS = np.empty((m, 0))
+    else:
+        b = _as_float(breakpoints, "breakpoints")
+        if b.ndim == 1:
+            BPS = np.broadcast_to(b, (m, b.shape[0])).copy()
+        elif b.ndim == 2 and b.shape[0] == m and not single:
+            BPS = b
+        else:
+            raise CartKineticsError(f"breakpoints must have shape (k,) or (m, k), got {b.shape}")
+    k = BPS.shape[1]
+    JUMPS = np.zeros((m, k, n)) if jumps is None else _broadcast(jumps, "jumps", m, (k, n))
+    if t0 is None:
+        t0v = float(t_eval[0]) if t_eval.size else 0.0
+        T0 = np.full(m, t0v)
+    else:
+        T0 = np.broadcast_to(_as_float(t0, "t0"), (m,)).copy()
+    atol = _as_float(atol, "atol")
+    if atol.ndim == 0:
+        atol_n = np.full(n, float(atol))
+    elif atol.shape == (n,):
+        atol_n = atol
+    else:
+        raise CartKineticsError(f"atol must be a scalar or have shape ({n},), got {atol.shape}")
+    if sens:
+        if system.dfdp is None:
+            raise CartKineticsError(
+                f"model '{system.name}' has no dfdp function: sensitivities need df/dp"
+            )
+        if dtb_dp is None:
+            DTB = np.zeros((m, k, npar))
+        else:
+            DTB = _broadcast(dtb_dp, "dtb_dp", m, (k, npar))
+        if dy0_dp is None:
+            S0 = np.zeros((m, n, npar))
+        else:
+            S0 = _broadcast(dy0_dp, "dy0_dp", m, (n, npar))
+        N = n * (1 + npar)
+        Y0a = np.empty((m, N))
+        Y0a[:, :n] = Y0
+        # column-major: S[:, j] contiguous
+        Y0a[:, n:] = np.transpose(S0, (0, 2, 1)).reshape(m, n * npar)
+        # sensitivities of a parameter of size |p_j| get atol / |p_j| (controls p_j dy/dp_j)
+        scale = np.abs(P)
+        scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+        ATOL = np.empty((m, N))
+        ATOL[:, :n] = atol_n
+        ATOL[:, n:] = (atol_n[None, None, :] / scale[:, :, None]).reshape(m, n * npar)
+        Y0 = Y0a
+    else:
+        DTB = np.zeros((m, k, max(npar, 0)))
+        ATOL = np.broadcast_to(atol_n, (m, n)).copy()
+    return t_eval, T0, Y0, P, BPS, JUMPS, DTB, ATOL
+
+
+def _run(system, t_eval, T0, Y0, P, BPS, JUMPS, DTB, ATOL, method, rtol, max_steps, first_step,
+         sens, parallel, n_threads=None):
+    kind, et, rt = _tableaus(method)
+    from cartkinetics.solvers import _kernels  # compiled (or loaded from cache) on first use
+
+    f_rhs, f_jac, f_dfdp = system.functions()
+    m, N = Y0.shape
+    OUT = np.empty((m, t_eval.shape[0], N))
+    STATS = np.zeros((m, len(STATS_FIELDS)), dtype=np.int64)
+    STATUS = np.zeros(m, dtype=np.int64)
+
+    def run_chunk(a: int, b: int) -> None:
+        _kernels.solve_serial(
+            f_rhs, f_jac, f_dfdp, T0[a:b], t_eval, Y0[a:b], P[a:b], BPS[a:b], JUMPS[a:b], DTB[a:b],
+            np.int64(system.n_states), np.int64(system.n_params), bool(sens), np.int64(kind),
+            system.jac is not None, system.autonomous,
+            et.a, et.b, et.e, et.c, et.dense, float(et.error_order), float(et.stiff_threshold),
+            rt.a, rt.C, float(rt.gamma), rt.c, rt.d, rt.b, rt.e, rt.H, float(rt.error_order),
+            float(rtol), ATOL[a:b], np.int64(max_steps), float(first_step),
+            OUT[a:b], STATS[a:b], STATUS[a:b],
+        )
+
+    threads = n_threads if n_threads is not None else numba.get_num_threads()
+    if not parallel or threads <= 1 or m < 2:
+        run_chunk(0, m)
+        return OUT, STATS, STATUS
+    # the kernel releases the GIL: chunks on a thread pool; small chunks balance uneven solves
+    n_chunks = min(m, threads * 8)
+    edges = np.linspace(0, m, n_chunks + 1).astype(np.int64)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        futures = [
+            pool.submit(run_chunk, int(edges[i]), int(edges[i + 1])) for i in range(n_chunks)
+        ]
+        for fut in futures:
+            fut.result()
+    return OUT, STATS, STATUS
+
+
+def _stats_dict(row: np.ndarray) -> dict:
+    return {k: int(v) for k, v in zip(STATS_FIELDS, row, strict=True)}
+
+
+def solve(
+    system: OdeSystem,
+    t_eval,
+    y0,
+    p,
+    breakpoints=None,
+    jumps=None,
+    method: str = "auto",
+    rtol: float = 1e-6,
+    atol=1e-9,
+    max_steps: int = 100_000,
+    first_step: float = 0.0,
+    t0: float | None = None,
+) -> SolveResult:
+    """Solve one initial value problem and return the states at ``t_eval``.
+
+    Parameters
+    ----------
+    system : OdeSystem
+    t_eval : (nt,) sorted output times (days); the solution is interpolated (dense output),
+        steps are never forced onto them.
+    y0 : (n,) state at ``t0``.
+    p : (n_params,) parameters, passed unchanged to the model functions.
+    breakpoints : (k,) sorted times (days) or None. Integration stops exactly at each one and
+        restarts with a fresh step; ``piece`` increments and ``jumps[k]`` is added to the state.
+        A sample at a breakpoint time reports the state *before* the jump. ``+inf`` entries
+        are ignored. A breakpoint at ``t0`` is applied before the start (after writing the
+        output at ``t0``).
+    jumps : (k, n) or None (no jumps).
+    method : "auto" (Tsit5 with Hairer's stiffness test, switching to Rodas5P for the rest
+        of the solve once stiffness is detected), "tsit5", "dopri5", "rodas5p", "rodas4".
+    rtol : relative tolerance; atol : absolute tolerance, scalar or (n,) (state units).
+    max_steps : maximum number of steps (accepted + rejected) for the whole solve.
+    first_step : initial step (days); 0 selects it automatically (Hairer's algorithm),
+        at the start and after every breakpoint.
+    t0 : start time; default ``t_eval[0]``.
+
+    Returns
+    -------
+    SolveResult with ``y`` (nt, n), ``status`` and ``stats``. Outputs the solver did not
+    reach are NaN; invalid numbers in the inputs give status 4 (INVALID_INPUT), wrong shapes
+    raise CartKineticsError.
+    """
+    t_eval, T0, Y0, P, BPS, JUMPS, DTB, ATOL = _prepare(
+        system, t_eval, y0, p, breakpoints, jumps, None, None, t0, atol, False, True
+    )
+    OUT, STATS, STATUS = _run(system, t_eval, T0, Y0, P, BPS, JUMPS, DTB, ATOL, method, rtol,
+                              max_steps, first_step, False, False)
+    return SolveResult(t_eval, OUT[0], int(STATUS[0]), _stats_dict(STATS[0]), str(method))
+
+
+def solve_batch(
+    system: OdeSystem,
+    t_eval,
+    Y0,
+    P,
+    breakpoints=None,
+    jumps=None,
+    method: str = "auto",
+    rtol: float = 1e-6,
+    atol=1e-9,
+    max_steps: int = 100_000,
+    first_step: float = 0.0,
+    t0=None,
+    parallel: bool = True,
+    n_threads: int | None = None,
+) -> BatchResult:
+    """Solve m problems (parameter sets) in one call, in parallel over numba threads.
+
+    Parameters
+    ----------
+    Y0 : (m, n) or (n,) initial states; P : (m, n_params) parameters.
+    breakpoints : (k,) shared or (m, k) per problem, padded with +inf; jumps : (k, n) or
+        (m, k, n). t0 : scalar or (m,). Other arguments as in :func:`solve`.
+    parallel : solve chunks of problems on a thread pool; the numba kernel releases the GIL.
+    n_threads : number of threads; default ``numba.get_num_threads()`` (so
+        ``numba.set_num_threads`` applies). Every problem is solved by the same serial code,
+        so results do not depend on the thread count.
+
+    Returns
+    -------
+    BatchResult (unpacks as ``y, status``): y (m, nt, n), status (m,), stats (m, 6).
+    A failing problem gets its status and NaN outputs and never stops the others.
+    """
+    t_eval, T0, Y0, P, BPS, JUMPS, DTB, ATOL = _prepare(
+        system, t_eval, Y0, P, breakpoints, jumps, None, None, t0, atol, False, False
+    )
+    OUT, STATS, STATUS = _run(system, t_eval, T0, Y0, P, BPS, JUMPS, DTB, ATOL, method, rtol,
+                              max_steps, first_step, False, parallel, n_threads)
+    return BatchResult(t_eval, OUT, STATUS, STATS, str(method))
+
+
+def _split_sens(OUT: np.ndarray, n: int, npar: int) -> tuple[np.ndarray, np.ndarray]:
+    m, nt, _ = OUT.shape
+    y = OUT[:, :, :n]
+    S = OUT[:, :, n:].reshape(m, nt, npar, n).transpose(0, 1, 3, 2)
+    return np.ascontiguousarray(y), np.ascontiguousarray(S)
+
+
+def solve_sensitivities(
+    system: OdeSystem,
+    t_eval,
+    y0,
+    p,
+    dy0_dp=None,
+    breakpoints=None,
+    dtb_dp=None,
+    jumps=None,
+    method: str = "auto",
+    rtol: float = 1e-6,
+    atol=1e-9,
+    max_steps: int = 100_000,
+    first_step: float = 0.0,
+    t0: float | None = None,
+) -> SensitivityResult:
+    """Solve with forward sensitivities S = dy/dp (S' = J S + df/dp, S(t0) = dy0_dp).
+
+    Parameters
+    ----------
+    dy0_dp : (n, n_params) or None (zeros): derivative of the initial state.
+    dtb_dp : (k, n_params) or None (zeros): derivative of each breakpoint time with respect
+        to the parameters (e.g. Stein's switch at Tmax). At such a breakpoint
+        ``S+ = S- + (f_before - f_after) dtb/dp``. Jumps are taken as parameter-independent.
+    Error control includes the sensitivities with ``atol / |p_j|`` (i.e. it controls
+    ``p_j dy/dp_j``). Other arguments as in :func:`solve`.
+
+    Returns
+    -------
+    SensitivityResult (unpacks as ``y, S, status``): y (nt, n), S (nt, n, n_params).
+    """
+    t_eval, T0, Y0, P, BPS, JUMPS, DTB, ATOL = _prepare(
+        system, t_eval, y0, p, breakpoints, jumps, dtb_dp, dy0_dp, t0, atol, True, True
+    )
+    OUT, STATS, STATUS = _run(system, t_eval, T0, Y0, P, BPS, JUMPS, DTB, ATOL, method, rtol,
+                              max_steps, first_step, True, False)
+    y, S = _split_sens(OUT, system.n_states, system.n_params)
+    return SensitivityResult(t_eval, y[0], S[0], int(STATUS[0]), _stats_dict(STATS[0]), str(method))
+
+
+def solve_sensitivities_batch(
+    system: OdeSystem,
+    t_eval,
+    Y0,
+    P,
+    dY0_dp=None,
+    breakpoints=None,
+    dtb_dp=None,
+    jumps=None,
+    method: str = "auto",
+    rtol: float = 1e-6,
+    atol=1e-9,
+    max_steps: int = 100_000,
+    first_step: float = 0.0,
+    t0=None,
+    parallel: bool = True,
+    n_threads: int | None = None,
+) -> SensitivityBatchResult:
+    """Batch version of :func:`solve_sensitivities`: dY0_dp (n, np) or (m, n, np), dtb_dp
+    (k, np) or (m, k, np). Returns y (m, nt, n), S (m, nt, n, np), status (m,)."""
+    t_eval, T0, Y0, P, BPS, JUMPS, DTB, ATOL = _prepare(
+        system, t_eval, Y0, P, breakpoints, jumps, dtb_dp, dY0_dp, t0, atol, True, False
+    )
+    OUT, STATS, STATUS = _run(system, t_eval, T0, Y0, P, BPS, JUMPS, DTB, ATOL, method, rtol,
+                              max_steps, first_step, True, parallel, n_threads)
+    y, S = _split_sens(OUT, system.n_states, system.n_params)
+    return SensitivityBatchResult(t_eval, y, S, STATUS, STATS, str(method))
+
+
+def status_name(code: int) -> str:
+    """Short name of a status code ("SUCCESS", "MAX_STEPS", ...)."""
+    return STATUS_NAMES[int(code)]
+
+
+def _warmup(system: OdeSystem, sensitivities: bool = False, parallel: bool = True) -> None:
+    """Trigger compilation (or cache loading) of the kernels with a tiny problem."""
+    n, npar = system.n_states, system.n_params
+    y0 = np.ones(n)
+    p = np.ones(npar)
+    t = np.array([0.0, 1e-3])
+    solve(system, t, y0, p, max_steps=10)
+    if parallel:
+        solve_batch(system, t, np.ones((2, n)), np.ones((2, npar)), max_steps=10)
+    if sensitivities and system.dfdp is not None:
+        solve_sensitivities(system, t, y0, p, max_steps=10)
+        if parallel:
+            solve_sensitivities_batch(system, t, np.ones((2, n)), np.ones((2, npar)), max_steps=10)

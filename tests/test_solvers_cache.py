@@ -1,0 +1,43 @@
+"""The solver kernel is compiled once and loaded from numba's file cache in a new process."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from test_solvers_problems import LOGISTIC
+
+from cartkinetics.solvers import solve
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SCRIPT = """
+import numpy as np
+from cartkinetics.solvers import solve, _kernels
+from test_solvers_problems import LOGISTIC
+r = solve(LOGISTIC, [0.0, 1.0], [1.0], [1.0, 10.0])
+stats = _kernels.solve_serial.stats
+print(r.status, sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
+"""
+
+
+def test_kernel_loaded_from_cache_in_fresh_process():
+    solve(LOGISTIC, [0.0, 1.0], [1.0], [1.0, 10.0])  # make sure the cache is populated
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"), env.get("PYTHONPATH", "")])
+    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env,
+                         cwd=ROOT, timeout=600)
+    assert out.returncode == 0, out.stderr
+    status, hits, misses = (int(v) for v in out.stdout.split())
+    assert status == 0
+    assert hits == 1 and misses == 0
+
+
+def test_pickled_system_solves_again():
+    import pickle
+
+    again = pickle.loads(pickle.dumps(LOGISTIC))
+    r1 = solve(again, np.linspace(0, 5, 6), [1.0], [1.0, 10.0])
+    r2 = solve(LOGISTIC, np.linspace(0, 5, 6), [1.0], [1.0, 10.0])
+    np.testing.assert_array_equal(r1.y, r2.y)
