@@ -14,7 +14,9 @@ The Wilcoxon p-value is exact (``scipy.stats.wilcoxon(method="exact")``) when th
 differences have no ties and no zeros; otherwise it comes from the exact permutation
 distribution of the signed-rank statistic (``scipy.stats.PermutationMethod``, every sign
 pattern enumerated up to 16 non-zero pairs, Monte Carlo with 99,999 beyond), zeros dropped
-(Wilcoxon's convention). The test used is named in the output.
+(Wilcoxon's convention). Above ``EXACT_MAX`` (200) non-zero pairs the p-value and the
+Hodges-Lehmann critical value use the normal approximation of the signed-rank null (tie- and
+continuity-corrected). The test used is named in the output.
 """
 
 from __future__ import annotations
@@ -32,16 +34,28 @@ METRICS = ("cmax", "tmax", "auc_0_28")
 RATIO_METRICS = ("cmax", "auc_0_28")
 #: keys of each metric's result (ratio metrics use ratio_gm, tmax median_difference)
 RESULT_KEYS = ("median_first", "median_second", "ci_low", "ci_high", "p_value", "test")
+#: NCA flag of an AUC0-28 that ends before day 28 (a lower bound)
+TRUNCATED = "auc_0_28_truncated"
+
+
+#: above this many non-zero pairs the signed-rank null is taken as normal: the exact one
+#: costs O(n^3) (scipy's exact p takes ~3 s at n = 1000 and underflows to 0 at n = 2000)
+EXACT_MAX = 200
 
 
 def _signed_rank_null(n: int) -> np.ndarray:
-    """Counts of subsets of {1..n} by rank sum: the exact null of the signed-rank statistic."""
+    """P(T = t), t = 0..n(n+1)/2: the exact null distribution of the signed-rank statistic.
+
+    Built as probabilities (halved at each rank) rather than counts of subsets, which
+    overflow a float past n ~ 1000.
+    """
     m = n * (n + 1) // 2
-    counts = np.zeros(m + 1, dtype=float)
-    counts[0] = 1.0
+    prob = np.zeros(m + 1, dtype=float)
+    prob[0] = 1.0
     for r in range(1, n + 1):
-        counts[r:] = counts[r:] + counts[: m + 1 - r].copy()
-    return counts
+        prob[r:] = 0.5 * (prob[r:] + prob[: m + 1 - r].copy())
+        prob[:r] *= 0.5
+    return prob
 
 
 def hodges_lehmann_ci(d: np.ndarray, level: float = 0.95) -> tuple[float, float, float, float]:
@@ -50,7 +64,9 @@ def hodges_lehmann_ci(d: np.ndarray, level: float = 0.95) -> tuple[float, float,
     The CI is [W_(k+1), W_(M-k)] over the M = n(n+1)/2 sorted Walsh averages
     (d_i + d_j)/2, i <= j, with k the largest integer such that P(T <= k) <= (1-level)/2
     under the exact signed-rank null (Hollander & Wolfe, Nonparametric Statistical Methods,
-    section 3.3). Exact without ties; conservative-approximate with them.
+    section 3.3). Exact without ties; conservative-approximate with them. Above
+    ``EXACT_MAX`` pairs k comes from the normal approximation of the null (mean M/2,
+    variance n(n+1)(2n+1)/24, continuity-corrected).
 
     Returns
     -------
@@ -64,9 +80,14 @@ def hodges_lehmann_ci(d: np.ndarray, level: float = 0.95) -> tuple[float, float,
     i, j = np.triu_indices(n)
     walsh = np.sort((d[i] + d[j]) / 2.0)
     est = float(np.median(walsh))
-    counts = _signed_rank_null(n)
-    cdf = np.cumsum(counts) / 2.0**n
     alpha2 = (1.0 - level) / 2.0
+    if n > EXACT_MAX:
+        mean = walsh.size / 2.0
+        sd = math.sqrt(n * (n + 1) * (2 * n + 1) / 24.0)
+        k = int(math.floor(mean - 0.5 + float(stats.norm.ppf(alpha2)) * sd))
+        achieved = 1.0 - 2.0 * float(stats.norm.cdf((k + 0.5 - mean) / sd))
+        return est, float(walsh[k]), float(walsh[walsh.size - 1 - k]), achieved
+    cdf = np.cumsum(_signed_rank_null(n))
     ok = np.flatnonzero(cdf <= alpha2 + 1e-12)
     if ok.size == 0:
         return est, math.nan, math.nan, math.nan
@@ -83,6 +104,17 @@ def wilcoxon_signed_rank(d: np.ndarray) -> tuple[float, str]:
         return (math.nan if d.size == 0 else 1.0), "Wilcoxon signed-rank (no non-zero differences)"
     ties = np.unique(np.abs(nz)).size < nz.size
     zeros = nz.size < d.size
+    if nz.size == 1:
+        # both sign patterns of a single difference are as extreme as the one observed
+        why = " (zeros dropped)" if zeros else ""
+        return 1.0, f"Wilcoxon signed-rank, exact (one non-zero difference{why})"
+    if nz.size > EXACT_MAX:
+        # large cohorts: normal approximation with scipy's tie correction, zeros dropped
+        res = stats.wilcoxon(nz, method="asymptotic", correction=True)
+        return float(res.pvalue), (
+            "Wilcoxon signed-rank, normal approximation (continuity- and tie-corrected"
+            + ("; zeros dropped)" if zeros else ")")
+        )
     if not ties and not zeros:
         res = stats.wilcoxon(d, method="exact")
         return float(res.pvalue), "Wilcoxon signed-rank, exact"
@@ -187,6 +219,10 @@ def compare_infusions(
         hodges_lehmann} (days); ``pairs``: DataFrame per patient with the first and second
         values, ``cmax_ratio``, ``auc_0_28_ratio`` and ``tmax_difference``. A pair missing a
         metric (NaN, or a non-positive level for a ratio) is left out of that metric only.
+        When the table has NCA's ``auc_0_28_truncated`` column, a pair with either AUC0-28
+        truncated (the series ends before day 28: a lower bound) is left out of
+        ``auc_0_28``; ``auc_0_28["n_truncated_excluded"]`` counts them and ``pairs`` gets
+        the flag column.
 
     Raises
     ------
@@ -201,7 +237,7 @@ def compare_infusions(
         raise CartKineticsError(
             f"compare_infusions needs columns {need}; missing {missing}", column=missing[0]
         )
-    t = table.rename(columns={lower[c]: c for c in need + ["assay"] if c in lower})
+    t = table.rename(columns={lower[c]: c for c in [*need, "assay", TRUNCATED] if c in lower})
     if "assay" in t.columns:
         if assay is not None:
             t = t[t["assay"] == assay]
@@ -228,15 +264,27 @@ def compare_infusions(
         for m in RATIO_METRICS:
             pairs[f"{m}_ratio"] = pairs[f"{m}_second"] / pairs[f"{m}_first"]
     pairs["tmax_difference"] = pairs["tmax_second"] - pairs["tmax_first"]
+    # an NCA AUC0-28 that stops before day 28 is a lower bound (nca: auc_0_28_truncated):
+    # a ratio of lower bounds is no exposure ratio, so such pairs leave the AUC comparison
+    truncated = np.zeros(len(patients), dtype=bool)
+    if TRUNCATED in t.columns and patients:
+        flag = t[TRUNCATED].fillna(False).astype(bool)
+        ta = flag[t["infusion"] == first].set_axis(a.index)
+        tb = flag[t["infusion"] == second].set_axis(b.index)
+        truncated = ta.loc[patients].to_numpy() | tb.loc[patients].to_numpy()
+        pairs[TRUNCATED] = truncated
     out: dict[str, Any] = {"n_pairs": len(patients)}
     for m in METRICS:
         x, y = pairs[f"{m}_first"].to_numpy(), pairs[f"{m}_second"].to_numpy()
         ok = np.isfinite(x) & np.isfinite(y)
         if m in RATIO_METRICS:
             ok &= (x > 0) & (y > 0)
+            if m == "auc_0_28":
+                ok &= ~truncated
             out[m] = _ratio_summary(x[ok], y[ok], level)
         else:
             out[m] = _difference_summary(x[ok], y[ok], level)
+    out["auc_0_28"]["n_truncated_excluded"] = int(truncated.sum())
     out["pairs"] = pairs
     return out
 
@@ -274,8 +322,10 @@ def format_compare(result: dict[str, Any]) -> str:
         if m in RATIO_METRICS:
             est = f"GM ratio {r['ratio_gm']:.3g} (95% CI {r['ci_low']:.3g}-{r['ci_high']:.3g})"
         else:
+            # the distribution-free CI belongs to the Hodges-Lehmann estimate, not the median
             est = (
-                f"median difference {r['median_difference']:+.3g} d "
+                f"median difference {r['median_difference']:+.3g} d; Hodges-Lehmann "
+                f"{r.get('hodges_lehmann', math.nan):+.3g} d "
                 f"(95% CI {r['ci_low']:.3g} to {r['ci_high']:.3g})"
             )
         lines.append(
@@ -283,4 +333,9 @@ def format_compare(result: dict[str, Any]) -> str:
             f"(n = {r['n']}); {est}; "
             f"p = {r['p_value']:.4g} [{r['test']}]"
         )
+        if r.get("n_truncated_excluded"):
+            lines.append(
+                f"            {r['n_truncated_excluded']} pair(s) left out: AUC0-28 truncated "
+                "before day 28 (a lower bound)"
+            )
     return "\n".join(lines)

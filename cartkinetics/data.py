@@ -175,14 +175,17 @@ class Series:
 
     @property
     def key(self) -> tuple[str, int, str]:
+        """(patient, infusion, assay)."""
         return (self.patient, self.infusion, self.assay)
 
     @property
     def n_obs(self) -> int:
+        """Number of observations (quantifiable and BLQ)."""
         return int(self.day.shape[0])
 
     @property
     def n_blq(self) -> int:
+        """Number of BLQ (left-censored) observations."""
         return int(np.count_nonzero(self.blq))
 
     def __repr__(self) -> str:
@@ -211,12 +214,16 @@ class KineticsData:
         From NONMEM dose rows (AMT), where present.
     layout : str
         ``native``, ``nonmem`` or ``mixed`` (after :meth:`concat`).
+    notes : list of str
+        What the reader decided that the rows alone do not show (e.g. several dose rows
+        of one occasion summed into one dose); printed by :meth:`describe`.
     """
 
     observations: pd.DataFrame
     patients: pd.DataFrame | None = None
     doses: dict[tuple[str, int], float] = field(default_factory=dict)
     layout: str = "native"
+    notes: list[str] = field(default_factory=list)
 
     # ------------------------------------------------------------------ views
     def series(self, assay: str | None = None) -> list[Series]:
@@ -269,6 +276,7 @@ class KineticsData:
 
     @property
     def patient_ids(self) -> list[str]:
+        """Patients with at least one used or censored observation, sorted."""
         obs = self.observations
         return sorted(obs.loc[obs["status"] != "excluded", "patient"].unique().tolist())
 
@@ -292,6 +300,8 @@ class KineticsData:
             "series": int(kept.groupby(["patient", "infusion", "assay"]).ngroups),
             "reasons": reasons,
         }
+        if self.notes:
+            out["notes"] = list(self.notes)
         if self.patients is not None:
             known = set(self.patients["patient"])
             out["patients_without_covariates"] = sorted(set(self.patient_ids) - known)
@@ -310,6 +320,7 @@ class KineticsData:
                 lines.append(f"  {st}: {n} x {reason}")
         if s.get("patients_without_covariates"):
             lines.append("  no covariates for: " + ", ".join(s["patients_without_covariates"]))
+        lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
     def join_patients(self, table: pd.DataFrame) -> pd.DataFrame:
@@ -327,13 +338,26 @@ class KineticsData:
 
     # ------------------------------------------------------------------ combine
     @classmethod
-    def concat(cls, items: Iterable[KineticsData]) -> KineticsData:
+    def concat(
+        cls, items: Iterable[KineticsData], *, allow_split_series: bool = False
+    ) -> KineticsData:
         """Combine data sets (e.g. one file per response group).
+
+        Parameters
+        ----------
+        items : iterable of KineticsData
+        allow_split_series : bool
+            Accept one series (patient x infusion x assay) whose rows come from several
+            sets (e.g. early and late follow-up exported apart). By default that is an
+            error: files that number their patients alike (1, 2, ...) would otherwise merge
+            different patients into one series; give them a ``patient_prefix``. Different
+            assays of one patient from different files are always accepted.
 
         Raises
         ------
         CartKineticsError
-            When two sets hold the same (patient, infusion, day, assay) observation.
+            When two sets hold the same (patient, infusion, day, assay) observation, or
+            (unless ``allow_split_series``) the same series.
         """
         items = list(items)
         if not items:
@@ -350,6 +374,25 @@ class KineticsData:
                 source=r["source"],
                 row=int(r["source_row"]),
             )
+        if not allow_split_series and len(items) > 1:
+            set_no = np.repeat(np.arange(len(items)), [len(it.observations) for it in items])
+            kept_set = pd.Series(set_no[kept.index.to_numpy()], index=kept.index)
+            n_sets = kept_set.groupby(
+                [kept["patient"], kept["infusion"], kept["assay"]]
+            ).nunique()
+            if (n_sets > 1).any():
+                p, inf, a = n_sets[n_sets > 1].index[0]
+                rows = kept[(kept["patient"] == p) & (kept["infusion"] == inf)
+                            & (kept["assay"] == a)]
+                sources = sorted(set(rows["source"]))
+                raise CartKineticsError(
+                    f"series (patient {p}, infusion {inf}, assay {a}) has rows in more than "
+                    f"one data set ({', '.join(sources)}): use patient_prefix when files "
+                    "number their patients alike, or allow_split_series=True when the files "
+                    "really hold parts of the same series",
+                    source=str(rows["source"].iloc[-1]),
+                    row=int(rows["source_row"].iloc[-1]),
+                )
         tables = [it.patients for it in items if it.patients is not None]
         patients = None
         if tables:
@@ -362,7 +405,10 @@ class KineticsData:
         for it in items:
             doses.update(it.doses)
         layouts = {it.layout for it in items}
-        return cls(obs, patients, doses, layouts.pop() if len(layouts) == 1 else "mixed")
+        notes = [n for it in items for n in it.notes]
+        return cls(
+            obs, patients, doses, layouts.pop() if len(layouts) == 1 else "mixed", notes
+        )
 
 
 # ---------------------------------------------------------------------- parsing helpers
@@ -405,13 +451,28 @@ def natural_key(text: str) -> tuple:
     )
 
 
-def _patient_id(raw: Any) -> str:
-    """Patient identifier as text; 1, 1.0 and "1" are the same patient."""
+# a whole number written as a float ("1.0", "1.0000E+00"): NONMEM tables and float columns
+_FLOAT_ID = re.compile(r"^[+-]?(?:\d+\.\d*|\d*\.?\d+[eE][+-]?\d+)$")
+
+
+def patient_id(raw: Any) -> str:
+    """Patient identifier as text; 1, 1.0, "1.0" and "1" are the same patient ("01" is not).
+
+    Used by every table reader (kinetics, patients, cohort) so that their ids join.
+    """
     if isinstance(raw, float | np.floating) and float(raw).is_integer():
         return str(int(raw))
     if isinstance(raw, int | np.integer):
         return str(int(raw))
-    return str(raw).strip()
+    text = str(raw).strip()
+    if _FLOAT_ID.match(text):
+        v = float(text)
+        if math.isfinite(v) and v.is_integer():
+            return str(int(v))
+    return text
+
+
+_patient_id = patient_id
 
 
 def _flag(raw: Any) -> bool | None:
@@ -664,6 +725,18 @@ def read_kinetics(
             raise CartKineticsError(f"cannot read as CSV: {exc}", source=src) from exc
     if frame.shape[1] == 0:
         raise CartKineticsError("no columns", source=src)
+    if frame.shape[1] == 1 and not isinstance(source, pd.DataFrame):
+        header = str(frame.columns[0])
+        for sep, name in (("\t", "tabs"), (";", "semicolons"), (" ", "spaces")):
+            if sep in header.strip():
+                # e.g. a NONMEM table or a European spreadsheet export
+                raise CartKineticsError(
+                    f"the header {header!r} looks separated by {name}: only comma-separated "
+                    "files are read; convert it (e.g. pandas.read_csv(path, sep=None, "
+                    "engine='python')) and pass the DataFrame",
+                    source=src,
+                    row=0,
+                )
     if len(frame) == 0:
         raise CartKineticsError("no data rows (only a header)", source=src)
     layout, cols = _resolve_columns(list(frame.columns), opts["columns"], layout, src)
@@ -686,9 +759,11 @@ def read_kinetics(
         if default_lloq is None or not math.isfinite(default_lloq) or default_lloq <= 0:
             raise CartKineticsError(f"lloq must be a positive number, got {opts['lloq']!r}")
     keep, filter_reasons = _filter_mask(frame, opts["filter"], src)
+    if "assay" not in cols:
+        _check_one_observation_type(frame, cols, keep, src)
     rd = _Reader(src, cols, layout)
     placeholders = _normalise_blq_values(opts["blq_values"])
-    records, doses = _parse(
+    records, doses, notes = _parse(
         frame, rd, keep, filter_reasons, placeholders, known_assays, opts, default_lloq
     )
     obs = pd.DataFrame.from_records(records, columns=OBSERVATION_COLUMNS)
@@ -696,11 +771,47 @@ def read_kinetics(
     obs["blq"] = obs["blq"].astype(bool)
     obs["source_row"] = obs["source_row"].astype(int)
     _check_duplicates(obs, rd)
+    _check_one_unit_per_series(obs, rd)
     _check_patients_observed(obs, rd)
     table = None
     if patients is not None:
         table = read_patients(patients, patient_prefix=opts["patient_prefix"])
-    return KineticsData(obs, table, doses, layout)
+    return KineticsData(obs, table, doses, layout, notes)
+
+
+#: columns that tell observation types apart in NONMEM/Monolix files (lower case)
+_OBS_TYPE_COLUMNS = ("dvid", "ytype", "y_id", "yid", "obsid", "cmt")
+
+
+def _check_one_observation_type(
+    frame: pd.DataFrame, cols: dict[str, str], keep: np.ndarray, source: str
+) -> None:
+    """Refuse to read several observation types (DVID, CMT, y_ID ...) as one assay.
+
+    Without an assay column every observation row becomes the one ``assay=``: CAR-T levels
+    and, say, tumour burden would be merged into one series.
+    """
+    used = set(cols.values())
+    obs_rows = keep.copy()
+    for fld, bad in (("evid", lambda v: v not in (None, 0.0)), ("mdv", lambda v: v == 1.0)):
+        if fld in cols:
+            vals = [_to_float(x) for x in frame[cols[fld]].tolist()]
+            obs_rows &= ~np.array([bad(v) for v in vals], dtype=bool)
+    for c in frame.columns:
+        if str(c).strip().lower() not in _OBS_TYPE_COLUMNS or c in used:
+            continue
+        values = [v for v, k in zip(frame[c].tolist(), obs_rows, strict=True)
+                  if k and not _is_missing(v)]
+        distinct = sorted({str(v).strip() for v in values}, key=natural_key)
+        if len(distinct) > 1:
+            raise CartKineticsError(
+                f"column {c} holds several observation types ({', '.join(distinct)}) and "
+                f"the file has no assay column: keep one with filter={{{str(c)!r}: "
+                f"{distinct[0]}}} (--mapping '{{\"filter\": {{\"{c}\": {distinct[0]}}}}}') "
+                "and say which assay it is",
+                source=source,
+                column=str(c),
+            )
 
 
 def _options(
@@ -774,7 +885,7 @@ def _parse(
     known_assays: dict[str, str],
     opts: dict[str, Any],
     default_lloq: float,
-) -> tuple[list[dict[str, Any]], dict[tuple[str, int], float]]:
+) -> tuple[list[dict[str, Any]], dict[tuple[str, int], float], list[str]]:
     cols = rd.cols
     data = {c: frame[c].tolist() for c in set(cols.values())}
     n = len(frame)
@@ -785,6 +896,7 @@ def _parse(
     base: list[dict[str, Any]] = []
     origin: dict[tuple[str, int], float] = {}
     doses: dict[tuple[str, int], float] = {}
+    dose_times: dict[tuple[str, int], set[float]] = {}
     for i in range(n):
         row = i + 1
         raw_id = _cell(data, cols, "patient", i)
@@ -796,6 +908,14 @@ def _parse(
         patient = prefix + _patient_id(raw_id)
         infusion = 1
         raw_inf = _cell(data, cols, "infusion", i)
+        if raw_inf is not None and _is_missing(raw_inf) and not nonmem:
+            # a blank in a present infusion column may be a second infusion: do not guess
+            raise rd.err(
+                "infusion is empty: write 1 (first CAR-T) or 2 (second); the default 1 "
+                "applies only when the file has no infusion column",
+                row,
+                "infusion",
+            )
         if raw_inf is not None and not _is_missing(raw_inf):
             v = _to_float(raw_inf)
             if v is None or not math.isfinite(v) or v < 1 or not float(v).is_integer():
@@ -830,6 +950,7 @@ def _parse(
                 origin[key] = min(origin.get(key, math.inf), day)
                 if math.isfinite(amt):
                     doses[key] = doses.get(key, 0.0) + amt
+                    dose_times.setdefault(key, set()).add(day)
         base.append(
             {
                 "kept": True,
@@ -965,7 +1086,17 @@ def _parse(
         else:
             rec.update({"value": value, "lloq": row_lloq, "status": "used", "reason": R_USED})
         records.append(rec)
-    return records, doses
+    notes = []
+    for (patient, infusion), times in dose_times.items():
+        if len(times) > 1:
+            # split dosing of one infusion, or a second infusion without OCC: say which
+            shown = ", ".join(f"{x:g}" for x in sorted(times))
+            notes.append(
+                f"patient {patient} occasion {infusion}: doses at TIME {shown} summed to "
+                f"{doses[(patient, infusion)]:g} as one infusion (days counted from TIME "
+                f"{min(times):g}); give the rows of a second infusion OCC=2"
+            )
+    return records, doses, notes
 
 
 def _parse_value(
@@ -1011,6 +1142,16 @@ def _parse_value(
             return inline, inline, R_INLINE
     if blq_flag:
         if has_limit:
+            v = _to_float(raw)
+            if v is not None and math.isfinite(v) and v > row_lloq:
+                # a measured level above its own limit cannot be below it: say so rather
+                # than replace the measurement by the limit
+                raise rd.err(
+                    f"blq=1 but the value {raw!r} is above the row's lloq {row_lloq:g}: "
+                    "set blq=0, or write the limit (or BLQ) as the value",
+                    row,
+                    "blq",
+                )
             return row_lloq, row_lloq, R_FLAG
         v = _to_float(raw)
         if v is not None and math.isfinite(v) and v > 0:
@@ -1050,6 +1191,25 @@ def _check_duplicates(obs: pd.DataFrame, rd: _Reader) -> None:
             f"{r['day']:g}, assay {r['assay']}) already given in row {first}",
             int(r["source_row"]),
             "day",
+        )
+
+
+def _check_one_unit_per_series(obs: pd.DataFrame, rd: _Reader) -> None:
+    """A series is one curve: its rows must share a unit (no silent mix of scales)."""
+    kept = obs[obs["status"] != "excluded"]
+    n_units = kept.groupby(["patient", "infusion", "assay"])["unit"].transform("nunique")
+    if (n_units > 1).any():
+        bad = kept[n_units > 1]
+        p, inf, a = bad.iloc[0][["patient", "infusion", "assay"]]
+        rows = bad[(bad["patient"] == p) & (bad["infusion"] == inf) & (bad["assay"] == a)]
+        first = rows.iloc[0]
+        other = rows[rows["unit"] != first["unit"]].iloc[0]
+        raise rd.err(
+            f"unit {other['unit']!r} differs from {first['unit']!r} (row "
+            f"{first['source_row']}) within the series (patient {p}, infusion {inf}, assay "
+            f"{a}): convert the values to one unit",
+            int(other["source_row"]),
+            "unit",
         )
 
 

@@ -81,14 +81,15 @@ def nca_series(series: Series, auc_day: float = 28.0) -> dict[str, Any]:
     series : Series
         Observed series (days since infusion; levels in ``series.unit``).
     auc_day : float
-        Upper limit of the partial AUC in days (28 gives ``auc_0_28``).
+        Upper limit of the partial AUC in days (28 gives ``auc_0_28``; another day names
+        the keys after it, e.g. ``auc_0_14``: see :func:`nca_columns`).
 
     Returns
     -------
     dict
-        Keys ``NCA_COLUMNS``. Levels in the series' unit, times in days, areas in
-        unit x day (e.g. copies*day/ug). Cmax, Tmax, Clast and Tlast are NaN when no value is
-        quantifiable; the areas are then 0.
+        Keys ``nca_columns(auc_day)`` (``NCA_COLUMNS`` for day 28). Levels in the series'
+        unit, times in days, areas in unit x day (e.g. copies*day/ug). Cmax, Tmax, Clast
+        and Tlast are NaN when no value is quantifiable; the areas are then 0.
     """
     t = np.asarray(series.day, dtype=float)
     c = np.asarray(series.value, dtype=float)
@@ -117,7 +118,7 @@ def nca_series(series: Series, auc_day: float = 28.0) -> dict[str, Any]:
             tlast=math.nan,
             note="no quantifiable value",
         )
-        return _ordered(out)
+        return _ordered(out, auc_day)
     notes = []
     first = int(quant[0])
     imax = int(quant[np.argmax(c[quant])])  # first occurrence of the highest level
@@ -155,11 +156,24 @@ def nca_series(series: Series, auc_day: float = 28.0) -> dict[str, Any]:
         tlast=float(t[last_q]),
         note="; ".join(notes),
     )
-    return _ordered(out)
+    return _ordered(out, auc_day)
 
 
-def _ordered(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: d[k] for k in NCA_COLUMNS}
+def _ordered(d: dict[str, Any], auc_day: float = 28.0) -> dict[str, Any]:
+    names = nca_columns(auc_day)
+    return {new: d[old] for old, new in zip(NCA_COLUMNS, names, strict=True)}
+
+
+def nca_columns(auc_day: float = 28.0) -> list[str]:
+    """``NCA_COLUMNS`` with the partial-AUC columns named after ``auc_day`` (days).
+
+    ``auc_0_28`` and ``auc_0_28_truncated`` for the default 28; e.g. ``auc_0_14`` and
+    ``auc_0_14_truncated`` for 14, so that a partial AUC is never labelled with another day.
+    """
+    if auc_day == 28.0:
+        return list(NCA_COLUMNS)
+    tag = f"auc_0_{float(auc_day):g}".replace(".", "p")
+    return [c.replace("auc_0_28", tag) for c in NCA_COLUMNS]
 
 
 def nca(
@@ -179,12 +193,14 @@ def nca(
     assay : str, optional
         Only this assay (also the assay of a file read here that has no assay column).
     auc_day : float
-        Upper limit of the partial AUC (days).
+        Upper limit of the partial AUC (days); the columns are named after it
+        (``auc_0_28`` by default, see :func:`nca_columns`).
 
     Returns
     -------
     DataFrame
-        Columns ``NCA_COLUMNS`` (see :func:`nca_series` for units and the BLQ rule).
+        Columns ``nca_columns(auc_day)`` (see :func:`nca_series` for units and the BLQ
+        rule).
     """
     if isinstance(data, str | Path | pd.DataFrame):
         if assay is not None:
@@ -197,7 +213,7 @@ def nca(
     else:
         series = [s for s in data if assay is None or s.assay == assay]
     rows = [nca_series(s, auc_day=auc_day) for s in series]
-    table = pd.DataFrame(rows, columns=NCA_COLUMNS)
+    table = pd.DataFrame(rows, columns=nca_columns(auc_day))
     return table.astype({"infusion": int, "n_obs": int, "n_blq": int})
 
 

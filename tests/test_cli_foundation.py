@@ -51,8 +51,10 @@ def test_compare_json_keys(capsys):
 
 
 def test_demo_writes_outputs(capsys, tmp_path):
+    # the foundation steps only: the whole demo (fits, sampling, simulation) is tested in
+    # test_demo_end_to_end.py and took ~90 s here
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out)]) == 0
+    assert main(["demo", "--out", str(out), "--only", "nca,compare"]) == 0
     text = capsys.readouterr().out
     assert "SYNTHETIC" in text and "First vs second infusion" in text
     for name in ("nca.csv", "compare_pairs.csv", "compare.json", "observations.csv"):

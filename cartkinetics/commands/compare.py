@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from cartkinetics.commands.nca import add_read_arguments, read_from_args
+from cartkinetics.commands.nca import add_read_arguments, read_from_args, selected_assay
 
 HELP = "first versus second infusion, paired (NCA-based)"
 
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     data = read_from_args(args)
     table = nca(data)
     assays = sorted(table["assay"].unique())
-    assay = args.assay if args.assay in assays else None
+    assay = selected_assay(data, args)  # never another assay than the one asked for
     if assay is None and len(assays) > 1:
         raise CartKineticsError(
             f"the file holds several assays {assays}: choose one with --assay", source=args.kinetics

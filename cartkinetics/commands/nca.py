@@ -43,6 +43,26 @@ def read_from_args(args: argparse.Namespace) -> Any:
     )
 
 
+def selected_assay(data: Any, args: argparse.Namespace) -> str | None:
+    """The ``--assay`` asked for (lower case), checked against the series read; None if unset.
+
+    Raises CartKineticsError when the file holds no series of that assay, rather than
+    printing an empty table or analysing another assay.
+    """
+    from cartkinetics.errors import CartKineticsError
+
+    if args.assay is None:
+        return None
+    obs = data.observations
+    present = sorted(obs.loc[obs["status"] != "excluded", "assay"].unique())
+    assay = str(args.assay).strip().lower()
+    if assay not in present:
+        raise CartKineticsError(
+            f"no {args.assay} series in the file: it holds {present}", source=args.kinetics
+        )
+    return assay
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of the ``nca`` subcommand."""
     add_read_arguments(parser)
@@ -66,10 +86,10 @@ def _fmt(v: Any) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run NCA and print the table (or JSON records); 0 on success."""
     from cartkinetics.errors import CartKineticsError
-    from cartkinetics.nca import BLQ_RULE, nca, nca_records
+    from cartkinetics.nca import BLQ_RULE, JSON_KEYS, nca, nca_records
 
     data = read_from_args(args)
-    table = nca(data, assay=args.assay)
+    table = nca(data, assay=selected_assay(data, args))
     if args.out:
         try:
             data.join_patients(table).to_csv(args.out, index=False)  # + covariates, if given
@@ -80,19 +100,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(data.describe())
     print()
-    cols = [
-        "patient",
-        "infusion",
-        "assay",
-        "cmax",
-        "tmax",
-        "auc_0_28",
-        "auc_0_last",
-        "clast",
-        "tlast",
-        "n_obs",
-        "n_blq",
-    ]
+    cols = list(JSON_KEYS)  # the printed table has the columns of the JSON records
     rows = [[_fmt(v) for v in r] for r in table[cols].itertuples(index=False)]
     widths = [
         max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)

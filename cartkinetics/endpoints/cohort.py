@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cartkinetics.data import patient_id
 from cartkinetics.errors import CartKineticsError
 
 RESPONSE_CODES: dict[str, str] = {
@@ -281,9 +282,7 @@ def read_cohort(
     for i, v in enumerate(values):
         if _is_missing(v):
             make_err(col, i + 1)("empty patient id")
-        pid = str(v).strip()
-        if pid.endswith(".0") and isinstance(v, float):
-            pid = pid[:-2]  # ids read as floats from a DataFrame
+        pid = patient_id(v)  # the kinetics reader's rule, so that the two tables join
         if pid in seen:
             make_err(col, i + 1)(f"patient '{pid}' already on row {seen[pid]}; one row per patient")
         seen[pid] = i + 1

@@ -270,13 +270,20 @@ class EndpointResult:
             if not isinstance(r, dict):
                 continue
             ratio = metric != "tmax"
+            # Tmax: the distribution-free CI is that of the Hodges-Lehmann estimate
+            hl = r.get("hodges_lehmann")
+            label = "GM ratio second/first" if ratio else (
+                "difference, days: Hodges-Lehmann (median "
+                f"{_num(r.get('median_difference'))})" if hl is not None
+                else "median difference, days")
             rows.append({
                 "metric": metric,
                 "n": r.get("n"),
                 "median_first": r.get("median_first"),
                 "median_second": r.get("median_second"),
-                "estimate": "GM ratio second/first" if ratio else "median difference, days",
-                "value": r.get("ratio_gm") if ratio else r.get("median_difference"),
+                "estimate": label,
+                "value": r.get("ratio_gm") if ratio else (
+                    hl if hl is not None else r.get("median_difference")),
                 "ci_low": r.get("ci_low"),
                 "ci_high": r.get("ci_high"),
                 "p_value": r.get("p_value"),
@@ -569,12 +576,20 @@ def _kinetics_text(kin: dict) -> str:
         text = (f"{label} median {_num(r.get('median_second'))}{unit} after the second vs "
                 f"{_num(r.get('median_first'))}{unit} after the first")
         if metric == "tmax":
-            text += (f", median difference {_num(r.get('median_difference'))} days"
-                     + _ci_text(r, "", " days"))
+            # the interval is the Hodges-Lehmann one: give it with its own estimate
+            text += f", median difference {_num(r.get('median_difference'))} days"
+            if r.get("hodges_lehmann") is not None and _ci_text(r, "", ""):
+                text += (f" (Hodges-Lehmann estimate {_num(r['hodges_lehmann'])} days"
+                         + _ci_text(r, "", " days").replace(" (", ", ", 1))
+            else:
+                text += _ci_text(r, "", " days")
         else:
             text += f", geometric mean ratio {_num(r.get('ratio_gm'))}" + _ci_text(r, "", "")
         if r.get("p_value") is not None and math.isfinite(r["p_value"]):
             text += f", P = {r['p_value']:.3g} ({r.get('test', '')})"
+        if r.get("n_truncated_excluded"):
+            text += (f" ({r['n_truncated_excluded']} pair(s) left out: AUC0-28 truncated before "
+                     "day 28)")
         parts.append(text)
     head = f"{kin.get('n_pairs')} patients with both infusions"
     if kin.get("assay"):

@@ -76,7 +76,7 @@ def deaths(cohort: Cohort) -> dict | None:
     -------
     dict
         ``n`` deaths, ``percent``, ``patients`` list of ``{"patient", "day", "cause"}``,
-        ``causes`` ``{cause: count}`` ("not recorded" where the cause is missing).
+        ``causes`` ``{cause: count}`` ("cause not recorded" where it is missing).
     """
     if not cohort.has("death"):
         return None
@@ -86,7 +86,7 @@ def deaths(cohort: Cohort) -> dict | None:
     causes: dict[str, int] = {}
     for _, row in table.loc[died].iterrows():
         cause = row.get("cause_of_death") if cohort.has("cause_of_death") else None
-        cause = "not recorded" if cause is None or pd.isna(cause) else str(cause)
+        cause = "cause not recorded" if cause is None or pd.isna(cause) else str(cause)
         day = row.get("os_days") if cohort.has("os_days") else None
         patients.append(
             {"patient": row["patient"], "day": None if day is None else float(day), "cause": cause}

@@ -84,16 +84,18 @@ class KaplanMeier:
         return float(self.time[-1]) if self.time.size else 0.0
 
     def evaluate(self, t: float | Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """S(t) and its limits at arbitrary times (1 before the first time).
+        """S(t) and its limits at arbitrary times (days; 1 before the first time).
 
-        Times beyond the last observed time return NaN (the estimate is not defined).
+        Times beyond the last observed time return NaN (the estimate is not defined), unless
+        the curve has reached 0 (the last patient had the event): it then stays 0.
         """
         t = np.atleast_1d(np.asarray(t, dtype=float))
         idx = np.searchsorted(self.time, t, side="right") - 1
+        ended = self.survival.size > 0 and self.survival[-1] <= 0.0
         out = []
         for arr in (self.survival, self.ci_low, self.ci_high):
             vals = np.where(idx >= 0, arr[np.clip(idx, 0, None)], 1.0)
-            out.append(np.where(t > self.max_time, np.nan, vals))
+            out.append(vals if ended else np.where(t > self.max_time, np.nan, vals))
         return out[0], out[1], out[2]
 
     def number_at_risk(self, t: float | Sequence[float]) -> np.ndarray:

@@ -119,6 +119,34 @@ def batch_backend(method: str) -> Any:
     return run
 
 
+def batch_initial_states(model: Any, P: np.ndarray) -> np.ndarray:
+    """Initial states (m, n_states) of the parameter rows ``P`` (m, n_params).
+
+    Uses the model's vectorised ``init_batch`` when it has one, else ``init`` per row.
+    """
+    f = model.functions
+    Y0 = np.zeros((P.shape[0], model.n_states))
+    if hasattr(f, "init_batch"):
+        f.init_batch(P, Y0)
+    else:
+        for i in range(P.shape[0]):
+            f.init(P[i], Y0[i])
+    return Y0
+
+
+def batch_breakpoints(model: Any, P: np.ndarray) -> np.ndarray:
+    """Parameter-dependent breakpoints (m, n_breaks) in days, sorted along each row."""
+    f = model.functions
+    bps = np.zeros((P.shape[0], model.n_breaks))
+    if hasattr(f, "breaks_batch"):
+        f.breaks_batch(P, bps)
+    else:
+        for i in range(P.shape[0]):
+            f.breaks(P[i], bps[i])
+    bps.sort(axis=1)
+    return bps
+
+
 def _batch_events(
     model: Any, P: np.ndarray, events: list[tuple[float, float]]
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray, np.ndarray]:
@@ -129,7 +157,7 @@ def _batch_events(
     at t = 0; later doses are jumps into the dose state.
     """
     rows, n = P.shape[0], model.n_states
-    f, spec = model.functions, model.spec
+    spec = model.spec
     P_used = np.array(P, dtype=float, copy=True)
     events = list(events)
     if spec.dose_parameter is not None and events and events[0][0] == 0.0:
@@ -137,12 +165,7 @@ def _batch_events(
         events = events[1:]
     if events and spec.dose_state is None:
         raise CartKineticsError(f"model {model.name} takes no doses after day 0")
-    Y0 = np.zeros((rows, n))
-    if hasattr(f, "init_batch"):
-        f.init_batch(P_used, Y0)
-    else:
-        for i in range(rows):
-            f.init(P_used[i], Y0[i])
+    Y0 = batch_initial_states(model, P_used)
     jumps: dict[float, np.ndarray] = {}
     if events:
         k = model.state_names.index(spec.dose_state)
@@ -153,13 +176,7 @@ def _batch_events(
     later = sorted(jumps.items())
     if model.n_breaks:
         _events(model, later, np.zeros(0), np.zeros((0, 0)))  # refuses doses after day 0
-        BPS = np.zeros((rows, model.n_breaks))
-        if hasattr(f, "breaks_batch"):
-            f.breaks_batch(P_used, BPS)
-        else:
-            for i in range(rows):
-                f.breaks(P_used[i], BPS[i])
-        BPS.sort(axis=1)
+        BPS = batch_breakpoints(model, P_used)
         return BPS, np.zeros((rows, model.n_breaks, n)), P_used, Y0
     if later:
         b = np.array([d for d, _ in later])

@@ -99,6 +99,7 @@ class Solution:
 
     @property
     def ok(self) -> bool:
+        """True when the solve succeeded (``status == SUCCESS``)."""
         return self.status == SUCCESS
 
 
@@ -122,6 +123,7 @@ class BatchSolution:
 
     @property
     def messages(self) -> list[str]:
+        """One sentence per parameter set saying how its solve ended."""
         return [status_message(int(s)) for s in self.status]
 
 
@@ -181,33 +183,41 @@ class Model:
     # ---------------------------------------------------------------- metadata
     @property
     def param_names(self) -> list[str]:
+        """Parameter names, in the order of parameter vectors and table columns."""
         return [p.name for p in self.parameters]
 
     @property
     def n_params(self) -> int:
+        """Number of parameters."""
         return len(self.parameters)
 
     @property
     def typical(self) -> np.ndarray:
+        """Typical (published) values, in ``param_names`` order and each parameter's unit."""
         return np.array([p.value for p in self.parameters], dtype=float)
 
     @property
     def lower(self) -> np.ndarray:
+        """Lower bounds used by fits, in ``param_names`` order."""
         return np.array([p.lower for p in self.parameters], dtype=float)
 
     @property
     def upper(self) -> np.ndarray:
+        """Upper bounds used by fits, in ``param_names`` order."""
         return np.array([p.upper for p in self.parameters], dtype=float)
 
     @property
     def log_scale(self) -> np.ndarray:
+        """True where a parameter is estimated on the log scale."""
         return np.array([p.log_scale for p in self.parameters], dtype=bool)
 
     @property
     def state_names(self) -> list[str]:
+        """State names, in the order of state vectors."""
         return list(self.states)
 
     def parameter(self, name: str) -> Parameter:
+        """The :class:`Parameter` called ``name`` (unit, typical value, bounds, source)."""
         for p in self.parameters:
             if p.name == name:
                 return p
@@ -317,6 +327,7 @@ class Model:
 
     @staticmethod
     def check_times(times: Any) -> np.ndarray:
+        """Validated sample times: a non-empty, finite, sorted 1-D array of days >= 0."""
         t = np.atleast_1d(np.asarray(times, dtype=float))
         if t.ndim != 1 or t.size == 0:
             raise CartKineticsError("times must be a non-empty 1-D array of days")
@@ -330,16 +341,44 @@ class Model:
 
     # ---------------------------------------------------------------- API
     def solve(self, times: Any, params: Any = None, dose: Any = None, **kwargs: Any) -> Solution:
+        """Solve for one parameter set.
+
+        Parameters
+        ----------
+        times : array_like
+            Sample times, days since the first infusion (sorted, >= 0).
+        params : dict or array, optional
+            Name -> value, or a vector in ``param_names`` order (each in its unit);
+            missing names take the typical values.
+        dose : float, optional
+            Dose in the model's dose unit (``dose_unit``); default: the model's own.
+        **kwargs
+            Solver options (``rtol``, ``atol``, ``method``, ``max_steps``).
+
+        Returns
+        -------
+        Solution
+            ``t``, ``states`` and ``observed`` (name -> array in its unit), ``status``
+            and ``message``.
+        """
         raise NotImplementedError
 
     def solve_batch(
         self, times: Any, params_table: Any, dose: Any = None, **kwargs: Any
     ) -> BatchSolution:
+        """Solve for many parameter sets (rows of ``params_table``) at the same times (days).
+
+        ``params_table`` is an (m, n_params) array in ``param_names`` order or a DataFrame
+        with those columns. Returns a :class:`BatchSolution` with ``observed`` (m, nt) and a
+        status per row; a failed row is NaN and never stops the others.
+        """
         raise NotImplementedError
 
     def sensitivities(
         self, times: Any, params: Any = None, dose: Any = None, **kwargs: Any
     ) -> tuple[np.ndarray, np.ndarray, int]:
+        """Primary observation (nt,) at ``times`` (days), its derivatives with respect to
+        the parameters (nt, n_params; observation unit per parameter unit) and the status."""
         raise NotImplementedError
 
     def log_sensitivities(

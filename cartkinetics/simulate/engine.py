@@ -249,19 +249,17 @@ def _solve_ode(
     state from the parameters (day-0 dose already in the dose parameter). Runs the numba
     batch solver on all patients at once.
     """
-    from cartkinetics.models._solver_adapter import ode_system
+    from cartkinetics.models._solver_adapter import (
+        batch_breakpoints,
+        batch_initial_states,
+        ode_system,
+    )
     from cartkinetics.solvers import solve_batch
 
     spec = model.spec
     m, n = P.shape[0], model.n_states
     if Y0 is None:
-        Y0 = np.zeros((m, n))
-        f = model.functions
-        if hasattr(f, "init_batch"):
-            f.init_batch(P, Y0)
-        else:
-            for i in range(m):
-                f.init(P[i], Y0[i])
+        Y0 = batch_initial_states(model, P)
     bps = jumps = None
     if model.n_breaks:
         # equations that switch at parameter-dependent times (e.g. Stein's Tmax): the solver
@@ -271,14 +269,7 @@ def _solve_ode(
                 f"model {model.name} switches its equations at parameter-dependent times: "
                 "split doses and second infusions are not supported for it (for Stein 2019 "
                 "use the closed form 'stein2019')")
-        bps = np.zeros((m, model.n_breaks))
-        f = model.functions
-        if hasattr(f, "breaks_batch"):
-            f.breaks_batch(P, bps)
-        else:
-            for i in range(m):
-                f.breaks(P[i], bps[i])
-        bps.sort(axis=1)
+        bps = batch_breakpoints(model, P)
         jumps = np.zeros((m, model.n_breaks, n))
     elif later.size:
         if spec.dose_state is None:

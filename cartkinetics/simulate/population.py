@@ -311,6 +311,25 @@ class ModelPopulation(Population):
         return "typical values with log-normal between-subject variability"
 
 
+def _numbers(frame: pd.DataFrame, col: str, source: str, rows: np.ndarray | None = None
+             ) -> np.ndarray:
+    """Column ``col`` as floats (empty cells NaN); text that is no number raises an error
+    naming ``source``, the 1-based data row (``rows`` maps positions to rows) and ``col``."""
+    raw = frame[col]
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+    text = raw.astype(str).str.strip()
+    bad = np.isnan(values) & raw.notna().to_numpy() & ~text.isin(["", "nan", "NaN", "NA", "."])
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise CartKineticsError(
+            f"{col} must be a number, got {raw.iloc[i]!r}",
+            source=source,
+            row=int(rows[i]) if rows is not None else i + 1,
+            column=col,
+        )
+    return values
+
+
 def _status_ok(frame: pd.DataFrame) -> np.ndarray:
     """Rows of a fit table whose fit succeeded (a 'status' or 'success' column if present)."""
     ok = np.ones(len(frame), dtype=bool)
@@ -372,6 +391,8 @@ class FitTablePopulation(Population):
             raise CartKineticsError("fit table must be a DataFrame or a CSV/Parquet path")
         if self.method not in ("sample", "lognormal"):
             raise CartKineticsError(f"method must be 'sample' or 'lognormal', got {self.method!r}")
+        # 1-based data rows of the table as given, for error messages after filtering
+        data_row = pd.Series(np.arange(1, len(frame) + 1), index=frame.index)
         if self.infusion is not None:
             if "infusion" not in frame.columns:
                 raise CartKineticsError("no 'infusion' column to filter on", source=source)
@@ -392,7 +413,26 @@ class FitTablePopulation(Population):
                 source=source,
             )
         ok = _status_ok(frame)
+        rows = data_row.loc[frame.index].to_numpy()
+        ok_frame = frame[ok]
+        for c in cols:  # text in a successful fit is bad input (a failed fit may hold any)
+            _numbers(ok_frame, c, source, rows[ok])
         values = frame[cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+        # a successful fit with an infinite or non-positive log-scale parameter is bad input,
+        # not a failed fit: say where instead of dropping the row (NaN = not fitted, left out)
+        log_cols = np.array([m.log_scale[m.param_names.index(c)] for c in cols], dtype=bool)
+        valid = np.isfinite(values) & ((values > 0) | ~log_cols[None, :])
+        bad = ok[:, None] & ~np.isnan(values) & ~valid
+        if bad.any():
+            i, j = (int(k[0]) for k in np.nonzero(bad))
+            what = "a positive number" if log_cols[j] else "a finite number"
+            raise CartKineticsError(
+                f"parameter {cols[j]} must be {what} (a fitted value in the model's unit), "
+                f"got {frame[cols[j]].iloc[i]!r}",
+                source=source,
+                row=int(rows[i]),
+                column=cols[j],
+            )
         finite = np.all(np.isfinite(values), axis=1) & np.all(values > 0, axis=1)
         self.n_excluded = int(np.sum(~(ok & finite)))
         keep = ok & finite
@@ -499,16 +539,16 @@ class DrawsPopulation(Population):
         found = False
         for j, name in enumerate(m.param_names):
             if name in d.columns:
-                mu[:, j] = _to_scale(d[name].to_numpy(dtype=float), kinds[j])
+                mu[:, j] = _to_scale(_numbers(d, name, source), kinds[j])
                 found = True
             elif self.level == "population" and "mu_" + name in d.columns:
-                mu[:, j] = d["mu_" + name].to_numpy(dtype=float)
+                mu[:, j] = _numbers(d, "mu_" + name, source)
                 found = True
             if self.level == "population":
                 if "omega_" + name in d.columns:
-                    sd[:, j] = d["omega_" + name].to_numpy(dtype=float)
+                    sd[:, j] = _numbers(d, "omega_" + name, source)
                 elif "omega2_" + name in d.columns:
-                    sd[:, j] = np.sqrt(d["omega2_" + name].to_numpy(dtype=float))
+                    sd[:, j] = np.sqrt(_numbers(d, "omega2_" + name, source))
         if not found:
             raise CartKineticsError(
                 f"draws have no column for any parameter of {m.name} ({m.param_names}); "
