@@ -1,0 +1,122 @@
+"""``cartkinetics fit KINETICS.csv --model stein2019``: fit each series (lmfit, BLQ by M3)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+HELP = "fit each series with a model (lmfit, BLQ by M3)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of the ``fit`` subcommand."""
+    from cartkinetics.commands.nca import add_read_arguments
+
+    add_read_arguments(parser)
+    parser.add_argument("--model", default="stein2019", help="library model (default stein2019)")
+    parser.add_argument(
+        "--censoring", choices=("M3", "M1"), default="M3",
+        help="BLQ handling: M3 likelihood (default) or M1 (discard BLQ rows; for comparison)",
+    )
+    parser.add_argument(
+        "--sigma", default=None,
+        help="residual SD on the ln scale: a number, or 'estimate' (default: the model's "
+        "published value, else estimated)",
+    )
+    parser.add_argument(
+        "--prior", choices=("none", "population"), default="none",
+        help="none: maximum likelihood (default); population: maximum a posteriori with the "
+        "model's published population distribution as prior (sparse series)",
+    )
+    parser.add_argument("--joint", action="store_true",
+                        help="also fit each patient's two infusions jointly (shared kinetics, "
+                        "infusion-specific cmax and tmax): ratios with CIs")
+    parser.add_argument("--n-boot", type=int, default=500,
+                        help="bootstrap draws for the CIs of model Cmax/Tmax/AUC (default 500)")
+    parser.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
+    parser.add_argument("--json", action="store_true",
+                        help="print one record per series (patient, infusion, assay, model, "
+                        "status, message, n_obs, n_blq, params, stderr, cmax, cmax_ci, tmax, "
+                        "tmax_ci, auc_0_28, auc_0_28_ci, aic, censoring)")
+    parser.add_argument("--out", metavar="DIR",
+                        help="write fits.csv (and joint.csv) and one PNG plot per series here")
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "NA" if not math.isfinite(v) else f"{v:.4g}"
+    return str(v)
+
+
+def _safe_name(*parts: Any) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(str(p) for p in parts))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fit every series; print a table or JSON records; 0 when at least one fit is usable."""
+    from cartkinetics.commands.nca import read_from_args
+    from cartkinetics.errors import CartKineticsError
+    from cartkinetics.fit.cohort import fit_cohort
+
+    sigma: Any = args.sigma
+    if sigma is not None and sigma != "estimate":
+        try:
+            sigma = float(sigma)
+        except ValueError as exc:
+            raise CartKineticsError(
+                f"--sigma must be a number or 'estimate', got {args.sigma!r}"
+            ) from exc
+    data = read_from_args(args)
+    cohort = fit_cohort(
+        data, args.model, assay=args.assay, censoring=args.censoring, sigma=sigma,
+        n_boot=args.n_boot, n_jobs=args.jobs, joint=args.joint,
+        prior=None if args.prior == "none" else args.prior,
+    )
+    if args.out:
+        out = Path(args.out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            cohort.table.to_csv(out / "fits.csv", index=False)
+            if cohort.joint:
+                cohort.joint_table().to_csv(out / "joint.csv", index=False)
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            for r in cohort.results:
+                ax = r.plot()
+                ax.legend(fontsize=7)
+                ax.figure.tight_layout()
+                ax.figure.savefig(out / f"fit_{_safe_name(r.patient, r.infusion, r.assay)}.png",
+                                  dpi=110)
+                plt.close(ax.figure)
+        except OSError as exc:
+            raise CartKineticsError(
+                f"cannot write the fit outputs ({exc})", source=str(out)
+            ) from exc
+    if args.json:
+        print(json.dumps(cohort.records(), indent=1))
+    else:
+        t = cohort.table
+        cols = ["patient", "infusion", "assay", "status", "model_cmax", "model_tmax",
+                "model_auc_0_28", "aic", "n_obs", "n_blq"]
+        rows = [[_fmt(v) for v in r] for r in t[cols].itertuples(index=False)]
+        head = ["patient", "infusion", "assay", "status", "cmax", "tmax", "auc_0_28", "aic",
+                "n_obs", "n_blq"]
+        widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c)
+                  for i, c in enumerate(head)]
+        print(f"model {cohort.model}; censoring {cohort.censoring}")
+        print("  ".join(c.rjust(w) for c, w in zip(head, widths, strict=True)))
+        for r in rows:
+            print("  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)))
+        for r in cohort.results:
+            if not r.ok:
+                print(f"note: {r.patient} infusion {r.infusion} {r.assay}: {r.status}: {r.message}")
+        for j in cohort.joint:
+            print(j.summary())
+    return 0 if any(r.ok for r in cohort.results) else 1

@@ -1,0 +1,247 @@
+"""Fit every series of a kinetics data set; first vs second infusion from the fits.
+
+:func:`fit_cohort` runs :func:`cartkinetics.fit.individual.fit_series` on each series, in
+parallel across series when ``n_jobs > 1`` (a process pool by default: the fit is Python and
+numpy code holding the GIL most of the time, so threads do not help; measured in
+``benchmarks/bench_fit.py``). Each series is fitted inside its own ``try``: a failure is a
+status and a reason in its row, never an exception stopping the others.
+
+:func:`compare_fits` runs the paired comparison of :func:`cartkinetics.compare.compare_infusions`
+on the model-based Cmax, Tmax and AUC0-28 (same output keys as with NCA tables).
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cartkinetics.errors import CartKineticsError
+from cartkinetics.fit.individual import OK_STATUSES, FitResult, _fail, _series_key, fit_series
+from cartkinetics.fit.likelihood import ResidualModel
+
+
+def _as_series_list(data: Any, assay: str | None = None) -> list[Any]:
+    """Series from a KineticsData, a path/DataFrame (read_kinetics) or a list of Series."""
+    if isinstance(data, (list, tuple)):
+        return list(data)
+    if isinstance(data, (str, Path, pd.DataFrame)):
+        from cartkinetics.data import read_kinetics
+
+        data = read_kinetics(data)
+    if hasattr(data, "series"):
+        return list(data.series(assay) if assay else data.series())
+    raise CartKineticsError(
+        f"fit_cohort expects KineticsData, a path, a DataFrame or a list of Series; got "
+        f"{type(data).__name__}"
+    )
+
+
+def _safe_fit(args: tuple[Any, Any, dict]) -> FitResult:
+    series, model, kws = args
+    try:
+        return fit_series(series, model, **kws)
+    except Exception as exc:  # bad input of one series must not stop the cohort
+        name = model if isinstance(model, str) else getattr(model, "name", str(model))
+        res = ResidualModel(censoring=kws.get("censoring") or "M3")
+        return _fail(series, name, "error", f"{type(exc).__name__}: {exc}", res)
+
+
+def _safe_joint(args: tuple[list[Any], Any, dict]) -> Any:
+    from cartkinetics.fit.joint import fit_joint
+
+    group, model, kws = args
+    try:
+        return fit_joint(group, model, **kws)
+    except Exception as exc:
+        from cartkinetics.fit.joint import JointFitResult
+
+        return JointFitResult(
+            patient=str(group[0].patient), assay=str(group[0].assay),
+            model=model if isinstance(model, str) else getattr(model, "name", ""),
+            status="error", message=f"{type(exc).__name__}: {exc}",
+            censoring=kws.get("censoring") or "M3",
+        )
+
+
+def _run(func: Any, tasks: list, n_jobs: int, backend: str) -> list:
+    if n_jobs is None or n_jobs == 0:
+        n_jobs = os.cpu_count() or 1
+    n_jobs = max(1, min(int(n_jobs), len(tasks)))
+    if n_jobs == 1 or len(tasks) <= 1:
+        return [func(t) for t in tasks]
+    if backend == "thread":
+        with ThreadPoolExecutor(max_workers=n_jobs) as ex:
+            return list(ex.map(func, tasks))
+    if backend != "process":
+        raise CartKineticsError(f"backend must be 'process' or 'thread', got {backend!r}")
+    chunk = max(1, len(tasks) // (4 * n_jobs))
+    # numba's parallel outcomes use OpenMP threads, which make fork() unsafe: start the
+    # workers from a clean server process instead
+    ctx = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as ex:
+        return list(ex.map(func, tasks, chunksize=chunk))
+
+
+@dataclass
+class CohortFit:
+    """Fits of every series of a data set.
+
+    Attributes
+    ----------
+    results : list of FitResult (one per series, in data order)
+    joint : list of JointFitResult (patients with two infusions, when ``joint=True``)
+    model : str
+    censoring : str
+    """
+
+    results: list[FitResult]
+    model: str
+    censoring: str
+    joint: list[Any] = field(default_factory=list)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """One row per series: status, message, estimates, SEs, CIs, model outcomes."""
+        return pd.DataFrame([r.to_dict() for r in self.results])
+
+    def to_dataframe(self) -> pd.DataFrame:
+        return self.table
+
+    def records(self) -> list[dict[str, Any]]:
+        """The CLI --json records (one per series)."""
+        return [r.record() for r in self.results]
+
+    def joint_table(self) -> pd.DataFrame:
+        return pd.DataFrame([j.to_dict() for j in self.joint])
+
+    def outcome_table(self) -> pd.DataFrame:
+        """patient, infusion, assay, cmax, tmax, auc_0_28 (model-based) of usable fits."""
+        rows = []
+        for r in self.results:
+            if r.status not in OK_STATUSES:
+                continue
+            rows.append(
+                {
+                    "patient": r.patient,
+                    "infusion": r.infusion,
+                    "assay": r.assay,
+                    "cmax": r.outcomes.get("cmax", math.nan),
+                    "tmax": r.outcomes.get("tmax", math.nan),
+                    "auc_0_28": r.outcomes.get("auc_0_28", math.nan),
+                }
+            )
+        return pd.DataFrame(rows, columns=["patient", "infusion", "assay", "cmax", "tmax",
+                                           "auc_0_28"])
+
+    def compare(self, assay: str | None = None, **kws: Any) -> dict[str, Any]:
+        """First vs second infusion on model-based Cmax, Tmax, AUC0-28 (see compare_fits)."""
+        return compare_fits(self, assay=assay, **kws)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.results:
+            out[r.status] = out.get(r.status, 0) + 1
+        return out
+
+    def plot(self, ncols: int = 4, axes: Any = None) -> Any:
+        """Grid of every fit (one panel per series); returns the figure."""
+        import matplotlib.pyplot as plt
+
+        n = len(self.results)
+        nrows = max(1, math.ceil(n / ncols))
+        if axes is None:
+            fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.5 * nrows),
+                                     squeeze=False)
+        else:
+            fig = axes.flat[0].figure
+        for ax, r in zip(axes.flat, self.results, strict=False):
+            r.plot(ax=ax)
+            ax.set_xlabel("")
+            ax.set_ylabel("")
+            if ax.get_legend():
+                ax.get_legend().remove()
+        for ax in list(axes.flat)[n:]:
+            ax.set_visible(False)
+        fig.tight_layout()
+        return fig
+
+
+def fit_cohort(
+    data: Any,
+    model: Any = "stein2019",
+    *,
+    assay: str | None = None,
+    n_jobs: int = 1,
+    backend: str = "process",
+    joint: bool = False,
+    **fit_kws: Any,
+) -> CohortFit:
+    """Fit every series of a data set.
+
+    Parameters
+    ----------
+    data : KineticsData, path, DataFrame or list of Series
+    model : str or Model (a name is passed to worker processes; a Model object needs
+        ``backend="thread"`` or ``n_jobs=1`` unless it pickles)
+    assay : str, optional
+        Only the series of this assay.
+    n_jobs : int
+        Parallel workers across series (1: serial; 0 or None: one per core).
+    backend : {"process", "thread"}
+    joint : bool
+        Also fit each patient with two infusions jointly (shared parameters, infusion-
+        specific ``cmax`` and ``tmax``; see :func:`cartkinetics.fit.joint.fit_joint`).
+    **fit_kws
+        Passed to :func:`fit_series` (censoring, sigma, n_starts, n_boot, profile, ...).
+
+    Returns
+    -------
+    CohortFit
+        ``.table`` has one row per series with ``status`` and ``message``.
+    """
+    series = _as_series_list(data, assay)
+    name = model if isinstance(model, str) else getattr(model, "name", str(model))
+    results = _run(_safe_fit, [(s, model, fit_kws) for s in series], n_jobs, backend)
+    censoring = fit_kws.get("censoring") or (
+        fit_kws["residual"].censoring if fit_kws.get("residual") else "M3"
+    )
+    out = CohortFit(results=results, model=name, censoring=censoring)
+    if joint:
+        groups: dict[tuple[str, str], list[Any]] = {}
+        for s in series:
+            p, _, a = _series_key(s)
+            groups.setdefault((p, a), []).append(s)
+        pairs = [sorted(g, key=lambda s: s.infusion) for g in groups.values() if len(g) >= 2]
+        jkws = {k: v for k, v in fit_kws.items() if k not in ("profile",)}
+        out.joint = _run(_safe_joint, [(g, model, jkws) for g in pairs], n_jobs, backend)
+    return out
+
+
+def compare_fits(fits: CohortFit | pd.DataFrame, *, assay: str | None = None,
+                 **kws: Any) -> dict[str, Any]:
+    """Paired first-vs-second infusion comparison on model-based outcomes.
+
+    Runs :func:`cartkinetics.compare.compare_infusions` on the fitted curves' Cmax, Tmax
+    and AUC0-28 (usable fits only), so the output keys are those of the NCA-based
+    comparison; ``"basis"`` says ``"model"``.
+
+    Parameters
+    ----------
+    fits : CohortFit, or a table with patient, infusion, cmax, tmax, auc_0_28
+    assay : str, optional
+        Restrict to one assay (needed when a data set mixes assays).
+    **kws : passed to compare_infusions
+    """
+    from cartkinetics.compare import compare_infusions
+
+    table = fits.outcome_table() if isinstance(fits, CohortFit) else fits
+    out = compare_infusions(table, assay=assay, **kws)
+    out["basis"] = "model"
+    return out

@@ -1,0 +1,1492 @@
+"""Per-series maximum-likelihood fits with lmfit, BLQ rows by Beal's M3.
+
+How the M3 likelihood is given to lmfit (the choice, and why)
+-------------------------------------------------------------
+lmfit's least-squares methods minimise ``sum(r**2)``. We hand them a residual vector whose
+squared sum *is* -2 log L up to a constant (see
+:func:`cartkinetics.fit.likelihood.residual_vector`):
+
+* quantified rows: the signed standardised residual ``z = (ln y - ln f)/sigma``;
+* censored rows: ``sqrt(-2 log Phi((ln LLOQ - ln f)/sigma))`` (real, because Phi <= 1);
+* with ``sigma`` estimated, one extra element ``sqrt(2 n_q ln sigma + K)`` that carries the
+  normalising ``ln sigma`` terms (``K`` keeps it real above the lower bound of sigma).
+
+The minimiser is therefore the exact maximum-likelihood estimate, and we keep what a
+least-squares method does well: bounds handled natively by scipy's trust-region-reflective
+``least_squares`` (``method="least_squares"`` in lmfit, no bound transformation), an
+analytic Jacobian (the model's sensitivities, analytic for Stein 2019, chained through the
+likelihood), and quick convergence on the many quantified rows. A scalar minimiser
+(``reduce_fcn``) would give the same optimum but lose the Jacobian structure and be several
+times slower. lmfit's own covariance (``J^T J`` scaled by the reduced chi-square) is *not*
+used: it is wrong for a likelihood with censored rows. The covariance comes from the
+observed information of -2 log L in the Gauss-Newton form
+``H = sum_i d2(-2 log L_i)/d(ln f_i)^2 grad(ln f_i) grad(ln f_i)^T`` (exact second
+derivatives of each row's term, including the M3 term through the inverse Mills ratio, and
+of ``ln sigma`` when estimated; model curvature neglected), ``Cov = 2 H^-1``. This stays
+valid at Stein's Tmax kink, where finite differences of the gradient are not.
+
+Parameters are fitted on the log scale (``log_<name>``) for every parameter the model marks
+``log_scale``, with the model's bounds. Starting values come from the data (observed Cmax
+and its day seed ``cmax`` and ``tmax``; early slope, contraction and terminal slopes seed
+Stein's ``foldx``, ``alpha``, ``beta`` and ``fb``). A global step screens ``n_candidates``
+points drawn around that start with the model's between-subject SDs (one vectorised
+``solve_batch``) and runs local fits from the ``n_starts`` best.
+
+Estimator: maximum likelihood by default; ``prior="population"`` gives the maximum a
+posteriori (empirical-Bayes) estimate with the model's published population distribution
+(``ln p ~ N(ln typical, bsv)``) as prior, entered as one more residual element per parameter.
+Sparse series under M3 have flat likelihood directions along which ML drifts (a censored
+value always prefers a lower prediction); the prior holds them (see docs/fitting.md).
+
+Derived outcomes (Cmax, Tmax, AUC0-28, AUC0-inf, levels at days 28/90/180/365, persistence
+above the LLOQ) come from :func:`cartkinetics.outcomes.batch_curve_outcomes` on the model
+curve; their 95% CIs are percentile intervals of a parametric bootstrap: ``n_boot`` draws of
+the log-parameters from N(estimate, Cov), each curve solved in one ``solve_batch`` call.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import special
+
+from cartkinetics.errors import CartKineticsError
+from cartkinetics.fit.likelihood import (
+    PreparedSeries,
+    ResidualModel,
+    loglik_terms,
+    prepare,
+    residual_vector,
+    row_neg2ll_derivatives,
+)
+from cartkinetics.outcomes import OUTCOME_KEYS, batch_curve_outcomes
+
+Z95 = 1.959963984540054
+SIGMA_BOUNDS = (1e-3, 10.0)
+DERIVED_KEYS = (
+    "cmax",
+    "tmax",
+    "auc_0_28",
+    "auc_0_inf",
+    "c_day28",
+    "c_day90",
+    "c_day180",
+    "c_day365",
+    "persistence",
+)
+# fit statuses; a fit is usable when its status is in OK_STATUSES
+OK_STATUSES = ("converged", "converged_singular")
+STATUSES = (
+    "converged",
+    "converged_singular",
+    "not_converged",
+    "too_few_points",
+    "all_blq",
+    "constant",
+    "solver_failure",
+    "error",
+)
+# parameters fixed first (at typical values) when a series is too short for all of them
+FIX_ORDER: dict[str, tuple[str, ...]] = {
+    "stein2019": ("beta", "fb", "foldx", "alpha"),
+    "stein2019_ode": ("beta", "fb", "foldx", "alpha"),
+}
+_PENALTY = 1e4  # residual value returned where the model cannot be solved
+
+
+def _get_model(model: Any):
+    from cartkinetics import models
+
+    return models.get(model) if isinstance(model, str) else model
+
+
+def _fix_order(model: Any) -> list[str]:
+    if model.name in FIX_ORDER:
+        return list(FIX_ORDER[model.name])
+    return list(reversed(model.param_names))
+
+
+def _series_key(series: Any) -> tuple[str, int, str]:
+    key = getattr(series, "key", None)
+    if key is not None:
+        return tuple(key)  # type: ignore[return-value]
+    return (
+        str(getattr(series, "patient", "")),
+        int(getattr(series, "infusion", 1)),
+        str(getattr(series, "assay", "")),
+    )
+
+
+# ----------------------------------------------------------------------------- problem
+@dataclass
+class _Block:
+    """One series inside a (possibly joint) fit."""
+
+    data: PreparedSeries
+    dose: Any
+    pmap: np.ndarray  # model parameter j -> internal index, -1 if fixed
+    pfixed: np.ndarray  # values of fixed model parameters (natural scale)
+    covariates: dict | None = None
+    observation: str | None = None  # model output compared with this block (default: problem's)
+    residual: ResidualModel | None = None  # per-block residual (default: the problem's)
+    cache: tuple | None = None  # (theta bytes, ln f, d ln f / d theta) of the last evaluation
+
+
+class _Problem:
+    """Internal parameter vector theta -> residual vector and Jacobian over blocks."""
+
+    def __init__(
+        self,
+        model: Any,
+        blocks: list[_Block],
+        names: list[str],
+        is_log: np.ndarray,
+        lower: np.ndarray,
+        upper: np.ndarray,
+        residual: ResidualModel,
+        observation: str,
+    ) -> None:
+        self.model = model
+        self.blocks = blocks
+        self.names = list(names)  # internal names (without ln sigma)
+        self.is_log = np.asarray(is_log, dtype=bool)
+        self.k = len(names)
+        self.residual = residual
+        self.with_sigma = residual.estimate_sigma
+        self.observation = observation
+        lo, hi = np.asarray(lower, float), np.asarray(upper, float)
+        if self.with_sigma:
+            lo = np.append(lo, math.log(SIGMA_BOUNDS[0]))
+            hi = np.append(hi, math.log(SIGMA_BOUNDS[1]))
+        self.lower, self.upper = lo, hi
+        # optional Gaussian prior on internal (log) parameters: MAP instead of ML
+        self.prior_mu = np.full(self.n_theta, np.nan)
+        self.prior_sd = np.full(self.n_theta, np.nan)
+        self.nfev = 0
+        self.njev = 0
+        self.solver_failures = 0
+        self._sens_ok = True
+
+    @property
+    def n_theta(self) -> int:
+        return self.k + (1 if self.with_sigma else 0)
+
+    @property
+    def has_prior(self) -> bool:
+        return bool(np.any(np.isfinite(self.prior_sd)))
+
+    def prior_term(self, theta: np.ndarray) -> float:
+        """-2 log prior (up to a constant): sum ((theta - mu) / sd)^2 over the prior entries."""
+        m = np.isfinite(self.prior_sd)
+        if not m.any():
+            return 0.0
+        return float(np.sum(((theta[m] - self.prior_mu[m]) / self.prior_sd[m]) ** 2))
+
+    def objective(self, theta: np.ndarray) -> float:
+        """What the fit minimises: -2 log L, plus -2 log prior for a MAP fit."""
+        return self.neg2ll(theta) + self.prior_term(theta)
+
+    def sigma(self, theta: np.ndarray, b: _Block | None = None) -> float:
+        if self.with_sigma:
+            return float(math.exp(theta[self.k]))
+        if b is not None and b.residual is not None:
+            return b.residual.sigma
+        return self.residual.sigma
+
+    def res_of(self, b: _Block) -> ResidualModel:
+        return b.residual if b.residual is not None else self.residual
+
+    def block_params(self, theta: np.ndarray, b: _Block) -> np.ndarray:
+        p = b.pfixed.copy()
+        free = b.pmap >= 0
+        idx = b.pmap[free]
+        vals = theta[idx]
+        p[free] = np.where(self.is_log[idx], np.exp(vals), vals)
+        return p
+
+    def predict(self, theta: np.ndarray, b: _Block, jac: bool):
+        """ln f at the block's times and d ln f / d theta (n, k); None on solver failure."""
+        p = self.block_params(theta, b)
+        t = b.data.t
+        kw = {} if b.covariates is None else {"covariates": b.covariates}
+        oname = b.observation or self.observation
+        if not jac and self._sens_ok and self.model.is_closed_form:
+            # closed form: sensitivities cost about a solve; compute them now and keep them for
+            # the Jacobian call that least_squares makes at an accepted point
+            lf, J = self.predict(theta, b, jac=True)
+            return lf, None
+        if jac and b.cache is not None and b.cache[0] == theta.tobytes():
+            return b.cache[1], b.cache[2]
+        if not jac:
+            sol = self.model.solve(t, p, b.dose, **kw)
+            obs = np.asarray(sol.observed[oname], dtype=float)
+            if sol.status != 0 or not np.all(np.isfinite(obs)) or np.any(obs <= 0):
+                return None, None
+            return np.log(obs), None
+        obs = dobs = None
+        status = 0
+        if self._sens_ok:
+            try:
+                kws = dict(kw)
+                if oname != self.model.primary_observation:
+                    kws["observation"] = oname
+                obs, dobs, status = self.model.sensitivities(t, p, b.dose, **kws)
+                obs = np.asarray(obs, float)
+                dobs = np.asarray(dobs, float)
+            except NotImplementedError:
+                self._sens_ok = False
+        bad_grad = status == 0 and dobs is not None and not np.all(np.isfinite(dobs))
+        if not self._sens_ok or bad_grad:
+            return self._predict_fd(theta, b, kw)
+        if status != 0 or not np.all(np.isfinite(obs)) or np.any(obs <= 0):
+            return None, None
+        lf = np.log(obs)
+        J = np.zeros((t.size, self.k))
+        dl = dobs / obs[:, None]
+        for j in np.flatnonzero(b.pmap >= 0):
+            i = b.pmap[j]
+            J[:, i] += dl[:, j] * (p[j] if self.is_log[i] else 1.0)
+        b.cache = (theta.tobytes(), lf, J)
+        return lf, J
+
+    def _predict_fd(self, theta: np.ndarray, b: _Block, kw: dict):
+        """Forward differences in theta through one solve_batch call."""
+        used = sorted({int(i) for i in b.pmap[b.pmap >= 0]})
+        h = 1e-6
+        rows = [self.block_params(theta, b)]
+        for i in used:
+            th = theta.copy()
+            th[i] += h * max(1.0, abs(th[i]))
+            rows.append(self.block_params(th, b))
+        sol = self.model.solve_batch(b.data.t, np.array(rows), b.dose, **kw)
+        obs = np.asarray(sol.observed[b.observation or self.observation], float)
+        if sol.status[0] != 0 or not np.all(np.isfinite(obs[0])) or np.any(obs[0] <= 0):
+            return None, None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lobs = np.log(obs)
+        J = np.zeros((b.data.t.size, self.k))
+        for r, i in enumerate(used, start=1):
+            step = h * max(1.0, abs(theta[i]))
+            if sol.status[r] == 0 and np.all(np.isfinite(lobs[r])):
+                J[:, i] = (lobs[r] - lobs[0]) / step
+        return lobs[0], J
+
+    def residuals(self, theta: np.ndarray, jac: bool = False):
+        if jac:
+            self.njev += 1
+        else:
+            self.nfev += 1
+        rs, Js = [], []
+        nq_total = 0
+        for b in self.blocks:
+            lf, J = self.predict(theta, b, jac)
+            if lf is None:
+                self.solver_failures += 1
+                m = b.data.n
+                rs.append(np.full(m, _PENALTY / math.sqrt(max(m, 1))))
+                if jac:
+                    Js.append(np.zeros((m, self.n_theta)))
+                continue
+            sig = self.sigma(theta, b)
+            r, Jb = residual_vector(lf, J, b.data, self.res_of(b), sig, with_sigma=False)
+            nq_total += b.data.n_quantified
+            if jac:
+                if self.with_sigma:
+                    # d r / d ln sigma = -(dr/dz) z for each element; from the
+                    # Jacobian with respect to ln f: dz/dlnf = -1/sigma, dz/dlns = -z
+                    _, Js_full = residual_vector(
+                        lf, np.zeros((lf.size, 0)), b.data, self.res_of(b), sig, with_sigma=True
+                    )
+                    Jb = np.hstack([Jb, Js_full[: lf.size, -1:]])
+                Js.append(Jb)
+            rs.append(r)
+        if self.with_sigma:
+            nq = sum(b.data.n_quantified for b in self.blocks)
+            K = 1.0 - 2.0 * nq * math.log(SIGMA_BOUNDS[0])
+            val = math.sqrt(max(2.0 * nq * math.log(self.sigma(theta)) + K, 0.0))
+            rs.append(np.array([val]))
+            if jac:
+                row = np.zeros((1, self.n_theta))
+                row[0, -1] = nq / val if val > 0 else 0.0
+                Js.append(row)
+        m = np.isfinite(self.prior_sd)
+        if m.any():
+            idx = np.flatnonzero(m)
+            rs.append((theta[idx] - self.prior_mu[idx]) / self.prior_sd[idx])
+            if jac:
+                rows = np.zeros((idx.size, self.n_theta))
+                rows[np.arange(idx.size), idx] = 1.0 / self.prior_sd[idx]
+                Js.append(rows)
+        r = np.concatenate(rs)
+        if jac:
+            return np.vstack(Js)
+        return r
+
+    def neg2ll(self, theta: np.ndarray) -> float:
+        """-2 log L (exact, with constants) at theta; inf on solver failure."""
+        total = 0.0
+        for b in self.blocks:
+            lf, _ = self.predict(theta, b, jac=False)
+            if lf is None:
+                return math.inf
+            total += -2.0 * float(
+                np.sum(loglik_terms(lf, b.data, self.res_of(b), self.sigma(theta, b)))
+            )
+        return total
+
+    def information(self, theta: np.ndarray) -> np.ndarray:
+        """Gauss-Newton observed information H of -2 log L (n_theta x n_theta)."""
+        H = np.zeros((self.n_theta, self.n_theta))
+        for b in self.blocks:
+            lf, J = self.predict(theta, b, jac=True)
+            if lf is None:
+                return np.full((self.n_theta, self.n_theta), np.nan)
+            d = row_neg2ll_derivatives(lf, b.data, self.res_of(b), self.sigma(theta, b))
+            k = self.k
+            H[:k, :k] += J.T @ (d["duu"][:, None] * J)
+            if self.with_sigma:
+                # chain rule: s = ln sigma is the internal coordinate already
+                H[:k, k] += J.T @ d["dus"]
+                H[k, :k] = H[:k, k]
+                H[k, k] += float(np.sum(d["dss"]))
+        m = np.isfinite(self.prior_sd)
+        H[m, m] += 2.0 / self.prior_sd[m] ** 2
+        return H
+
+    def batch_neg2ll(self, thetas: np.ndarray) -> np.ndarray:
+        """Objective for many theta rows (one solve_batch per block); used by the global step."""
+        out = np.array([self.prior_term(th) for th in thetas])
+        for b in self.blocks:
+            P = np.array([self.block_params(th, b) for th in thetas])
+            kw = {} if b.covariates is None else {"covariates": b.covariates}
+            try:
+                sol = self.model.solve_batch(b.data.t, P, b.dose, **kw)
+            except Exception:  # a batch that cannot be solved at all: score rows one by one
+                out += np.array([self.neg2ll(th) for th in thetas])  # prior already in
+                continue
+            obs = np.asarray(sol.observed[b.observation or self.observation], float)
+            st = np.asarray(sol.status)
+            for r in range(thetas.shape[0]):
+                if st[r] != 0 or not np.all(np.isfinite(obs[r])) or np.any(obs[r] <= 0):
+                    out[r] = np.inf
+                    continue
+                out[r] += -2.0 * float(
+                    np.sum(
+                        loglik_terms(
+                            np.log(obs[r]), b.data, self.res_of(b), self.sigma(thetas[r], b)
+                        )
+                    )
+                )
+        return out
+
+
+# ----------------------------------------------------------------------------- starts
+def data_start(model: Any, series: Any) -> dict[str, float]:
+    """Starting values (natural scale) derived from the observations.
+
+    Observed Cmax and its day seed ``cmax`` and ``tmax``; for Stein-type models the early
+    log-slope seeds ``foldx``, the slope after the peak ``alpha``, the terminal slope
+    ``beta`` and the late level ``fb``. Other parameters start at typical values.
+    """
+    names = model.param_names
+    start = dict(zip(names, model.typical.tolist(), strict=True))
+    day = np.asarray(series.day, float)
+    val = np.asarray(series.value, float)
+    q = ~np.asarray(series.blq, bool) & np.isfinite(val) & (val > 0)
+    if q.sum() == 0:
+        return start
+    tq, cq = day[q], val[q]
+    i = int(np.argmax(cq))
+    cmax, tmax = float(cq[i]), float(tq[i])
+    par = {p.name: p for p in model.parameters}
+
+    def put(name: str, v: float) -> None:
+        if name in par and np.isfinite(v):
+            p = par[name]
+            lo = p.lower if p.lower > 0 else 1e-12
+            start[name] = float(min(max(v, lo * 1.0001), p.upper * 0.9999))
+
+    put("cmax", cmax)
+    if tmax > 0:
+        put("tmax", tmax)
+    if {"foldx", "alpha", "beta", "fb"} <= set(par) and "tmax" in par:
+        T = start["tmax"]
+        early = np.flatnonzero((tq < tmax) & (tq > 0))
+        if early.size:
+            j = early[0]
+            rho = math.log(cmax / cq[j]) / max(tmax - tq[j], 1e-3)
+            put("foldx", min(max(math.exp(min(rho * T, 30.0)), 10.0), 1e7))
+        after = np.flatnonzero(tq > tmax)
+        if after.size:
+            j = after[0]
+            a = -math.log(cq[j] / cmax) / max(tq[j] - tmax, 1e-3)
+            put("alpha", min(max(a, 0.02), 2.0))
+        late = np.flatnonzero(tq > tmax + 30)
+        if late.size >= 2:
+            j0, j1 = late[0], late[-1]
+            bta = -math.log(cq[j1] / cq[j0]) / max(tq[j1] - tq[j0], 1e-3)
+            bta = min(max(bta, 1e-4), 0.1)
+            put("beta", bta)
+            put("fb", min(max(cq[j1] / (cmax * math.exp(-bta * (tq[j1] - tmax))), 1e-5), 0.5))
+        elif late.size == 1:
+            j1 = late[0]
+            bta = start["beta"]
+            put("fb", min(max(cq[j1] / (cmax * math.exp(-bta * (tq[j1] - tmax))), 1e-5), 0.5))
+    return start
+
+
+# ----------------------------------------------------------------------------- result
+@dataclass
+class FitResult:
+    """Result of one series fit (see :func:`fit_series`).
+
+    Attributes
+    ----------
+    patient, infusion, assay : series key
+    model : str
+    status : str
+        One of ``STATUSES``: ``converged`` (estimates and covariance), ``converged_singular``
+        (estimates; information matrix singular: some SEs are NaN), ``not_converged``,
+        ``too_few_points``, ``all_blq``, ``constant``, ``solver_failure``, ``error``.
+    message : str
+        Sentence explaining the status (and notes on the data).
+    censoring : str
+        "M3" or "M1" (always stated).
+    residual_model : str
+        Description of the residual error.
+    params : dict name -> estimate (natural scale; includes fixed ones)
+    stderr : dict name -> SE (natural scale, delta method; NaN if not available)
+    ci : dict name -> (lo, hi) 95% CI (Wald on the fitted scale, back-transformed; or
+        profile-likelihood when ``profile=True``)
+    ci_method : str
+    correlation : DataFrame (fitted parameters)
+    condition_number : float
+        Ratio of the largest to the smallest eigenvalue of the correlation matrix.
+    neg2ll, aic, bic : float
+        -2 log L (likelihood only, also for MAP fits) and the criteria built on it.
+    objective : float
+        What was minimised: -2 log L, plus -2 log prior for a MAP fit.
+    estimator : str
+        "ML" or "MAP (population prior)".
+    n_obs, n_blq, n_used, n_free : int
+    sigma : float (ln-scale residual SD, fitted or fixed)
+    residual_sd : float (SD of the ln-scale residuals of quantified rows)
+    predictions : DataFrame (one row per series row)
+        ``day, value, blq, used, pred, ires, iwres, censored, p_below_lloq``; censored rows
+        have ``ires = iwres = NaN`` (no fake residual) and ``p_below_lloq`` = the model's
+        probability of a value below the limit.
+    outcomes : dict key -> estimate (``DERIVED_KEYS``); outcomes_ci : dict key -> (lo, hi)
+    outcome_method : str
+    """
+
+    patient: str
+    infusion: int
+    assay: str
+    model: str
+    status: str
+    message: str
+    censoring: str
+    residual_model: str = ""
+    params: dict[str, float] = field(default_factory=dict)
+    stderr: dict[str, float] = field(default_factory=dict)
+    ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    ci_method: str = ""
+    free: list[str] = field(default_factory=list)
+    correlation: pd.DataFrame | None = None
+    covariance: np.ndarray | None = None  # internal scale (log params [, ln sigma])
+    internal_names: list[str] = field(default_factory=list)
+    condition_number: float = math.nan
+    neg2ll: float = math.nan
+    aic: float = math.nan
+    bic: float = math.nan
+    objective: float = math.nan  # -2 log L (+ -2 log prior for a MAP fit)
+    estimator: str = "ML"
+    n_obs: int = 0
+    n_blq: int = 0
+    n_used: int = 0
+    n_free: int = 0
+    sigma: float = math.nan
+    residual_sd: float = math.nan
+    predictions: pd.DataFrame | None = None
+    outcomes: dict[str, float] = field(default_factory=dict)
+    outcomes_ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    outcome_method: str = ""
+    lloq: float = math.nan
+    unit: str = ""
+    nfev: int = 0
+    n_starts: int = 0
+    elapsed: float = 0.0
+    curve: dict[str, np.ndarray] | None = None  # t, pred, lo, hi for plots
+    at_bounds: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, int, str]:
+        return (self.patient, self.infusion, self.assay)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in OK_STATUSES
+
+    # ------------------------------------------------------------------ tables
+    def to_dict(self) -> dict[str, Any]:
+        """One flat record (used by ``to_dataframe`` and the CLI's --json)."""
+        rec: dict[str, Any] = {
+            "patient": self.patient,
+            "infusion": self.infusion,
+            "assay": self.assay,
+            "model": self.model,
+            "status": self.status,
+            "message": self.message,
+            "censoring": self.censoring,
+            "estimator": self.estimator,
+            "n_obs": self.n_obs,
+            "n_blq": self.n_blq,
+            "n_used": self.n_used,
+            "neg2ll": self.neg2ll,
+            "aic": self.aic,
+            "bic": self.bic,
+            "sigma": self.sigma,
+            "residual_sd": self.residual_sd,
+            "condition_number": self.condition_number,
+        }
+        for k, v in self.params.items():
+            rec[k] = v
+            rec[f"{k}_se"] = self.stderr.get(k, math.nan)
+            lo, hi = self.ci.get(k, (math.nan, math.nan))
+            rec[f"{k}_lo"], rec[f"{k}_hi"] = lo, hi
+        for k in DERIVED_KEYS:
+            rec[f"model_{k}"] = self.outcomes.get(k, math.nan)
+            lo, hi = self.outcomes_ci.get(k, (math.nan, math.nan))
+            rec[f"model_{k}_lo"], rec[f"model_{k}_hi"] = lo, hi
+        return rec
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """Long table: one row per quantity (parameter or derived outcome)."""
+        rows = []
+        for k, v in self.params.items():
+            lo, hi = self.ci.get(k, (math.nan, math.nan))
+            rows.append(
+                {
+                    "patient": self.patient,
+                    "infusion": self.infusion,
+                    "assay": self.assay,
+                    "kind": "parameter" if k in self.free else "fixed",
+                    "name": k,
+                    "estimate": v,
+                    "se": self.stderr.get(k, math.nan),
+                    "lo": lo,
+                    "hi": hi,
+                    "method": self.ci_method if k in self.free else "fixed",
+                }
+            )
+        for k in DERIVED_KEYS:
+            lo, hi = self.outcomes_ci.get(k, (math.nan, math.nan))
+            rows.append(
+                {
+                    "patient": self.patient,
+                    "infusion": self.infusion,
+                    "assay": self.assay,
+                    "kind": "outcome",
+                    "name": k,
+                    "estimate": self.outcomes.get(k, math.nan),
+                    "se": math.nan,
+                    "lo": lo,
+                    "hi": hi,
+                    "method": self.outcome_method,
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def record(self) -> dict[str, Any]:
+        """The CLI --json record (keys fixed by issue #5)."""
+
+        def clean(x: Any) -> Any:
+            if isinstance(x, float) and not math.isfinite(x):
+                return None
+            return x
+
+        def ci(k: str) -> list | None:
+            lo, hi = self.outcomes_ci.get(k, (math.nan, math.nan))
+            return None if not (math.isfinite(lo) and math.isfinite(hi)) else [lo, hi]
+
+        return {
+            "patient": self.patient,
+            "infusion": int(self.infusion),
+            "assay": self.assay,
+            "model": self.model,
+            "status": self.status,
+            "message": self.message,
+            "n_obs": int(self.n_obs),
+            "n_blq": int(self.n_blq),
+            "params": {k: clean(float(v)) for k, v in self.params.items()},
+            "stderr": {k: clean(float(v)) for k, v in self.stderr.items()},
+            "cmax": clean(self.outcomes.get("cmax", math.nan)),
+            "cmax_ci": ci("cmax"),
+            "tmax": clean(self.outcomes.get("tmax", math.nan)),
+            "tmax_ci": ci("tmax"),
+            "auc_0_28": clean(self.outcomes.get("auc_0_28", math.nan)),
+            "auc_0_28_ci": ci("auc_0_28"),
+            "aic": clean(self.aic),
+            "censoring": self.censoring,
+        }
+
+    # ------------------------------------------------------------------ report
+    def summary(self) -> str:
+        """Readable report (in the spirit of lmfit's fit_report), censoring stated."""
+        lines = [
+            f"[[Fit]] {self.model}: patient {self.patient}, infusion {self.infusion}, "
+            f"assay {self.assay}",
+            f"    status            = {self.status}",
+            f"    message           = {self.message}",
+            f"    censoring         = {self.censoring}",
+            f"    residual model    = {self.residual_model}",
+            f"    estimator         = {self.estimator}",
+            f"    observations      = {self.n_obs} ({self.n_blq} BLQ), {self.n_used} in likelihood",
+            f"    free parameters   = {self.n_free}",
+            f"    function evals    = {self.nfev} ({self.n_starts} local start(s))",
+            f"    -2 log L          = {self.neg2ll:.4f}",
+            f"    AIC / BIC         = {self.aic:.4f} / {self.bic:.4f}",
+            f"    sigma (ln scale)  = {self.sigma:.4g}",
+            f"    residual SD (ln)  = {self.residual_sd:.4g}",
+            f"    condition number  = {self.condition_number:.4g}",
+        ]
+        if not self.params:
+            return "\n".join(lines)
+        lines.append(f"[[Parameters]] (95% CI: {self.ci_method})")
+        for k, v in self.params.items():
+            if k not in self.free:
+                lines.append(f"    {k:<10s} = {v:.6g} (fixed)")
+                continue
+            se = self.stderr.get(k, math.nan)
+            lo, hi = self.ci.get(k, (math.nan, math.nan))
+            rse = 100 * se / abs(v) if v else math.nan
+            bound = "  at bound" if k in self.at_bounds else ""
+            lines.append(
+                f"    {k:<10s} = {v:.6g} +/- {se:.3g} ({rse:.1f}%)  [{lo:.4g}, {hi:.4g}]{bound}"
+            )
+        if self.correlation is not None:
+            lines.append("[[Correlations]] (|r| > 0.5)")
+            c = self.correlation
+            names = list(c.columns)
+            pairs = [
+                (abs(c.iloc[i, j]), names[i], names[j], c.iloc[i, j])
+                for i in range(len(names))
+                for j in range(i + 1, len(names))
+                if abs(c.iloc[i, j]) > 0.5
+            ]
+            for _, a, b, r in sorted(pairs, reverse=True):
+                lines.append(f"    C({a}, {b}) = {r:+.3f}")
+        if self.outcomes:
+            lines.append(f"[[Derived outcomes]] (95% CI: {self.outcome_method})")
+            for k in DERIVED_KEYS:
+                v = self.outcomes.get(k, math.nan)
+                lo, hi = self.outcomes_ci.get(k, (math.nan, math.nan))
+                lines.append(f"    {k:<12s} = {v:.5g}  [{lo:.4g}, {hi:.4g}]")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def plot(self, ax: Any = None, band: bool = True) -> Any:
+        """Observed points (BLQ as open markers at the LLOQ), fitted curve, 95% band, log y."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(5, 3.5))
+        pr = self.predictions
+        if pr is not None and len(pr):
+            q = ~pr["blq"].to_numpy(bool) & (pr["value"].to_numpy(float) > 0)
+            ax.plot(pr["day"][q], pr["value"][q], "o", color="C0", ms=4, label="observed")
+            b = pr["blq"].to_numpy(bool)
+            if b.any():
+                ax.plot(
+                    pr["day"][b], pr["value"][b], "o", mfc="none", color="C0", ms=5,
+                    label="BLQ (at LLOQ)",
+                )
+        if self.curve is not None:
+            t = self.curve["t"]
+            # draw the curve over the sampled period (+10%), not the extrapolation to day 365
+            t_end = 28.0
+            if pr is not None and len(pr):
+                t_end = max(t_end, 1.1 * float(pr["day"].max()))
+            w = t <= t_end
+            ax.plot(t[w], self.curve["pred"][w], "-", color="C1", lw=1.5,
+                    label=f"{self.model} fit")
+            if band and "lo" in self.curve and np.any(np.isfinite(self.curve["lo"])):
+                ax.fill_between(
+                    t[w], self.curve["lo"][w], self.curve["hi"][w], color="C1", alpha=0.2, lw=0,
+                    label="95% band",
+                )
+            if pr is not None and len(pr):
+                v = pr["value"].to_numpy(float)
+                v = v[v > 0]
+                if v.size:
+                    ax.set_ylim(v.min() / 30.0, v.max() * 30.0)
+        if math.isfinite(self.lloq):
+            ax.axhline(self.lloq, color="grey", ls=":", lw=0.8)
+        ax.set_yscale("log")
+        ax.set_xlabel("day since infusion")
+        ax.set_ylabel(self.unit or "level")
+        ax.set_title(f"{self.patient} inf {self.infusion} ({self.status})", fontsize=9)
+        return ax
+
+
+# ----------------------------------------------------------------------------- helpers
+def _outcome_grid(t_last: float) -> np.ndarray:
+    """Dense day grid: 0.2 d to day 40, 0.5 d to day 60, then 2 d to max(365, last)."""
+    t_end = max(365.0, float(t_last))
+    g = np.concatenate(
+        [
+            np.arange(0.0, 40.0, 0.2),
+            np.arange(40.0, 60.0, 0.5),
+            np.arange(60.0, t_end, 2.0),
+            [28.0, 90.0, 180.0, 365.0, t_end],
+        ]
+    )
+    return np.unique(np.round(g, 9))
+
+
+def _auc_inf(t: np.ndarray, C: np.ndarray, auc_last: np.ndarray) -> np.ndarray:
+    """AUC0-inf = AUC0-last (lin-up/log-down) + C_last / lambda_z, lambda_z from the curve's
+    last two grid points; NaN where the curve is not declining (not finite)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lam = -(np.log(C[:, -1]) - np.log(C[:, -2])) / (t[-1] - t[-2])
+        tail = np.where(lam > 1e-12, C[:, -1] / lam, np.nan)
+    return auc_last + tail
+
+
+def _derived(
+    model: Any,
+    grid: np.ndarray,
+    P: np.ndarray,
+    dose: Any,
+    lloq: float,
+    observation: str,
+    covariates: dict | None,
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    kw = {} if covariates is None else {"covariates": covariates}
+    sol = model.solve_batch(grid, P, dose, **kw)
+    C = np.asarray(sol.observed[observation], float)
+    ok = (np.asarray(sol.status) == 0) & np.all(np.isfinite(C), axis=1)
+    C = np.where(ok[:, None], C, np.nan)
+    out = batch_curve_outcomes(grid, C, lloq)
+    res = {k: out[k] for k in OUTCOME_KEYS}
+    res["auc_0_inf"] = _auc_inf(grid, C, out["auc_0_last"])
+    _refine_peak(model, grid, C, P, dose, observation, kw, res)
+    return res, C, ok
+
+
+def _refine_peak(model, grid, C, P, dose, observation, kw, res) -> None:
+    """Cmax/Tmax on a 100x finer grid between the neighbours of each curve's grid peak.
+
+    A kinked peak (Stein's switch at Tmax) falls between grid points; the parabola of
+    ``curve_outcomes`` only refines smooth peaks. Curves sharing a peak index are solved
+    together on one fine window; all windows then go through one ``batch_curve_outcomes``
+    call on a common unit grid (the peak does not depend on where the window starts).
+    """
+    fin = np.all(np.isfinite(C), axis=1)
+    if not fin.any():
+        return
+    imax = np.full(C.shape[0], -1)
+    imax[fin] = np.argmax(C[fin], axis=1)
+    u = np.linspace(0.0, 1.0, 201)
+    rows_all, curves, starts, widths = [], [], [], []
+    for i in np.unique(imax[imax >= 0]):
+        rows = np.flatnonzero(imax == i)
+        a, b = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
+        if b <= a:
+            continue
+        sol = model.solve_batch(a + (b - a) * u, P[rows], dose, **kw)
+        Cf = np.asarray(sol.observed[observation], float)
+        good = np.all(np.isfinite(Cf), axis=1)
+        rows_all.append(rows[good])
+        curves.append(Cf[good])
+        starts.append(np.full(int(good.sum()), a))
+        widths.append(np.full(int(good.sum()), b - a))
+    if not rows_all:
+        return
+    rows = np.concatenate(rows_all)
+    if rows.size == 0:
+        return
+    o = batch_curve_outcomes(u, np.vstack(curves))
+    better = o["cmax"] > res["cmax"][rows]
+    res["cmax"][rows[better]] = o["cmax"][better]
+    res["tmax"][rows[better]] = (np.concatenate(starts) + np.concatenate(widths) * o["tmax"])[
+        better
+    ]
+
+
+def _fail(series: Any, model_name: str, status: str, message: str, residual: ResidualModel,
+          data: PreparedSeries | None = None) -> FitResult:
+    key = _series_key(series)
+    blq = np.asarray(getattr(series, "blq", []), bool)
+    return FitResult(
+        patient=key[0], infusion=key[1], assay=key[2], model=model_name, status=status,
+        message=message, censoring=residual.censoring, residual_model=residual.describe(),
+        n_obs=int(blq.size), n_blq=int(blq.sum()), n_used=0 if data is None else data.n,
+        unit=str(getattr(series, "unit", "")),
+    )
+
+
+def _screen_series(data: PreparedSeries, n_free: int) -> tuple[str, str] | None:
+    """Status and reason when a series cannot be fitted; None when it can."""
+    if data.n == 0:
+        return "too_few_points", "no observation enters the likelihood"
+    if data.n_quantified == 0:
+        return "all_blq", (
+            f"all {data.n_censored} observation(s) are below the LLOQ: the curve is not "
+            "identifiable (only upper limits)"
+        )
+    if data.n < n_free:
+        return "too_few_points", (
+            f"{data.n} observation(s) for {n_free} free parameter(s): fewer points than "
+            "parameters"
+        )
+    if data.n_quantified < 2:
+        return "too_few_points", "a single quantified observation cannot define a curve"
+    ly = data.log_y[~data.censored]
+    if data.n_quantified >= 2 and np.ptp(ly) < 1e-10 and data.n_censored == 0:
+        return "constant", (
+            f"all {data.n_quantified} quantified values are equal ({math.exp(ly[0]):g}): "
+            "no expansion or decline to fit"
+        )
+    return None
+
+
+def _resolve_residual(model: Any, residual: ResidualModel | None, censoring: str | None,
+                      sigma: float | str | None, error: str | None) -> ResidualModel:
+    if residual is None:
+        published = getattr(model, "residual_sd", None)
+        estimate = False
+        s = published if published else 0.5
+        if sigma == "estimate" or (sigma is None and not published):
+            estimate = True
+        elif sigma is not None:
+            s = float(sigma)
+        residual = ResidualModel(
+            error=error or "normal", sigma=float(s), censoring=censoring or "M3",
+            estimate_sigma=estimate,
+        )
+    elif censoring is not None and censoring != residual.censoring:
+        residual = ResidualModel(
+            error=residual.error, sigma=residual.sigma, nu=residual.nu, censoring=censoring,
+            estimate_sigma=residual.estimate_sigma,
+        )
+    return residual
+
+
+def _internal_setup(model: Any, fixed: dict[str, float] | None):
+    """Free model parameters, their internal names, log flags and bounds."""
+    fixed = dict(fixed or {})
+    unknown = set(fixed) - set(model.param_names)
+    if unknown:
+        raise CartKineticsError(
+            f"fixed names unknown parameters {sorted(unknown)}; model {model.name} has "
+            f"{model.param_names}"
+        )
+    free, names, is_log, lo, hi = [], [], [], [], []
+    for p in model.parameters:
+        if p.name in fixed:
+            continue
+        free.append(p.name)
+        if p.log_scale:
+            names.append(f"log_{p.name}")
+            is_log.append(True)
+            lo_v = p.lower if p.lower > 0 else max(p.value * 1e-8, 1e-300)
+            hi_v = p.upper if np.isfinite(p.upper) else p.value * 1e8
+            lo.append(math.log(lo_v))
+            hi.append(math.log(hi_v))
+        else:
+            names.append(p.name)
+            is_log.append(False)
+            lo.append(p.lower if np.isfinite(p.lower) else -1e10)
+            hi.append(p.upper if np.isfinite(p.upper) else 1e10)
+    return fixed, free, names, np.array(is_log), np.array(lo), np.array(hi)
+
+
+def _to_internal(values: dict[str, float], names: list[str], is_log: np.ndarray,
+                 lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    th = np.array(
+        [
+            math.log(values[n[4:]]) if lg else values[n]
+            for n, lg in zip(names, is_log, strict=True)
+        ]
+    )
+    span = hi - lo
+    return np.clip(th, lo + 1e-6 * span, hi - 1e-6 * span)
+
+
+def _local_fit(problem: _Problem, theta0: np.ndarray, names: list[str], max_nfev: int):
+    """One lmfit least_squares run (TRF, native bounds, analytic Jacobian)."""
+    import lmfit
+
+    pars = lmfit.Parameters()
+    all_names = names + (["log_sigma"] if problem.with_sigma else [])
+    for n, v, lo, hi in zip(all_names, theta0, problem.lower, problem.upper, strict=True):
+        pars.add(n, value=float(v), min=float(lo), max=float(hi))
+
+    def vec(p: Any) -> np.ndarray:
+        return np.array([p[n].value for n in all_names])
+
+    def fcn(p: Any) -> np.ndarray:
+        return problem.residuals(vec(p), jac=False)
+
+    def jac(p: Any) -> np.ndarray:
+        return problem.residuals(vec(p), jac=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = lmfit.minimize(
+            fcn, pars, method="least_squares", jac=jac, max_nfev=max_nfev, scale_covar=False,
+            calc_covar=False, x_scale="jac", ftol=1e-9, xtol=1e-9, gtol=1e-9,
+        )
+    th = vec(out.params)
+    return th, out
+
+
+def _fit_problem(problem: _Problem, theta0: np.ndarray, names: list[str], n_candidates: int,
+                 n_starts: int, spread: np.ndarray, rng: np.random.Generator, max_nfev: int):
+    """Global screen + multi-start local fits; returns best theta, lmfit result, n starts."""
+    cands = [theta0]
+    if n_candidates > 0:
+        d = rng.standard_normal((n_candidates, theta0.size)) * spread[None, :]
+        cands.extend(list(np.clip(theta0[None, :] + d, problem.lower, problem.upper)))
+    C = np.array(cands)
+    if n_starts > 1 and C.shape[0] > 1:
+        scores = problem.batch_neg2ll(C)
+        order = [0] + [int(i) for i in np.argsort(scores) if i != 0 and np.isfinite(scores[i])]
+        starts = [C[i] for i in order[:n_starts]]
+    else:
+        starts = [theta0]
+    best = None
+    n_run = 0
+    for th0 in starts:
+        th, out = _local_fit(problem, th0, names, max_nfev)
+        n_run += 1
+        val = problem.objective(th)
+        # no early stop when two starts agree: on real series (Liu 2022 CR-6) the first two
+        # starts can share a local optimum that the third improves on
+        if best is None or (np.isfinite(val) and val < best[2]):
+            best = (th, out, val)
+    assert best is not None
+    return best[0], best[1], best[2], n_run
+
+
+def _covariance(H: np.ndarray, theta: np.ndarray, lower: np.ndarray, upper: np.ndarray):
+    """Cov = 2 H^-1 of -2 log L, restricted to the identifiable parameters.
+
+    Parameters stuck at a bound are left out. When H is singular (a direction of the
+    parameter space leaves the likelihood unchanged, e.g. Stein's foldx, tmax and cmax with a
+    single point before the peak), parameters loading on the null directions get NaN
+    variances and the others the restricted (pseudo-) inverse.
+    """
+    n = H.shape[0]
+    cov = np.full((n, n), np.nan)
+    if not np.all(np.isfinite(H)):
+        return cov, False, []
+    span = upper - lower
+    at_b = (theta - lower < 1e-5 * span) | (upper - theta < 1e-5 * span)
+    keep = np.flatnonzero(~at_b)
+    ok = True
+    if keep.size:
+        Hk = 0.5 * (H[np.ix_(keep, keep)] + H[np.ix_(keep, keep)].T)
+        dg = np.sqrt(np.clip(np.diag(Hk), 0, None))
+        live = dg > 1e-12 * max(dg.max(), 1e-300)
+        nan_par = ~live
+        li = np.flatnonzero(live)
+        if li.size:
+            S = Hk[np.ix_(li, li)] / np.outer(dg[li], dg[li])  # unit diagonal
+            w, V = np.linalg.eigh(S)
+            null = w < 1e-11 * max(w.max(), 1e-300)
+            if null.any():
+                load = np.sqrt(np.sum(V[:, null] ** 2, axis=1))
+                nan_par[li[load > 1e-2]] = True
+            wi = np.where(null, 0.0, 1.0 / np.where(null, 1.0, w))
+            inv = (V * wi) @ V.T / np.outer(dg[li], dg[li])
+            sub = np.full((keep.size, keep.size), np.nan)
+            sub[np.ix_(li, li)] = 2.0 * inv
+            sub[nan_par, :] = np.nan
+            sub[:, nan_par] = np.nan
+            cov[np.ix_(keep, keep)] = sub
+        ok = not nan_par.any()
+    return cov, ok, list(np.flatnonzero(at_b))
+
+
+# ----------------------------------------------------------------------------- public
+def fit_series(
+    series: Any,
+    model: Any = "stein2019",
+    *,
+    censoring: str | None = None,
+    sigma: float | str | None = None,
+    error: str | None = None,
+    residual: ResidualModel | None = None,
+    fixed: dict[str, float] | None = None,
+    start: dict[str, float] | None = None,
+    n_starts: int = 3,
+    n_candidates: int = 40,
+    outcomes: bool = True,
+    n_boot: int = 500,
+    profile: bool | str | tuple[str, ...] | list[str] = "auto",
+    dose: Any = None,
+    covariates: dict | None = None,
+    observation: str | None = None,
+    max_nfev: int = 400,
+    reduce: bool = True,
+    prior: str | dict[str, tuple[float, float]] | None = None,
+    seed: int = 0,
+) -> FitResult:
+    """Fit one series (patient x infusion x assay) by maximum likelihood.
+
+    Parameters
+    ----------
+    series : cartkinetics.data.Series
+        Days since that infusion, values (assay units), per-row LLOQ and BLQ flags.
+    model : str or Model
+        Library name (default ``"stein2019"``) or a Model object.
+    censoring : {"M3", "M1"}, optional
+        M3 (default): BLQ rows enter as P(Y < LLOQ); M1: BLQ rows discarded.
+    sigma : float or "estimate", optional
+        Residual SD on the ln scale. Default: the model's published residual SD, fixed
+        (0.56 for Stein 2019); estimated when the model has none or ``"estimate"``.
+    error : {"normal", "student_t"}, optional
+    residual : ResidualModel, optional
+        Full residual description (overrides ``sigma`` and ``error``).
+    fixed : dict name -> value, optional
+        Parameters held fixed (natural scale).
+    start : dict name -> value, optional
+        Starting values overriding the data-derived ones.
+    n_starts : int
+        Local fits run from the best points of the global screen (1: data start only).
+    n_candidates : int
+        Points screened by the global step (drawn around the start with the model's BSV).
+    outcomes : bool
+        Compute derived outcomes with bootstrap CIs.
+    n_boot : int
+        Parametric bootstrap draws for the derived outcomes' CIs.
+    profile : bool, "auto" or list of names
+        Profile-likelihood 95% CIs instead of Wald: True for every fitted parameter, a list
+        for those parameters, "auto" (default) for the parameters whose Wald SE is not available
+        (non-identifiable directions, where the profile is the only honest interval).
+    dose : optional
+        Passed to the model (default: the series' dose, else the model default).
+    covariates : dict, optional
+        Passed to the model (e.g. Stein's ``tocilizumab_day``).
+    observation : str, optional
+        Model observation compared with the data (default: the primary observation).
+    max_nfev : int
+        Maximum residual evaluations per local fit.
+    reduce : bool
+        When the series has fewer points than free parameters (but at least two quantified
+        values), fix parameters at their published typical values in the order of
+        ``FIX_ORDER`` (Stein 2019: beta, fb, foldx, alpha) until it does not; the message
+        names them. False: report ``too_few_points`` instead.
+    prior : None, "population" or dict name -> (typical value, omega)
+        None (default): maximum likelihood. ``"population"``: maximum a posteriori with the
+        model's published population distribution as prior, ln p ~ N(ln typical, omega^2)
+        with ``omega^2 = model.bsv`` (the empirical-Bayes / POSTHOC estimate of
+        pharmacometrics). It keeps sparse series from drifting along flat likelihood
+        directions (e.g. a censored rise pushing foldx up); CIs then come from the posterior
+        curvature. -2 log L is still reported without the prior term.
+    seed : int
+        Seed of the global screen and the bootstrap.
+
+    Returns
+    -------
+    FitResult
+        Never raises for a series that cannot be fitted: the status says why.
+    """
+    tic = time.perf_counter()
+    model = _get_model(model)
+    residual = _resolve_residual(model, residual, censoring, sigma, error)
+    obs_name = observation or model.primary_observation
+    if obs_name not in model.observations:
+        raise CartKineticsError(
+            f"model {model.name} has no observation {obs_name!r}; it has {list(model.observations)}"
+        )
+    try:
+        data = prepare(series, residual.censoring)
+    except CartKineticsError as exc:
+        return _fail(series, model.name, "error", str(exc), residual)
+    fixed_d, free, names, is_log, lo, hi = _internal_setup(model, fixed)
+    n_free = len(free) + (1 if residual.estimate_sigma else 0)
+    auto_fixed: list[str] = []
+    if reduce and data.n_quantified >= 2 and data.n < n_free:
+        # fewer points than parameters: fix the least identifiable ones at their published
+        # typical values, in the model's order, until the data can carry the rest
+        order = [n for n in _fix_order(model) if n in free]
+        need = n_free - data.n
+        auto_fixed = order[:need]
+        if len(auto_fixed) == need:
+            fx = dict(fixed or {})
+            fx.update({n: float(model.parameter(n).value) for n in auto_fixed})
+            fixed_d, free, names, is_log, lo, hi = _internal_setup(model, fx)
+            n_free = len(free) + (1 if residual.estimate_sigma else 0)
+        else:
+            auto_fixed = []
+    bad = _screen_series(data, n_free)
+    if bad is not None:
+        return _fail(series, model.name, bad[0], bad[1], residual, data)
+    if dose is None:
+        dose = getattr(series, "dose", None)
+    try:
+        res = _fit_prepared(
+            series, model, data, residual, fixed_d, free, names, is_log, lo, hi, start,
+            n_starts, n_candidates, outcomes, n_boot, profile, dose, covariates, obs_name,
+            max_nfev, seed, tic, prior,
+        )
+        if auto_fixed:
+            res.message += (
+                f"; {data.n} observation(s) for {len(free) + len(auto_fixed)} parameters: "
+                f"{auto_fixed} fixed at the published typical values"
+            )
+        return res
+    except CartKineticsError:
+        raise
+    except Exception as exc:  # a numerical failure of one series never escapes as a crash
+        return _fail(series, model.name, "error", f"{type(exc).__name__}: {exc}", residual, data)
+
+
+def _set_prior(problem: _Problem, model: Any, free: list[str], is_log: np.ndarray,
+               prior: Any) -> None:
+    if prior is None:
+        return
+    if prior == "population":
+        spec = {n: (model.parameter(n).value, math.sqrt(model.bsv[n])) for n in free
+                if n in model.bsv}
+        if not spec:
+            raise CartKineticsError(
+                f"model {model.name} publishes no between-subject variability: "
+                "prior='population' is not available (pass a dict name -> (value, omega))"
+            )
+    elif isinstance(prior, dict):
+        spec = {n: (float(v[0]), float(v[1])) for n, v in prior.items()}
+        unknown = set(spec) - set(free)
+        if unknown:
+            raise CartKineticsError(
+                f"prior names parameters that are not fitted: {sorted(unknown)}"
+            )
+    else:
+        raise CartKineticsError(f"prior must be None, 'population' or a dict, got {prior!r}")
+    for n, (v, om) in spec.items():
+        i = free.index(n)
+        if not (om > 0 and v > 0 or not is_log[i]):
+            raise CartKineticsError(f"prior for {n}: need value > 0 and omega > 0")
+        problem.prior_mu[i] = math.log(v) if is_log[i] else v
+        problem.prior_sd[i] = om
+
+
+def _fit_prepared(series, model, data, residual, fixed_d, free, names, is_log, lo, hi, start,
+                  n_starts, n_candidates, outcomes, n_boot, profile, dose, covariates, obs_name,
+                  max_nfev, seed, tic, prior=None) -> FitResult:
+    rng = np.random.default_rng(seed)
+    pnames = model.param_names
+    typical = dict(zip(pnames, model.typical.tolist(), strict=True))
+    pmap = np.array([free.index(n) if n in free else -1 for n in pnames])
+    pfixed = np.array([fixed_d.get(n, typical[n]) for n in pnames], dtype=float)
+    block = _Block(data=data, dose=dose, pmap=pmap, pfixed=pfixed, covariates=covariates)
+    problem = _Problem(model, [block], names, is_log, lo, hi, residual, obs_name)
+    _set_prior(problem, model, free, is_log, prior)
+    s0 = data_start(model, series)
+    if start:
+        s0.update({k: float(v) for k, v in start.items()})
+    theta0 = _to_internal(s0, names, is_log, lo, hi)
+    if residual.estimate_sigma:
+        theta0 = np.append(theta0, math.log(residual.sigma))
+    spread = np.array(
+        [math.sqrt(model.bsv.get(n, 0.25)) if lg else 0.0 for n, lg in zip(free, is_log,
+                                                                          strict=True)]
+    )
+    if residual.estimate_sigma:
+        spread = np.append(spread, 0.3)
+    th, out, m2ll, n_used_starts = _fit_problem(
+        problem, theta0, names, n_candidates, n_starts, spread, rng, max_nfev
+    )
+    key = _series_key(series)
+    res = FitResult(
+        estimator="MAP (population prior)" if problem.has_prior else "ML",
+        patient=key[0], infusion=key[1], assay=key[2], model=model.name, status="converged",
+        message="", censoring=residual.censoring, residual_model=residual.describe(),
+        n_obs=int(np.asarray(series.day).size), n_blq=data.n_blq_total, n_used=data.n,
+        n_free=problem.n_theta, free=list(free), unit=str(getattr(series, "unit", "")),
+        nfev=problem.nfev + problem.njev, n_starts=n_used_starts,
+    )
+    lq = np.asarray(getattr(series, "lloq", []), float)
+    lq = lq[np.isfinite(lq) & (lq > 0)]
+    res.lloq = float(np.median(lq)) if lq.size else math.nan
+    if not np.isfinite(m2ll):
+        res.status = "solver_failure"
+        res.message = (
+            f"the model could not be solved at the best point found "
+            f"({problem.solver_failures} failed solve(s))"
+        )
+        return res
+    notes = list(data.notes)
+    success = bool(getattr(out, "success", False))
+    # TRF may stop on max_nfev; a stationary point is still accepted when the gradient is ~0
+    r_at = problem.residuals(th, jac=False)
+    J_at = problem.residuals(th, jac=True)
+    grad = 2.0 * J_at.T @ r_at
+    span = problem.upper - problem.lower
+    interior = (th - problem.lower > 1e-5 * span) & (problem.upper - th > 1e-5 * span)
+    gnorm = float(np.max(np.abs(grad[interior]))) if interior.any() else 0.0
+    if not success and gnorm > 1e-2:
+        res.status = "not_converged"
+        notes.insert(0, f"optimizer stopped: {getattr(out, 'message', '')} (max |gradient| "
+                        f"{gnorm:.3g})")
+    sig = problem.sigma(th)
+    res.sigma = sig
+    res.objective = float(m2ll)
+    res.neg2ll = float(problem.neg2ll(th)) if problem.has_prior else float(m2ll)
+    k = problem.n_theta
+    res.aic = res.neg2ll + 2 * k
+    res.bic = res.neg2ll + k * math.log(max(data.n, 1))
+    p_full = problem.block_params(th, block)
+    res.params = {n: float(v) for n, v in zip(pnames, p_full, strict=True)}
+    if residual.estimate_sigma:
+        res.params["sigma"] = sig
+    # covariance and standard errors
+    H = problem.information(th)
+    cov, cov_ok, at_b = _covariance(H, th, problem.lower, problem.upper)
+    int_names = names + (["log_sigma"] if residual.estimate_sigma else [])
+    all_free = list(free) + (["sigma"] if residual.estimate_sigma else [])
+    res.internal_names = int_names
+    res.covariance = cov
+    res.at_bounds = [all_free[i] for i in at_b]
+    se_int = np.sqrt(np.diag(cov))
+    is_log_all = np.append(is_log, True) if residual.estimate_sigma else is_log
+    for i, n in enumerate(all_free):
+        v = res.params[n]
+        s = se_int[i]
+        if is_log_all[i]:
+            res.stderr[n] = float(v * s)
+            with np.errstate(over="ignore"):
+                res.ci[n] = (float(np.exp(th[i] - Z95 * s)), float(np.exp(th[i] + Z95 * s)))
+        else:
+            res.stderr[n] = float(s)
+            res.ci[n] = (float(th[i] - Z95 * s), float(th[i] + Z95 * s))
+    for n in pnames:
+        if n not in free:
+            res.stderr[n] = math.nan
+    res.ci_method = "Wald on the log scale (Gauss-Newton observed information of -2 log L)"
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = np.sqrt(np.diag(cov))
+        corr = cov / np.outer(d, d)
+    res.correlation = pd.DataFrame(corr, index=all_free, columns=all_free)
+    fin = np.isfinite(d)
+    if fin.sum() >= 1:
+        w = np.linalg.eigvalsh(corr[np.ix_(fin, fin)])
+        res.condition_number = float(w.max() / w.min()) if w.min() > 0 else math.inf
+    if res.status == "converged" and (not cov_ok or at_b):
+        res.status = "converged_singular"
+        why = []
+        if at_b:
+            why.append(f"parameter(s) at a bound: {res.at_bounds}")
+        if not cov_ok:
+            nid = [n for n in all_free if n not in res.at_bounds and not np.isfinite(res.stderr[n])]
+            why.append(f"information matrix singular: {nid} not identifiable from these data")
+        notes.append("; ".join(why) + "; their SEs are NaN")
+    if profile and res.ok:
+        if profile is True:
+            which = list(all_free)
+        elif profile == "auto":
+            which = [n for n in all_free if not np.isfinite(res.stderr.get(n, np.nan))]
+        else:
+            which = [n for n in profile if n in all_free]
+        if which:
+            _profile_cis(problem, th, res, all_free, is_log_all, which)
+    # predictions and residuals, per series row
+    res.predictions = _prediction_table(series, data, problem, th, block, sig, residual)
+    q = res.predictions["ires"].to_numpy(float)
+    q = q[np.isfinite(q)]
+    res.residual_sd = float(np.sqrt(np.mean(q * q))) if q.size else math.nan
+    # derived outcomes
+    if outcomes:
+        try:
+            _bootstrap_outcomes(model, problem, block, th, cov, res, n_boot, rng, obs_name)
+        except Exception as exc:  # outcomes are extras: report, do not lose the fit
+            notes.append(f"derived outcomes failed: {type(exc).__name__}: {exc}")
+    head = {
+        "converged": "converged",
+        "converged_singular": "converged",
+        "not_converged": "did not converge",
+    }[res.status]
+    res.message = f"{head} ({res.censoring}, {data.n_censored} censored row(s) in the likelihood)"
+    if notes:
+        res.message += "; " + "; ".join(notes)
+    res.elapsed = time.perf_counter() - tic
+    return res
+
+
+def _prediction_table(series, data, problem, th, block, sig, residual) -> pd.DataFrame:
+    day = np.asarray(series.day, float)
+    value = np.asarray(series.value, float)
+    blq = np.asarray(series.blq, bool)
+    n = day.size
+    pred = np.full(n, np.nan)
+    used = np.zeros(n, bool)
+    used[data.rows] = True
+    p = problem.block_params(th, block)
+    kw = {} if block.covariates is None else {"covariates": block.covariates}
+    sol = problem.model.solve(np.clip(day, 0, None), p, block.dose, **kw)
+    pred[:] = np.asarray(sol.observed[problem.observation], float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ires = np.where(~blq & (value > 0), np.log(value) - np.log(pred), np.nan)
+        lim = value
+        zc = (np.log(lim) - np.log(pred)) / sig
+    if residual.error == "normal":
+        pb = special.ndtr(zc)
+    else:
+        from scipy import stats
+
+        pb = stats.t.cdf(zc, residual.nu)
+    return pd.DataFrame(
+        {
+            "day": day,
+            "value": value,
+            "blq": blq,
+            "used": used,
+            "pred": pred,
+            "ires": np.where(used, ires, np.nan),
+            "iwres": np.where(used, ires / sig, np.nan),
+            "censored": blq & used,
+            "p_below_lloq": np.where(blq, pb, np.nan),
+        }
+    )
+
+
+def _bootstrap_outcomes(model, problem, block, th, cov, res, n_boot, rng, obs_name) -> None:
+    grid = _outcome_grid(float(np.max(block.data.t)) if block.data.n else 365.0)
+    k = problem.k
+    p_hat = problem.block_params(th, block)
+    res.curve = {"t": grid, "pred": np.full(grid.size, np.nan), "lo": np.full(grid.size, np.nan),
+                 "hi": np.full(grid.size, np.nan)}
+    cov_k = cov[:k, :k]
+    finite = np.isfinite(np.diag(cov_k))
+    span = problem.upper[:k] - problem.lower[:k]
+    at_b = (th[:k] - problem.lower[:k] < 1e-5 * span) | (problem.upper[:k] - th[:k] < 1e-5 * span)
+    free_idx = np.flatnonzero(finite)
+    P = p_hat[None, :]
+    why = ""
+    if n_boot <= 0:
+        why = "no bootstrap requested"
+    elif free_idx.size == 0 or np.any(~finite & ~at_b):
+        # a non-identifiable parameter has no finite variance: a bootstrap holding it fixed
+        # would give intervals that are far too narrow, so none is given
+        why = "some parameters are not identifiable (no finite variance), so no CI"
+    else:
+        sub = cov_k[np.ix_(free_idx, free_idx)]
+        sub = 0.5 * (sub + sub.T)
+        w, V = np.linalg.eigh(sub)
+        L = V * np.sqrt(np.clip(w, 0, None))
+        draws = np.tile(th[:k], (n_boot, 1))
+        draws[:, free_idx] += rng.standard_normal((n_boot, free_idx.size)) @ L.T
+        inside = np.all((draws >= problem.lower[:k]) & (draws <= problem.upper[:k]), axis=1)
+        Pd = np.array([problem.block_params(np.append(d, th[k:]), block)
+                       for d in draws[inside]]).reshape(-1, p_hat.size)
+        P = np.vstack([P, Pd])
+    # the estimate and every draw in one batch (row 0 is the estimate)
+    out, C, ok = _derived(model, grid, P, block.dose, res.lloq, obs_name, block.covariates)
+    res.outcomes = {key: float(out[key][0]) for key in DERIVED_KEYS}
+    res.outcomes["persistence_censored"] = float(out["persistence_censored"][0])
+    res.curve["pred"] = C[0]
+    ok_d = ok[1:]
+    n_ok = int(ok_d.sum())
+    if why or n_ok < 20:
+        res.outcome_method = "point estimate only: " + (
+            why or f"only {n_ok} bootstrap draws inside the bounds")
+        res.outcomes_ci = {key: (math.nan, math.nan) for key in DERIVED_KEYS}
+        return
+    res.outcome_method = (
+        f"parametric bootstrap: {n_boot} draws of the fitted log-parameters from "
+        f"N(estimate, covariance), percentile 2.5-97.5%; {n_ok} draws inside the bounds and "
+        "solved"
+    )
+    for key in DERIVED_KEYS:
+        v = out[key][1:][ok_d]
+        v = v[np.isfinite(v)]
+        res.outcomes_ci[key] = (
+            (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5)))
+            if v.size >= 20
+            else (math.nan, math.nan)
+        )
+    band = np.percentile(C[1:][ok_d], [2.5, 97.5], axis=0)  # ok rows are finite
+    res.curve["lo"], res.curve["hi"] = band[0], band[1]
+
+
+def _profile_cis(problem, th, res, all_free, is_log_all, which) -> None:
+    """Profile-likelihood 95% CIs: -2 log L rises by chi2(1, 0.95) = 3.841 from its minimum."""
+    from scipy.optimize import brentq, least_squares
+
+    target = res.objective + 3.841458820694124
+    n = problem.n_theta
+
+    def prof(i: int, v: float, warm: np.ndarray) -> tuple[float, np.ndarray]:
+        others = [j for j in range(n) if j != i]
+
+        def full(x: np.ndarray) -> np.ndarray:
+            t = np.empty(n)
+            t[i] = v
+            t[others] = x
+            return t
+
+        x0 = np.clip(warm[others], problem.lower[others] + 1e-9, problem.upper[others] - 1e-9)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sol = least_squares(
+                lambda x: problem.residuals(full(x)),
+                x0,
+                jac=lambda x: problem.residuals(full(x), jac=True)[:, others],
+                bounds=(problem.lower[others], problem.upper[others]),
+                method="trf", x_scale="jac", max_nfev=200,
+            )
+        t = full(sol.x)
+        return problem.objective(t), t
+
+    for i, name in enumerate(all_free):
+        if name not in which:
+            continue
+        lims = []
+        s = math.sqrt(res.covariance[i, i]) if np.isfinite(res.covariance[i, i]) else 0.5
+        for sign in (-1.0, 1.0):
+            bound = problem.lower[i] if sign < 0 else problem.upper[i]
+            step = max(s, 0.05)
+            prev_v, warm = th[i], th.copy()
+            lim = math.nan
+            for _ in range(12):
+                v = th[i] + sign * step
+                if (sign < 0 and v <= bound) or (sign > 0 and v >= bound):
+                    v = bound
+                val, warm_new = prof(i, v, warm)
+                if val >= target:
+                    a, b = (prev_v, v)
+                    def gap(x: float, i: int = i, warm: np.ndarray = warm) -> float:
+                        return prof(i, x, warm)[0] - target
+
+                    try:
+                        lim = brentq(gap, min(a, b), max(a, b), xtol=1e-4)
+                    except ValueError:
+                        lim = v
+                    break
+                if v == bound:
+                    lim = bound  # likelihood flat up to the bound: CI open there
+                    break
+                prev_v, warm = v, warm_new
+                step *= 2.0
+            lims.append(lim)
+        lo_i, hi_i = lims
+        if is_log_all[i]:
+            with np.errstate(over="ignore"):
+                res.ci[name] = (float(np.exp(lo_i)), float(np.exp(hi_i)))
+        else:
+            res.ci[name] = (lo_i, hi_i)
+    method = "profile likelihood (-2 log L + 3.84)"
+    res.ci_method = (
+        method if set(which) == set(all_free) else f"{res.ci_method}; {method} for {which}"
+    )
