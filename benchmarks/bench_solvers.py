@@ -100,14 +100,15 @@ def population(m: int, typical: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 def best_of(fn, repeats: int, clock=time.process_time) -> float:
-    """Best of a few runs. Single-thread rows use CPU time (process_time): the machine may be
-    shared, and CPU time is what one core spends; thread speed-ups need wall time."""
-    best = np.inf
+    """Median of a few runs (robust on a shared machine, where the minimum flatters whoever
+    ran during a quiet moment). Single-thread rows use CPU time (process_time): CPU time is what
+    one core spends; thread speed-ups need wall time."""
+    times = []
     for _ in range(repeats):
         t = clock()
         fn()
-        best = min(best, clock() - t)
-    return best
+        times.append(clock() - t)
+    return float(np.median(times))
 
 
 # ------------------------------------------------------------------------------------ peers
@@ -221,7 +222,9 @@ _COMPILE_SCRIPT = textwrap.dedent(
     import bench_solvers as b
     from cartkinetics.solvers import solve
     t1 = time.perf_counter()
+    c1 = time.process_time()
     solve(b.CART4, b.T_EVAL, b.Y0, b.TYPICAL)
+    c2 = time.process_time()
     t2 = time.perf_counter()
     solve(b.CART4, b.T_EVAL, b.Y0, b.TYPICAL_STIFF, method="rodas5p")
     t3 = time.perf_counter()
@@ -233,7 +236,7 @@ _COMPILE_SCRIPT = textwrap.dedent(
     t4 = time.perf_counter()
     solve(new, b.T_EVAL, b.Y0, b.TYPICAL)
     t5 = time.perf_counter()
-    print(t1 - t0, t2 - t1, t3 - t2, t5 - t4)
+    print(t1 - t0, t2 - t1, c2 - c1, t3 - t2, t5 - t4)
     """
 )
 
@@ -261,7 +264,7 @@ def compile_times() -> dict[str, float]:
                                  env=env, timeout=1800)
             if out.returncode != 0:
                 raise RuntimeError(out.stderr)
-            res[label] = [float(v) for v in out.stdout.split()[-4:]]
+            res[label] = [float(v) for v in out.stdout.split()[-5:]]
     return res
 
 
@@ -289,7 +292,7 @@ def main() -> None:
             P = population(m, typical, seed=m)
             for method in methods:
                 for threads in (1, 2):
-                    reps = 3 if m <= 1000 else 1
+                    reps = 5 if m <= 1000 else 1
                     holder = {}
 
                     def run(P=P, method=method, threads=threads, holder=holder):
@@ -304,6 +307,14 @@ def main() -> None:
                     rows.append((label, f"cartkinetics {method}", m, threads, us, fails))
                     ours[(label, method, m, threads)] = us
                     ours[(label, method, m, threads, "wall")] = wall
+                    if threads == 2:
+                        # CPU / wall time = cores the process actually got: on a loaded machine
+                        # (fair per-session scheduling) 2 threads may share one core's worth
+                        cores = cpu / wall if wall > 0 else float("nan")
+                        if cores < 1.5:
+                            notes.append(f"{label} {method} {m} patients on 2 threads: the "
+                                         f"process got {cores:.2f} cores on average (CPU time "
+                                         "/ wall time), so the thread speed-up cannot show")
 
         # scipy on a subsample
         Psub = population(n_sub, typical, seed=1)
@@ -324,7 +335,7 @@ def main() -> None:
             out = np.empty((m, T_EVAL.size, 4))
             ok = np.zeros(m, dtype=np.bool_)
             nb(P[:2], Y0, T_EVAL, out[:2], ok[:2])  # compile
-            sec = best_of(lambda P=P, out=out, ok=ok, nb=nb: nb(P, Y0, T_EVAL, out, ok), 3)
+            sec = best_of(lambda P=P, out=out, ok=ok, nb=nb: nb(P, Y0, T_EVAL, out, ok), 5)
             rows.append((label, "numbalsoda lsoda", m, 1, sec / m * 1e6, int((~ok).sum())))
             ours[(label, "numbalsoda", 0, 1)] = sec / m * 1e6
 
@@ -341,7 +352,7 @@ def main() -> None:
             dr(P)  # jit compile + first run
             jit_s = time.perf_counter() - t
             holder = {}
-            sec = best_of(lambda P=P, holder=holder, dr=dr: holder.update(y=dr(P)), 2)
+            sec = best_of(lambda P=P, holder=holder, dr=dr: holder.update(y=dr(P)), 3)
             fails = int(np.isnan(holder["y"]).any(axis=(1, 2)).sum()) + int(
                 np.isinf(holder["y"]).any(axis=(1, 2)).sum())
             rows.append((label, f"diffrax {solver_name}", m, 1, sec / m * 1e6, fails))
@@ -375,8 +386,8 @@ def main() -> None:
 
     print("## Solver benchmark: 4-state CAR-T model, 60 samples over 180 days, rtol 1e-6\n")
     print(f"numba {numba.__version__}, {os.cpu_count()} CPUs (shared machine: timings are noisy)\n")
-    print("Single-thread rows: CPU microseconds per patient (process_time); 2-thread rows: wall "
-          "time.\n")
+    print("Single-thread rows: CPU microseconds per patient (process_time), median of repeats; "
+          "2-thread rows: wall time.\n")
     print("| problem | solver | patients | threads | us / patient | failures |")
     print("|---|---|---:|---:|---:|---:|")
     for label, name, m, th, us, fails in rows:
@@ -414,14 +425,17 @@ def main() -> None:
     if not args.no_compile:
         ct = compile_times()
         print("\n### Compile time (fresh processes, first solve of the model)\n")
-        print("| numba cache | import (s) | first solve (s) | then rodas5p (s) | "
-              "a new model (s) |")
-        print("|---|---:|---:|---:|---:|")
+        print("| numba cache | import (s) | first solve (s, wall) | first solve (s, CPU) | "
+              "then rodas5p (s) | a new model (s) |")
+        print("|---|---:|---:|---:|---:|---:|")
         for label in ("empty cache", "from cache"):
-            imp, first, second, new = ct[label]
-            print(f"| {label} | {imp:.2f} | {first:.2f} | {second:.2f} | {new:.2f} |")
+            imp, first, first_cpu, second, new = ct[label]
+            print(f"| {label} | {imp:.2f} | {first:.2f} | {first_cpu:.2f} | {second:.2f} | "
+                  f"{new:.2f} |")
         print("\n(first solve with an empty cache compiles the shared solver kernel once for "
-              "every model; 'a new model' compiles only that model's functions)")
+              "every model, without the sensitivity code, compiled on the first sensitivity "
+              "solve; 'a new model' compiles only that model's functions; CPU time is the "
+              "compile work itself, wall time includes waiting for a shared CPU)")
     if notes:
         print("\nNotes:")
         for n in notes:

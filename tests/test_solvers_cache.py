@@ -1,4 +1,4 @@
-"""The solver kernel is compiled once and loaded from numba's file cache in a new process."""
+"""The solver kernels are compiled once and loaded from numba's file cache in a new process."""
 
 import os
 import subprocess
@@ -8,30 +8,38 @@ from pathlib import Path
 import numpy as np
 from test_solvers_problems import LOGISTIC
 
-from cartkinetics.solvers import solve
+from cartkinetics.solvers import solve, solve_sensitivities
 
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = """
 import numpy as np
-from cartkinetics.solvers import solve, _kernels
+from cartkinetics.solvers import solve, solve_sensitivities, _kernels
 from test_solvers_problems import LOGISTIC
 r = solve(LOGISTIC, [0.0, 1.0], [1.0], [1.0, 10.0])
-stats = _kernels.solve_serial.stats
-print(r.status, sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
+rs = solve_sensitivities(LOGISTIC, [0.0, 1.0], [1.0], [1.0, 10.0])
+out = [r.status, rs.status]
+for kernel in (_kernels.solve_plain, _kernels.solve_serial):
+    out += [sum(kernel.stats.cache_hits.values()), sum(kernel.stats.cache_misses.values())]
+print(*out)
 """
 
 
 def test_kernel_loaded_from_cache_in_fresh_process():
-    solve(LOGISTIC, [0.0, 1.0], [1.0], [1.0, 10.0])  # make sure the cache is populated
+    # make sure the caches of both entry points (plain, sensitivities) are populated
+    solve(LOGISTIC, [0.0, 1.0], [1.0], [1.0, 10.0])
+    solve_sensitivities(LOGISTIC, [0.0, 1.0], [1.0], [1.0, 10.0])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"), env.get("PYTHONPATH", "")])
     out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env,
                          cwd=ROOT, timeout=600)
     assert out.returncode == 0, out.stderr
-    status, hits, misses = (int(v) for v in out.stdout.split())
-    assert status == 0
+    status, status_sens, hits, misses, hits_sens, misses_sens = (
+        int(v) for v in out.stdout.split()
+    )
+    assert status == 0 and status_sens == 0
     assert hits == 1 and misses == 0
+    assert hits_sens == 1 and misses_sens == 0
 
 
 def test_pickled_system_solves_again():

@@ -42,9 +42,11 @@ count is ``numba.get_num_threads()`` unless ``n_threads`` is given, and results 
 identical whatever the count.
 
 Compilation: one generic kernel receives the model functions as numba first-class functions,
-so it is compiled once (about 30 s) and cached on disk for every model; a new model then
-compiles only its own three functions (about 1 s), and later processes load everything from
-numba's cache in well under a second. ``system.compile()`` does it up front.
+so it is compiled once and cached on disk for every model (about 8 s of CPU for plain solves;
+the sensitivity entry point compiles separately, about 10 s, the first time sensitivities
+are asked for); a new model then compiles only its own three functions (about 1 s), and later
+processes load everything from numba's cache in well under a second. ``system.compile()``
+does it up front.
 """
 
 from cartkinetics.solvers.api import (

@@ -6,12 +6,22 @@ shared by all models; a new model only compiles its own three small functions. (
 on dispatcher arguments instead would recompile the whole solver for each model in every
 process: numba cannot file-cache such specialisations.)
 
+Compile time (measured with an empty cache, CPU seconds on the shared 2-core machine): the
+first plain solve compiles ``solve_plain`` in about 8 s (was 15 s for the single eager
+kernel), a first sensitivity solve compiles ``solve_serial`` in about 10 s more; both load from
+the cache in well under a second. What made the difference: no slice assignment in the kernel
+(numba compiles its broadcasting error messages, about 3 s), ``integrate`` inlined into the
+entry points (every call level re-optimises the whole linked code below it), and the
+sensitivity branches written ``if sens is not None and sens`` so that passing ``sens=None``
+prunes them before typing.
+
 Augmented state layout (sensitivity mode): ``y[:n]`` the states, then ``S[:, j]`` (n values)
 for parameter j at ``y[n + j n : n + (j + 1) n]``.
 """
 
 # ruff: noqa: E501
 import math
+import threading
 
 import numpy as np
 from numba import njit, types
@@ -26,7 +36,7 @@ from cartkinetics.solvers._core import (
     lu_solve,
 )
 
-__all__ = ["JAC_SIG", "RHS_SIG", "solve_serial"]
+__all__ = ["JAC_SIG", "RHS_SIG", "solve_plain", "solve_serial"]  # noqa: F822 (module __getattr__)
 
 _RHS_T = types.FunctionType(RHS_SIG)
 _JAC_T = types.FunctionType(JAC_SIG)
@@ -43,7 +53,8 @@ def _jacobian(rhs, jac, dfdp, t, y, p, piece, n, has_jac, J, f0, ytmp, ftmp):
         jac(t, y[:n], p, piece, J)
     else:
         for m in range(n):
-            ytmp[:n] = y[:n]
+            for i in range(n):  # element loops: slice assignment compiles slowly
+                ytmp[i] = y[i]
             dm = _SQRT_EPS * max(abs(y[m]), 1.0)
             ytmp[m] += dm
             rhs(t, ytmp[:n], p, piece, ftmp[:n])
@@ -54,11 +65,8 @@ def _jacobian(rhs, jac, dfdp, t, y, p, piece, n, has_jac, J, f0, ytmp, ftmp):
 @njit(cache=True)
 def _eval(rhs, jac, dfdp, t, y, p, piece, n, npar, sens, has_jac, out, J, Jp, ytmp, ftmp):
     """out = f(t, y) for the plain or the augmented (states + sensitivities) system."""
-    if not sens:
-        rhs(t, y, p, piece, out)  # no slicing: views cost reference counting on every call
-        return
-    rhs(t, y[:n], p, piece, out[:n])
-    if sens:
+    if sens is not None and sens:
+        rhs(t, y[:n], p, piece, out[:n])
         _jacobian(rhs, jac, dfdp, t, y, p, piece, n, has_jac, J, out, ytmp, ftmp)
         dfdp(t, y[:n], p, piece, Jp)
         for j in range(npar):
@@ -68,6 +76,8 @@ def _eval(rhs, jac, dfdp, t, y, p, piece, n, npar, sens, has_jac, out, J, Jp, yt
                 for k in range(n):
                     s += J[i, k] * y[base + k]
                 out[base + i] = s
+        return
+    rhs(t, y, p, piece, out)  # no slicing: views cost reference counting on every call
 
 
 @njit(cache=True)
@@ -107,7 +117,8 @@ def _hinit(rhs, jac, dfdp, t, y, f0, p, piece, n, npar, sens, has_jac, order, hm
 def _write_until(t_eval, ie, tnew, out, ynew):
     nt = t_eval.shape[0]
     while ie < nt and t_eval[ie] <= tnew:
-        out[ie, :] = ynew
+        for k in range(ynew.shape[0]):
+            out[ie, k] = ynew[k]
         ie += 1
     return ie
 
@@ -157,14 +168,16 @@ def _piece_erk(rhs, jac, dfdp, t, tend, y, p, piece, n, npar, sens, has_jac, eta
             h = tend - t
             last = True
         # hot loop: the model is called directly in plain mode (a call through the _eval
-        # helper with its many array arguments costs reference counting, measured 8x slower)
+        # helper with its many array arguments costs reference counting, measured 8x slower).
+        # Measured alternatives that were slower: stage-outer/state-inner sums, and writing
+        # into a whole scratch array copied into K instead of passing the row K[i].
         for i in range(1, s - 1):
             for k in range(N):
                 acc = 0.0
                 for j in range(i):
                     acc += ea[i, j] * K[j, k]
                 ytmp[k] = y[k] + h * acc
-            if sens:
+            if sens is not None and sens:
                 _eval(rhs, jac, dfdp, t + ec[i] * h, ytmp, p, piece, n, npar, sens, has_jac, K[i], J, Jp, yt2, ft2)
             else:
                 rhs(t + ec[i] * h, ytmp, p, piece, K[i])
@@ -174,7 +187,7 @@ def _piece_erk(rhs, jac, dfdp, t, tend, y, p, piece, n, npar, sens, has_jac, eta
             for j in range(s - 1):
                 acc += ea[s - 1, j] * K[j, k]
             ynew[k] = y[k] + h * acc
-        if sens:
+        if sens is not None and sens:
             _eval(rhs, jac, dfdp, t + ec[s - 1] * h, ynew, p, piece, n, npar, sens, has_jac, K[s - 1], J, Jp, yt2, ft2)
         else:
             rhs(t + ec[s - 1] * h, ynew, p, piece, K[s - 1])
@@ -226,7 +239,8 @@ def _piece_erk(rhs, jac, dfdp, t, tend, y, p, piece, n, npar, sens, has_jac, eta
             while ie < nt and t_eval[ie] <= tnew:
                 te = t_eval[ie]
                 if te == tnew:
-                    out[ie, :] = ynew
+                    for k in range(N):
+                        out[ie, k] = ynew[k]
                 else:
                     th = (te - t) / h
                     for i in range(s):
@@ -305,7 +319,7 @@ def _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, npar, sens, has_jac, aut
             h = tend - t
             last = True
         if not fresh:
-            if sens:  # the augmented evaluation also fills J
+            if sens is not None and sens:  # the augmented evaluation also fills J
                 _eval(rhs, jac, dfdp, t, y, p, piece, n, npar, sens, has_jac, f0, J, Jp, yt2, ft2)
             else:
                 rhs(t, y, p, piece, f0)
@@ -324,7 +338,7 @@ def _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, npar, sens, has_jac, aut
                 stats[2] += 1
                 for k in range(N):
                     dT[k] = (ytmp[k] - f0[k]) / dt_
-            if sens:
+            if sens is not None and sens:
                 # X_j[:, m] = d(J S_j + Jp_j)/dy_m by forward differences on the model Jacobians
                 for m in range(n):
                     for k in range(n):
@@ -377,7 +391,7 @@ def _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, npar, sens, has_jac, aut
                     for j in range(i):
                         acc += ra[i, j] * K[j, k]
                     ytmp[k] = y[k] + acc
-                if sens:
+                if sens is not None and sens:
                     _eval(rhs, jac, dfdp, t + rc[i] * h, ytmp, p, piece, n, npar, sens, has_jac, ynew, Jt, Jpt, yt2, ft2)
                 else:
                     rhs(t + rc[i] * h, ytmp, p, piece, ynew)
@@ -390,7 +404,7 @@ def _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, npar, sens, has_jac, aut
                 K[i, k] = ynew[k] + hd * dT[k] + acc * inv_h
             # solve the (block lower triangular) system in place
             lu_solve(W, piv, K[i], 0)
-            if sens:
+            if sens is not None and sens:
                 for j in range(npar):
                     base = n + j * n
                     for r in range(n):
@@ -428,7 +442,8 @@ def _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, npar, sens, has_jac, aut
             while ie < nt and t_eval[ie] <= tnew:
                 te = t_eval[ie]
                 if te == tnew:
-                    out[ie, :] = ynew
+                    for k in range(N):
+                        out[ie, k] = ynew[k]
                 else:
                     th = (te - t) / h
                     for k in range(N):
@@ -460,11 +475,11 @@ def _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, npar, sens, has_jac, aut
 @njit(cache=True)
 def _apply_break(rhs, jac, dfdp, t, y, p, piece, k, n, npar, sens, jumps, dtb, fb, fa):
     """Add jumps[k] at breakpoint k; in sens mode S += (f_before - f_after) dtb/dp."""
-    if sens:
+    if sens is not None and sens:
         rhs(t, y[:n], p, piece, fb)
     for i in range(n):
         y[i] += jumps[k, i]
-    if sens:
+    if sens is not None and sens:
         rhs(t, y[:n], p, piece + 1, fa)
         for j in range(npar):
             g = dtb[k, j]
@@ -474,9 +489,11 @@ def _apply_break(rhs, jac, dfdp, t, y, p, piece, k, n, npar, sens, jumps, dtb, f
                     y[base + i] += (fb[i] - fa[i]) * g
 
 
-@njit(cache=True)
+# inlined (numba IR) into the entry points: numba re-optimises the whole linked code of every
+# callee at each call level, so each level of wrappers costs seconds of compilation
+@njit(cache=True, inline="always")
 def integrate(rhs, jac, dfdp, t0, t_eval, y0, p, bps, jumps, dtb, n, npar, sens, kind, has_jac, autonomous,
-              etab, rtab, reals, atol, max_steps, out, stats):
+              etab, rtab, reals, atol, max_steps, out, stats, y, fb, fa, work_e, work_r):
     """Solve one problem over all pieces; returns the status code and fills out (nt, N), stats.
 
     kind: 0 explicit, 1 Rosenbrock, 2 auto (explicit, switching to Rosenbrock for the rest of
@@ -486,8 +503,6 @@ def integrate(rhs, jac, dfdp, t0, t_eval, y0, p, bps, jumps, dtb, n, npar, sens,
     (explicit error order, stiffness threshold, gamma, Rosenbrock error order, rtol, first_step).
     """
     eorder, ethresh, rgamma, rorder, rtol, first_step = reals
-    ea = etab[0]
-    ra = rtab[0]
     N = y0.shape[0]
     nt = t_eval.shape[0]
     for i in range(stats.shape[0]):
@@ -499,30 +514,19 @@ def integrate(rhs, jac, dfdp, t0, t_eval, y0, p, bps, jumps, dtb, n, npar, sens,
         return 4
     if nt == 0:
         return 0
-    se = ea.shape[0]
-    sr = ra.shape[0]
-    y = y0.copy()
-    Ke = np.empty((se, N))
-    Kr = np.empty((sr, N))
-    ytmp = np.empty(N)
-    ynew = np.empty(N)
-    errv = np.empty(N)
-    f0 = np.empty(N)
-    dT = np.empty(N)
-    yt2 = np.empty(N)
-    ft2 = np.empty(2 * N)
-    bth = np.empty(se)
-    J = np.zeros((n, n))
-    Jt = np.zeros((n, n))
-    Jp = np.zeros((n, max(npar, 1)))
-    Jpt = np.zeros((n, max(npar, 1)))
-    W = np.empty((n, n))
-    piv = np.empty(n, dtype=np.int64)
-    X = np.zeros((max(npar, 1) if sens else 1, n, n))
-    fb = np.empty(n)
-    fa = np.empty(n)
-    work_e = (Ke, ytmp, ynew, errv, bth, J, Jp, yt2, ft2)
-    work_r = (Kr, f0, dT, ytmp, ynew, errv, W, piv, X, J, Jp, yt2, ft2, Jt, Jpt)
+    for k in range(N):
+        y[k] = y0[k]
+    # the workspace is shared by the problems of a chunk: start every problem from zero
+    # Jacobians (models may write only their non-zero entries), so that results never depend
+    # on the other problems of the batch
+    J, Jp, Jt, Jpt = work_r[9], work_r[10], work_r[13], work_r[14]
+    for i in range(n):
+        for k in range(n):
+            J[i, k] = 0.0
+            Jt[i, k] = 0.0
+        for k in range(Jp.shape[1]):
+            Jp[i, k] = 0.0
+            Jpt[i, k] = 0.0
     t = t0
     ie = _write_until(t_eval, 0, t, out, y)
     nb = bps.shape[0]
@@ -569,12 +573,51 @@ def integrate(rhs, jac, dfdp, t0, t_eval, y0, p, bps, jumps, dtb, n, npar, sens,
     return status
 
 
+@njit(cache=True)
+def _workspace(n, npar, N, sens, se, sr):
+    """Work arrays of the solves of one batch chunk, allocated once (per-problem allocation
+    was a measurable share of a 35 us solve)."""
+    y = np.empty(N)
+    Ke = np.empty((se, N))
+    Kr = np.empty((sr, N))
+    ytmp = np.empty(N)
+    ynew = np.empty(N)
+    errv = np.empty(N)
+    f0 = np.empty(N)
+    dT = np.empty(N)
+    yt2 = np.empty(N)
+    ft2 = np.empty(2 * N)
+    bth = np.empty(se)
+    J = np.zeros((n, n))
+    Jt = np.zeros((n, n))
+    Jp = np.zeros((n, max(npar, 1)))
+    Jpt = np.zeros((n, max(npar, 1)))
+    W = np.empty((n, n))
+    piv = np.empty(n, dtype=np.int64)
+    X = np.zeros((max(npar, 1) if sens is not None and sens else 1, n, n))
+    fb = np.empty(n)
+    fa = np.empty(n)
+    work_e = (Ke, ytmp, ynew, errv, bth, J, Jp, yt2, ft2)
+    work_r = (Kr, f0, dT, ytmp, ynew, errv, W, piv, X, J, Jp, yt2, ft2, Jt, Jpt)
+    return y, fb, fa, work_e, work_r
+
+
+@njit(cache=True, inline="always")
+def _serial(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, n, npar, sens, kind, has_jac, autonomous,
+            etab, rtab, reals, ATOL, max_steps, OUT, STATS, STATUS):
+    y, fb, fa, work_e, work_r = _workspace(n, npar, Y0.shape[1], sens, etab[0].shape[0], rtab[0].shape[0])
+    for m in range(P.shape[0]):
+        STATUS[m] = integrate(rhs, jac, dfdp, t0[m], t_eval, Y0[m], P[m], BPS[m], JUMPS[m], DTB[m], n, npar, sens,
+                              kind, has_jac, autonomous, etab, rtab, reals, ATOL[m], max_steps, OUT[m], STATS[m],
+                              y, fb, fa, work_e, work_r)
+
+
 def _c(nd, dtype=types.float64):
     return types.Array(dtype, nd, "C")
 
 
 _f8, _i8, _b1 = types.float64, types.int64, types.boolean
-#: explicit signature: compiled once (eagerly, at first import) and cached for all models
+#: explicit signature of the entry points: compiled once and cached for all models
 SOLVE_SERIAL_SIG = types.void(
     _RHS_T, _JAC_T, _JAC_T,
     _c(1), _c(1), _c(2), _c(2), _c(2), _c(3), _c(3),  # t0, t_eval, Y0, P, BPS, JUMPS, DTB
@@ -586,16 +629,45 @@ SOLVE_SERIAL_SIG = types.void(
 )
 
 
-@njit(SOLVE_SERIAL_SIG, cache=True, nogil=True)
-def solve_serial(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, n, npar, sens, kind, has_jac, autonomous,
-                 ea, eb, ee, ec, edense, eorder, ethresh, ra, rC, rgamma, rc, rd, rb, re, rH, rorder,
-                 rtol, ATOL, max_steps, first_step, OUT, STATS, STATUS):
+def _solve_serial(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, n, npar, sens, kind, has_jac, autonomous,
+                  ea, eb, ee, ec, edense, eorder, ethresh, ra, rC, rgamma, rc, rd, rb, re, rH, rorder,
+                  rtol, ATOL, max_steps, first_step, OUT, STATS, STATUS):  # pragma: no cover - numba
     """Solve problems one after the other; releases the GIL so that the Python API can run
     chunks of a batch on several threads (each problem is solved by the same code whatever
-    the thread count, hence identical results)."""
+    the thread count, hence identical results). Plain (sens False) or sensitivity solves."""
     etab = (ea, eb, ee, ec, edense)
     rtab = (ra, rC, rc, rd, rb, re, rH)
     reals = (eorder, ethresh, rgamma, rorder, rtol, first_step)
-    for m in range(P.shape[0]):
-        STATUS[m] = integrate(rhs, jac, dfdp, t0[m], t_eval, Y0[m], P[m], BPS[m], JUMPS[m], DTB[m], n, npar, sens,
-                              kind, has_jac, autonomous, etab, rtab, reals, ATOL[m], max_steps, OUT[m], STATS[m])
+    _serial(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, n, npar, sens, kind, has_jac, autonomous,
+            etab, rtab, reals, ATOL, max_steps, OUT, STATS, STATUS)
+
+
+def _solve_plain(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, n, npar, sens, kind, has_jac, autonomous,
+                 ea, eb, ee, ec, edense, eorder, ethresh, ra, rC, rgamma, rc, rd, rb, re, rH, rorder,
+                 rtol, ATOL, max_steps, first_step, OUT, STATS, STATUS):  # pragma: no cover - numba
+    """As solve_serial without sensitivities (``sens`` is ignored): the sensitivity code is
+    pruned before typing (``sens`` is None below), so plain solves never compile it."""
+    etab = (ea, eb, ee, ec, edense)
+    rtab = (ra, rC, rc, rd, rb, re, rH)
+    reals = (eorder, ethresh, rgamma, rorder, rtol, first_step)
+    _serial(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, n, npar, None, kind, has_jac, autonomous,
+            etab, rtab, reals, ATOL, max_steps, OUT, STATS, STATUS)
+
+
+# Entry points are compiled (or loaded from numba's cache) on first use, not at import, so that
+# plain solves never compile the sensitivity code: ``_kernels.solve_serial`` (module
+# __getattr__) keeps its historical name, signature and meaning for callers inside numba code.
+_ENTRIES = {"solve_serial": _solve_serial, "solve_plain": _solve_plain}
+_ENTRY_LOCK = threading.Lock()
+
+
+def __getattr__(name: str):
+    impl = _ENTRIES.get(name)
+    if impl is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    with _ENTRY_LOCK:
+        func = globals().get(name)
+        if func is None:
+            func = njit(SOLVE_SERIAL_SIG, cache=True, nogil=True)(impl)
+            globals()[name] = func
+    return func

@@ -258,8 +258,11 @@ def _run(system, t_eval, T0, Y0, P, BPS, JUMPS, DTB, ATOL, method, rtol, max_ste
     STATS = np.zeros((m, len(STATS_FIELDS)), dtype=np.int64)
     STATUS = np.zeros(m, dtype=np.int64)
 
+    # plain solves use an entry point compiled without the sensitivity code
+    kernel = _kernels.solve_serial if sens else _kernels.solve_plain
+
     def run_chunk(a: int, b: int) -> None:
-        _kernels.solve_serial(
+        kernel(
             f_rhs, f_jac, f_dfdp, T0[a:b], t_eval, Y0[a:b], P[a:b], BPS[a:b], JUMPS[a:b], DTB[a:b],
             np.int64(system.n_states), np.int64(system.n_params), bool(sens), np.int64(kind),
             system.jac is not None, system.autonomous,
