@@ -1,16 +1,23 @@
 """``cartkinetics demo``: the whole job on the bundled SYNTHETIC example cohort.
 
-First version: load the example (kinetics + patient table), NCA per series, first versus
-second infusion, write the tables and the paired plot to ``--out`` and print a summary.
-Later capabilities (fits, endpoints, simulation) add their steps here.
+Steps (each isolated: a failure is reported and the others still run): read the example
+kinetics and patient table, NCA per series, first versus second infusion (paired plot),
+per-patient Stein 2019 fits and the model-based comparison, a short hierarchical fit with
+the infusion effect, cohort endpoints (tables, Kaplan-Meier, swimmer plot) and a small
+dose-scenario simulation. Writes CSV tables, PNG figures and one self-contained
+``report.html`` to ``--out`` (default ``./cartkinetics-demo``) through
+:func:`cartkinetics.report.run_analysis`, the code path of ``cartkinetics report``.
+Exit code 1 when a step failed.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
-from typing import Any
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cartkinetics.report import Analysis
 
 HELP = "run the whole job on the bundled (synthetic) example cohort"
 
@@ -23,62 +30,97 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="output folder (default ./cartkinetics-demo)",
     )
+    add_analysis_arguments(parser)
 
 
-def run_kinetics(out: Path) -> dict[str, Any]:
-    """NCA and the paired comparison of the example; writes CSV, JSON and PNG into ``out``.
+def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``demo`` and ``report``."""
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer posterior draws and virtual patients (a smoke run)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="worker processes for the per-patient fits (default 1)")
+    parser.add_argument("--draws", type=int, default=None,
+                        help="hierarchical fit: draws per chain (default 300; quick 100)")
+    parser.add_argument("--chains", type=int, default=2,
+                        help="hierarchical fit: chains (default 2)")
+    parser.add_argument("--seed", type=int, default=2026, help="random seed (default 2026)")
+    parser.add_argument("--only", metavar="STEP,...", default=None,
+                        help="run only these steps: nca, compare, fits, population, "
+                             "endpoints, simulation")
 
-    Returns
-    -------
-    dict
-        ``data`` (KineticsData), ``nca`` (DataFrame), ``compare`` (dict), ``files`` (paths).
-    """
-    from matplotlib.figure import Figure
 
-    from cartkinetics import example
-    from cartkinetics.compare import compare_infusions, compare_json
-    from cartkinetics.nca import nca
-    from cartkinetics.plots import paired_plot
+def parse_only(text: str | None) -> tuple[str, ...] | None:
+    """``--only`` value -> step keys (CartKineticsError naming an unknown step)."""
+    from cartkinetics.errors import CartKineticsError
+    from cartkinetics.report import STEPS
 
-    data = example.load()
-    table = nca(data)
-    result = compare_infusions(table)
-    files = {
-        "observations": out / "observations.csv",
-        "nca": out / "nca.csv",
-        "pairs": out / "compare_pairs.csv",
-        "compare": out / "compare.json",
-        "paired_plot": out / "paired_plot.png",
-    }
-    data.observations.to_csv(files["observations"], index=False)
-    data.join_patients(table).to_csv(files["nca"], index=False)
-    result["pairs"].to_csv(files["pairs"], index=False)
-    files["compare"].write_text(json.dumps(compare_json(result), indent=1))
-    fig = Figure(figsize=(10.5, 3.8), layout="constrained")
-    axes = fig.subplots(1, 3)
-    paired_plot(result, ax=axes, unit="copies/ug")
-    fig.suptitle("SYNTHETIC example: first vs second CAR-T infusion (NCA)", fontsize=10)
-    fig.savefig(files["paired_plot"], dpi=120)
-    return {"data": data, "nca": table, "compare": result, "files": files}
+    if text is None:
+        return None
+    keys = tuple(k.strip() for k in text.split(",") if k.strip())
+    bad = [k for k in keys if k not in STEPS]
+    if bad:
+        raise CartKineticsError(
+            f"--only: unknown step(s) {', '.join(bad)}; known: {', '.join(STEPS)}"
+        )
+    return keys
+
+
+def print_summary(analysis: Analysis, started: float) -> int:
+    """Print the step outcomes and the report path; return the exit code (1 on failure)."""
+    failed = analysis.failed
+    skipped = [s for s in analysis.steps if s.status == "skipped"]
+    print()
+    print(f"done in {time.perf_counter() - started:.1f} s: "
+          f"{sum(s.status == 'ok' for s in analysis.steps)} steps ok, {len(skipped)} skipped, "
+          f"{len(failed)} failed")
+    for s in skipped:
+        print(f"  skipped  {s.title}: {s.message}")
+    for s in failed:
+        print(f"  FAILED   {s.title}: {s.message}")
+    print(f"{len(analysis.files)} files in {analysis.out}/ (CSV tables, PNG figures)")
+    if analysis.report_path is not None:
+        print(f"report: {analysis.report_path.resolve()}")
+    return 1 if failed else 0
+
+
+def _use_agg() -> None:
+    import matplotlib
+
+    # a command-line run draws to files only; never open a window
+    matplotlib.use("Agg")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the demo and print a summary; 0 on success."""
+    """Run the demo and print a summary; 0 on success, 1 when a step failed."""
+    from cartkinetics import example
     from cartkinetics.compare import format_compare
-    from cartkinetics.errors import CartKineticsError
+    from cartkinetics.report import AnalysisOptions, run_analysis
 
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CartKineticsError(
-            f"cannot create the output folder ({exc})", source=str(out)
-        ) from exc
+    started = time.perf_counter()
+    _use_agg()
     print("cartkinetics demo on the bundled SYNTHETIC example cohort (not patient data)")
-    res = run_kinetics(out)
-    print(res["data"].describe())
-    print()
-    print(format_compare(res["compare"]))
-    print()
-    print(f"wrote to {out}/: " + ", ".join(p.name for p in res["files"].values()))
-    return 0
+    options = AnalysisOptions(
+        model="stein2019", quick=args.quick, draws=args.draws, chains=args.chains,
+        n_jobs=args.jobs, seed=args.seed, synthetic=True, only=parse_only(args.only),
+        title="cartkinetics demo: SYNTHETIC example cohort",
+    )
+    analysis = run_analysis(
+        example.kinetics_path(),
+        patients=example.patients_path(),
+        cohort=example.patients_path(),
+        out=args.out,
+        options=options,
+    )
+    if analysis.data is not None:
+        print()
+        print(analysis.data.describe())
+    if analysis.compare is not None:
+        print()
+        print(format_compare(analysis.compare))
+    eff = analysis.population.infusion_effect() if analysis.population is not None else None
+    if eff:
+        r = eff["cmax_ratio"]
+        print(f"\nhierarchical fit: typical Cmax ratio (second/first) {r['median']:.2f} "
+              f"(95% CrI {r['ci_low']:.2f}-{r['ci_high']:.2f}), P(ratio > 1) = "
+              f"{r['p_greater']:.2f}")
+    return print_summary(analysis, started)
