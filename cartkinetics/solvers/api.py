@@ -409,14 +409,17 @@ def solve_sensitivities(
 ) -> SensitivityResult:
     """Solve with forward sensitivities S = dy/dp (S' = J S + df/dp, S(t0) = dy0_dp).
 
+    Error control includes the sensitivities with ``atol / |p_j|`` (i.e. it controls
+    ``p_j dy/dp_j``). Arguments not listed here are as in :func:`solve`.
+
     Parameters
     ----------
-    dy0_dp : (n, n_params) or None (zeros): derivative of the initial state.
-    dtb_dp : (k, n_params) or None (zeros): derivative of each breakpoint time with respect
-        to the parameters (e.g. Stein's switch at Tmax). At such a breakpoint
-        ``S+ = S- + (f_before - f_after) dtb/dp``. Jumps are taken as parameter-independent.
-    Error control includes the sensitivities with ``atol / |p_j|`` (i.e. it controls
-    ``p_j dy/dp_j``). Other arguments as in :func:`solve`.
+    dy0_dp : (n, n_params) or None (zeros)
+        Derivative of the initial state.
+    dtb_dp : (k, n_params) or None (zeros)
+        Derivative of each breakpoint time with respect to the parameters (e.g. Stein's
+        switch at Tmax). At such a breakpoint ``S+ = S- + (f_before - f_after) dtb/dp``.
+        Jumps are taken as parameter-independent.
 
     Returns
     -------
