@@ -99,12 +99,14 @@ def main() -> None:
     for label, model, kw in [
         ("stein2019 closed form, fit only, 1 start", "stein2019",
          dict(outcomes=False, n_starts=1, profile=False)),
-        ("stein2019 closed form, fit only (3 starts)", "stein2019",
+        ("stein2019 closed form, fit only, 3 starts / 40 candidates", "stein2019",
+         dict(outcomes=False, profile=False, n_starts=3, n_candidates=40)),
+        ("stein2019 closed form, fit only (default 5 starts / 100)", "stein2019",
          dict(outcomes=False, profile=False)),
         ("stein2019 closed form, fit + 500 bootstrap outcomes", "stein2019",
          dict(n_boot=500, profile=False)),
         ("stein2019 closed form, defaults (+ auto profile)", "stein2019", {}),
-        ("stein2019_ode numba + sensitivities, fit only (3 starts)", "stein2019_ode",
+        ("stein2019_ode numba + sensitivities, fit only (default 5 starts)", "stein2019_ode",
          dict(outcomes=False, profile=False)),
         ("stein2019_ode numba, fit only, 1 start", "stein2019_ode",
          dict(outcomes=False, n_starts=1, profile=False)),
@@ -115,9 +117,9 @@ def main() -> None:
         med, ok = timed(lambda s, m=model, **k: fit_series(s, m, **k), ser, **kw)
         rows.append((label, med, ok, len(ser)))
     base = {r[0]: r[1] for r in rows}
-    print(f"\n{'fit of one 12-point series':58s} {'median ms':>10s} {'usable':>7s} {'n':>4s}")
+    print(f"\n{'fit of one 12-point series':66s} {'median ms':>10s} {'usable':>7s} {'n':>4s}")
     for label, med, ok, n in rows:
-        print(f"{label:58s} {1e3 * med:10.1f} {100 * ok:6.0f}% {n:4d}")
+        print(f"{label:66s} {1e3 * med:10.1f} {100 * ok:6.0f}% {n:4d}")
     r_ode = base["scipy solve_ivp LSODA + FD Jacobian, fit only, 1 start"] / base[
         "stein2019_ode numba, fit only, 1 start"]
     print(f"\nscipy solve_ivp / numba ODE (1 start each): {r_ode:.1f}x")

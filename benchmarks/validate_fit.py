@@ -1,8 +1,11 @@
 """Validation of the per-series fits (issue #5 acceptance); prints tables, saves a figure.
 
 1. Recovery and 95% CI coverage over simulated Stein 2019 series (published typical values
-   and between-subject variability, tisagenlecleucel-like schedule, 25-40% BLQ): bias of
-   Cmax and Tmax, coverage of their CIs, M3 versus M1 bias on beta (slow phase).
+   and between-subject variability, tisagenlecleucel-like schedule, 25-40% BLQ), for ML and
+   MAP (population prior), each with M3 and M1: median and mean of ln(estimate / truth) of
+   Cmax, Tmax, beta and AUC0-28 (closed form), and of the fitted curve at every sampled day,
+   each with a bootstrap (over series) 95% Monte-Carlo interval; CI coverage with its
+   Monte-Carlo interval. The truth is each simulated patient's own parameters.
 2. Real data (Liu 2022, 32 B-ALL patients, ../shared/data/liu2022-ball; skipped if absent):
    status of every Stein fit, convergence count, fitted Tmax inside the sampling interval
    around the observed Tmax; figure docs/figures/liu2022_stein_fits.png.
@@ -13,6 +16,7 @@
    sigma estimated); figure docs/figures/liu2022_mechanistic_cr_fits.png.
 
 Run:  cd /work/main && PYTHONPATH=. python benchmarks/validate_fit.py [--n 200] [--jobs 2]
+      [--skip-real] [--skip-mechanistic]
 """
 
 from __future__ import annotations
@@ -74,58 +78,123 @@ def simulate(n: int, lloq: float, seed: int) -> tuple[np.ndarray, list[SimSeries
     return P, out
 
 
+def auc_0_28_closed(P: np.ndarray) -> np.ndarray:
+    """AUC from day 0 to 28 of the Stein 2019 curve, closed form (rows of P, model order)."""
+    fx, T, cm, a, fb, b = (P[:, j] for j in range(6))
+    rho = np.log(fx) / T
+    te = np.minimum(T, 28.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rise = np.where(rho > 1e-12, cm / fx * np.expm1(rho * te) / rho, cm / fx * te)
+        d = np.maximum(28.0 - T, 0.0)
+        post = cm * ((1 - fb) * -np.expm1(-a * d) / a + fb * -np.expm1(-b * d) / b)
+    return rise + post
+
+
+def boot_ci(x: np.ndarray, stat, rng: np.random.Generator, n_boot: int = 2000
+            ) -> tuple[float, float, float]:
+    """Statistic of x and its Monte-Carlo (bootstrap over series) percentile 95% interval."""
+    x = x[np.isfinite(x)]
+    if x.size < 5:
+        return math.nan, math.nan, math.nan
+    idx = rng.integers(0, x.size, (n_boot, x.size))
+    b = stat(x[idx], axis=1)
+    return float(stat(x)), float(np.percentile(b, 2.5)), float(np.percentile(b, 97.5))
+
+
+def _fmt_pct(v: tuple[float, float, float]) -> str:
+    """Median log-ratio as a percentage bias exp(m) - 1, with its interval."""
+    m, lo, hi = (100 * math.expm1(x) for x in v)
+    return f"{m:+.1f}% [{lo:+.1f}, {hi:+.1f}]"
+
+
+def _fmt_lr(v: tuple[float, float, float]) -> str:
+    return f"{v[0]:+.3f} [{v[1]:+.3f}, {v[2]:+.3f}]"
+
+
+ESTIMATORS = (("ML M3", None, "M3"), ("ML M1", None, "M1"), ("MAP M3", "population", "M3"),
+              ("MAP M1", "population", "M1"))
+
+
 def recovery(n: int, jobs: int, lloq: float, seed: int) -> None:
+    m = models.get("stein2019")
     P, series = simulate(n, lloq, seed)
-    blq_frac = float(np.mean([s.blq.mean() for s in series]))
+    blq = np.array([s.blq for s in series])
+    blq_frac = float(blq.mean())
     print(f"\n## 1. Recovery over {n} simulated Stein 2019 series "
           f"(LLOQ {lloq:g} copies/ug, {100 * blq_frac:.1f}% of values BLQ)")
-    rows = []
-    fits = {}
-    for prior, cens in ((None, "M3"), (None, "M1"), ("population", "M3"),
-                        ("population", "M1")):
-        label = f"{'ML' if prior is None else 'MAP'} {cens}"
+    rng = np.random.default_rng(seed + 1)
+    true_auc = auc_0_28_closed(P)
+    true_c = m.solve_batch(DAYS, P).observed["transgene"]
+    # series whose slow phase is seen: >= 2 quantified values from day 60 on
+    late = (~blq & (DAYS >= 60)).sum(axis=1) >= 2
+    rows, cov_rows, day_rows, fits = {}, {}, {}, {}
+    for label, prior, cens in ESTIMATORS:
         tic = time.perf_counter()
         c = fit_cohort(series, "stein2019", censoring=cens, n_jobs=jobs, n_boot=300, seed=1,
                        prior=prior, profile=("cmax", "tmax", "beta"))
         fits[label] = c
         t = c.table
         ok = t["status"].isin(["converged", "converged_singular"]).to_numpy()
-        row = {"fit": label, "usable fits": f"{ok.sum()}/{n}",
-               "wall s": round(time.perf_counter() - tic, 1)}
+        E = t[m.param_names].to_numpy(float)
+        E[~ok] = np.nan
+        lr = {name: np.log(E[:, j] / P[:, j])
+              for j, name in ((2, "cmax"), (1, "tmax"), (5, "beta"))}
+        lr["beta (slow phase seen)"] = np.where(late, lr["beta"], np.nan)
+        lr["AUC0-28"] = np.log(auc_0_28_closed(E) / true_auc)
+        lr["curve Cmax (bootstrap grid)"] = np.log(t["model_cmax"].to_numpy(float) / P[:, 2])
+        col = {}
+        for q, x in lr.items():
+            x = np.where(ok, x, np.nan)
+            col[f"{q}: median bias"] = _fmt_pct(boot_ci(x, np.median, rng))
+            col[f"{q}: mean log-ratio"] = _fmt_lr(boot_ci(x, np.mean, rng))
+        col["usable fits"] = f"{ok.sum()}/{n}"
+        col["parameter at a bound"] = int(t["message"].str.contains("at a bound").sum())
+        col["wall s"] = round(time.perf_counter() - tic, 1)
+        rows[label] = col
+        cv = {}
         for j, name in ((2, "cmax"), (1, "tmax"), (5, "beta")):
-            est = t[name].to_numpy(float)
             lo, hi = t[f"{name}_lo"].to_numpy(float), t[f"{name}_hi"].to_numpy(float)
-            lr = np.log(est[ok] / P[ok, j])
             has = ok & np.isfinite(lo) & np.isfinite(hi)
-            cover = (lo <= P[:, j]) & (P[:, j] <= hi)
-            row[f"{name} median bias %"] = round(100 * (math.exp(np.median(lr)) - 1), 1)
-            row[f"{name} mean log-ratio"] = round(float(np.mean(lr)), 3)
-            row[f"{name} coverage %"] = round(100 * float(np.mean(cover[has])), 1)
-            row[f"{name} with CI"] = int(has.sum())
-        # derived (bootstrap) Cmax from the curve, truth on the same grid
-        mc = t["model_cmax"].to_numpy(float)
-        mlo, mhi = t["model_cmax_lo"].to_numpy(float), t["model_cmax_hi"].to_numpy(float)
-        has = ok & np.isfinite(mlo)
-        row["curve Cmax boot coverage %"] = round(
-            100 * float(np.mean(((mlo <= P[:, 2]) & (P[:, 2] <= mhi * 1.0))[has])), 1)
-        row["curve Cmax with CI"] = int(has.sum())
-        row["curve Cmax median bias %"] = round(
-            100 * (math.exp(np.median(np.log(mc[ok] / P[ok, 2]))) - 1), 1)
-        # beta where the slow phase is seen: >= 2 quantified values from day 60 on
-        late = np.array([np.count_nonzero(~s.blq & (s.day >= 60)) >= 2 for s in series])
-        lrb = np.log(t["beta"].to_numpy(float) / P[:, 5])
-        row["beta median log-ratio (all)"] = round(float(np.median(lrb[ok])), 3)
-        row["beta median log-ratio (slow phase seen)"] = round(
-            float(np.median(lrb[ok & late])), 3)
-        row["series with slow phase seen"] = int((ok & late).sum())
-        rows.append(row)
-    tab = pd.DataFrame(rows).set_index("fit").T
-    print(tab.to_string())
+            cover = ((lo <= P[:, j]) & (P[:, j] <= hi))[has].astype(float)
+            mc = boot_ci(cover, np.mean, rng)
+            cv[f"{name} (profile CI)"] = (f"{100 * mc[0]:.1f}% [{100 * mc[1]:.1f}, "
+                                          f"{100 * mc[2]:.1f}] of {has.sum()}")
+        for key, truth in (("cmax", P[:, 2]), ("auc_0_28", true_auc)):
+            lo = t[f"model_{key}_lo"].to_numpy(float)
+            hi = t[f"model_{key}_hi"].to_numpy(float)
+            has = ok & np.isfinite(lo) & np.isfinite(hi)
+            cover = ((lo <= truth) & (truth <= hi))[has].astype(float)
+            mc = boot_ci(cover, np.mean, rng)
+            cv[f"curve {key} (bootstrap CI)"] = (f"{100 * mc[0]:.1f}% [{100 * mc[1]:.1f}, "
+                                                f"{100 * mc[2]:.1f}] of {has.sum()}")
+        cov_rows[label] = cv
+        # the fitted curve at the sampled days against the true (noise-free) curve
+        Cf = np.full_like(true_c, np.nan)
+        if ok.any():
+            Cf[ok] = m.solve_batch(DAYS, E[ok]).observed["transgene"]
+        lrc = np.log(Cf / true_c)
+        day_rows[label] = {f"day {d:g}": _fmt_lr(boot_ci(lrc[:, k], np.median, rng))
+                           for k, d in enumerate(DAYS)}
+    with pd.option_context("display.width", 250, "display.max_colwidth", 40):
+        print("\n### Bias: median (as % bias) and mean of ln(estimate / truth) over series, "
+              "with bootstrap 95% Monte-Carlo intervals [resampling series]")
+        print(pd.DataFrame(rows).to_string())
+        print("\n### 95% CI coverage of the truth (Monte-Carlo interval), over fits with a "
+              "finite CI")
+        print(pd.DataFrame(cov_rows).to_string())
+        print("\n### Fitted curve at the sampled days vs the true curve: median ln(fit/true) "
+              "[Monte-Carlo 95%]; BLQ share of the observations per day in brackets")
+        dt = pd.DataFrame(day_rows)
+        dt.index = [f"{i} ({100 * f:.0f}% BLQ)" for i, f in zip(dt.index, blq.mean(axis=0),
+                                                                 strict=True)]
+        print(dt.to_string())
+    print(f"series with the slow phase seen (>= 2 quantified values from day 60): "
+          f"{int(late.sum())}/{n}")
     print("ML: maximum likelihood; MAP: maximum a posteriori with the published Stein 2019 "
-          "population distribution as prior (prior='population', the empirical-Bayes estimate). "
-          "CIs of cmax, tmax, beta: profile likelihood (profile of the posterior for MAP); "
-          "'curve Cmax': parametric-bootstrap CI of the model curve's peak. Coverage counted "
-          "over fits with a finite CI; bias = exp(median log(estimate/truth)) - 1.")
+          "population distribution as prior (prior='population'). Truth = the simulated "
+          "patient's own parameters (not the typical values). CIs of cmax, tmax, beta: profile "
+          "likelihood (of the posterior for MAP); curve outcomes: parametric bootstrap. AUC0-28 "
+          "in closed form for both estimate and truth.")
     for label, c in fits.items():
         print(f"{label} statuses: {c.counts()}")
 

@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prior", choices=("none", "population"), default="none",
         help="none: maximum likelihood (default); population: maximum a posteriori with the "
-        "model's published population distribution as prior (sparse series)",
+        "model's published population distribution as prior, recommended for sparse series "
+        "(single-series ML overestimates Cmax there; see docs/fitting.md, Validation)",
     )
     parser.add_argument("--joint", action="store_true",
                         help="also fit each patient's two infusions jointly (shared kinetics, "

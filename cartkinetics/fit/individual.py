@@ -97,6 +97,8 @@ FIX_ORDER: dict[str, tuple[str, ...]] = {
     "stein2019": ("beta", "fb", "foldx", "alpha"),
     "stein2019_ode": ("beta", "fb", "foldx", "alpha"),
 }
+# models whose ML summary carries the sparse-series note (validated in docs/fitting.md)
+_HAS_POPULATION_NOTE = ("stein2019", "stein2019_ode")
 _PENALTY = 1e4  # residual value returned where the model cannot be solved
 
 
@@ -647,6 +649,19 @@ class FitResult:
             f"    censoring         = {self.censoring}",
             f"    residual model    = {self.residual_model}",
             f"    estimator         = {self.estimator}",
+            *(
+                [
+                    "    note              = ML of a single sparse series is biased where the data"
+                    " are",
+                    "                        thin (Cmax up between sparse rise samples, levels in"
+                    " an all-BLQ",
+                    "                        tail down; docs/fitting.md, Validation): for sparse"
+                    " series",
+                    "                        prefer prior='population' (MAP)",
+                ]
+                if self.estimator == "ML" and self.model in _HAS_POPULATION_NOTE
+                else []
+            ),
             f"    observations      = {self.n_obs} ({self.n_blq} BLQ), {self.n_used} in likelihood",
             f"    free parameters   = {self.n_free}",
             f"    function evals    = {self.nfev} ({self.n_starts} local start(s))",
@@ -1029,8 +1044,8 @@ def fit_series(
     residual: ResidualModel | None = None,
     fixed: dict[str, float] | None = None,
     start: dict[str, float] | None = None,
-    n_starts: int = 3,
-    n_candidates: int = 40,
+    n_starts: int = 5,
+    n_candidates: int = 100,
     outcomes: bool = True,
     n_boot: int = 500,
     profile: bool | str | tuple[str, ...] | list[str] = "auto",
@@ -1064,8 +1079,13 @@ def fit_series(
         Starting values overriding the data-derived ones.
     n_starts : int
         Local fits run from the best points of the global screen (1: data start only).
+        Default 5: over 200 simulated 12-point Stein series, 3 starts from 40 candidates
+        missed the best optimum found by 10 starts in 25 series (by more than 1 unit of
+        -2 log L in 8: Stein's kink makes local optima as Tmax moves between sampling
+        days); 5 starts from 100 candidates cut that to 11 (2).
     n_candidates : int
-        Points screened by the global step (drawn around the start with the model's BSV).
+        Points screened by the global step (drawn around the start with the model's BSV;
+        one vectorised ``solve_batch``, cheap next to a local fit).
     outcomes : bool
         Compute derived outcomes with bootstrap CIs.
     n_boot : int
