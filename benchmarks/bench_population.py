@@ -1,0 +1,260 @@
+"""Wall time of the hierarchical fits, with peers measured in the same run.
+
+Part A, Stein 2019 on the bundled example cohort (7 patients x 2 infusions):
+  closed form in PyTensor sampled by nutpie (compile time and sampling time separately)
+  versus the same PyMC model sampled by PyMC's own NUTS (C backend).
+Part B, Liu 2022 (3-state ODE) on the 32 real patients of ../shared/data/liu2022-ball:
+  cost of one log-density + gradient evaluation of the whole population likelihood with
+  (1) the library's Op, all series in one batched numba sensitivity solve,
+  (2) the same Op solving series one by one,
+  (3) PyMC's built-in ODE op (pymc.ode.DifferentialEquation, scipy odeint with its own
+      sensitivities), one op per patient,
+  (4) a scipy callback: solve_ivp (LSODA) per patient and central finite differences;
+  then a full sampling run with the library's Op (nutpie; the Op runs in numba object mode).
+
+    PYTHONPATH=. python benchmarks/bench_population.py [--quick] [--skip-liu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+LIU = Path(__file__).resolve().parents[2] / "shared" / "data" / "liu2022-ball"
+LIU_MAPPING = {"columns": {"TIME": "time", "DV": "y"}, "filter": {"y_ID": 1},
+               "blq_values": {"0.2": 0.2}, "assay": "qpcr"}
+LIU_FREE = ("rTA0", "lTA0", "ka", "nTN0")
+
+
+def _best(f, repeat: int = 5) -> float:
+    f()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def part_a(args: argparse.Namespace) -> list[tuple]:
+    import nutpie
+    import pymc as pm
+
+    from cartkinetics.data import read_kinetics
+    from cartkinetics.example import __file__ as ex_init
+    from cartkinetics.fit import population as P
+
+    csv = Path(ex_init).parent / "example_kinetics.csv"
+    pdata = P.prepare_population_data(read_kinetics(csv))
+    draws, tune, chains = (300, 300, 2) if args.quick else (1000, 1000, 4)
+    rows = []
+    t0 = time.perf_counter()
+    model, _ = P.build_model(pdata, "stein2019")
+    build = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    compiled = nutpie.compile_pymc_model(model)
+    comp = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=1,
+                          progress_bar=False, save_warmup=False, target_accept=0.9)
+    samp = time.perf_counter() - t0
+    div = int(idata.sample_stats["diverging"].values.sum())
+    rows.append(("Stein closed form, nutpie", f"{chains}x{draws} (+{tune})", build + comp,
+                 samp, build + comp + samp, div))
+    model, _ = P.build_model(pdata, "stein2019")
+    t0 = time.perf_counter()
+    with model:
+        idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=2, random_seed=1,
+                          progressbar=False, target_accept=0.9,
+                          compute_convergence_checks=False)
+    total = time.perf_counter() - t0
+    div = int(idata.sample_stats["diverging"].values.sum())
+    rows.append(("Stein closed form, PyMC NUTS", f"{chains}x{draws} (+{tune})", float("nan"),
+                 float("nan"), total, div))
+    return rows
+
+
+def _liu_data():
+    from cartkinetics.data import KineticsData, read_kinetics
+
+    return KineticsData.concat(
+        read_kinetics(LIU / f"Data_{g}.csv", mapping=LIU_MAPPING, patient_prefix=f"{g}-")
+        for g in ("CR", "PR", "NR", "NegR")
+    )
+
+
+def part_b_evaluations(pdata, model) -> list[tuple]:
+    """Time of one population log-likelihood + gradient with each ODE route."""
+    import pytensor
+    import pytensor.tensor as pt
+    from scipy.integrate import solve_ivp
+
+    from cartkinetics.fit.pytensor_ops import ODEObservationOp
+
+    rng = np.random.default_rng(0)
+    theta = model.typical * np.exp(0.1 * rng.standard_normal((pdata.n_series, model.n_params)))
+    free_idx = [model.param_names.index(n) for n in LIU_FREE]
+    sigma = 1.0
+    y = pdata.log_y
+
+    def loglik_grad_op(op):
+        th = pt.dmatrix("th")
+        lp = op(th)
+        ll = -0.5 * pt.sum(((y - lp) / sigma) ** 2)
+        return pytensor.function([th], [ll, pytensor.grad(ll, th)])
+
+    rows = []
+    for label, batch in (("library Op, batched numba solve", True),
+                         ("library Op, one solve per series", False)):
+        op = ODEObservationOp(model, pdata, batch=batch)
+        f = loglik_grad_op(op)
+        ths = [theta * (1 + 1e-6 * k) for k in range(50)]  # defeat the Op's cache
+        it = iter(ths * 10)
+        rows.append((label, _best(lambda f=f, it=it: f(next(it)), repeat=5)))
+
+    # PyMC's DifferentialEquation: Liu 2022 right-hand side written in PyTensor
+    def rhs(yv, t, p):
+        nB, nTA, nTN = yv[0], yv[1], yv[2]
+        rBp, rTA0, lTA0, lTN, nMB, eBp, ka, KBp, KBpr, KBpTN = (p[i] for i in range(10))
+        rTA = rTA0 * nB / (nB + KBpr)
+        return [
+            rBp * nB * (1 - nB / nMB) - eBp * nB / (nB + KBp) * nTA,
+            rTA * nTA + ka * nB / (nB + KBpTN) * nTN - lTA0 * nTA,
+            -ka * nB / (nB + KBpTN) * nTN - lTN * nTN,
+        ]
+
+    try:
+        from pymc.ode import DifferentialEquation
+
+        th = pt.dmatrix("th")
+        ll = 0.0
+        for s in range(pdata.n_series):
+            sel = pdata.obs_series == s
+            tt = np.unique(pdata.t[sel])
+            t_obs = tt[tt > 0]
+            if t_obs.size == 0:
+                continue
+            ode = DifferentialEquation(func=rhs, times=t_obs, n_states=3, n_theta=10, t0=0)
+            y0 = pt.stack([th[s, 10], pt.constant(0.0), th[s, 11]])
+            sol = ode(y0=y0, theta=th[s, :10])
+            pos = np.searchsorted(t_obs, pdata.t[sel])
+            ok = pdata.t[sel] > 0
+            pred = pt.log(pt.maximum(sol[pos[ok], 1], 1e-300))
+            ll = ll - 0.5 * pt.sum((y[sel][ok] - pred) ** 2)
+        f = pytensor.function([th], [ll, pytensor.grad(ll, th)])
+        rows.append(("pymc.ode.DifferentialEquation (one op per patient)",
+                     _best(lambda: f(theta), repeat=2)))
+    except Exception as exc:  # report, do not hide
+        rows.append((f"pymc.ode.DifferentialEquation failed: {type(exc).__name__}: {exc}",
+                     float("nan")))
+
+    def scipy_loglik(th):
+        ll = 0.0
+        for s in range(pdata.n_series):
+            sel = pdata.obs_series == s
+            p = th[s]
+            tt = np.unique(pdata.t[sel])
+
+            def f(t, yv, p=p):
+                return np.array(
+                    [
+                        p[0] * yv[0] * (1 - yv[0] / p[4]) - p[5] * yv[0] / (yv[0] + p[7]) * yv[1],
+                        p[1] * yv[0] / (yv[0] + p[8]) * yv[1]
+                        + p[6] * yv[0] / (yv[0] + p[9]) * yv[2] - p[2] * yv[1],
+                        -p[6] * yv[0] / (yv[0] + p[9]) * yv[2] - p[3] * yv[2],
+                    ]
+                )
+
+            sol = solve_ivp(f, (0.0, tt[-1]), [p[10], 0.0, p[11]], t_eval=tt, method="LSODA",
+                            rtol=1e-6, atol=1e-10)
+            c = np.maximum(sol.y[1][np.searchsorted(tt, pdata.t[sel])], 1e-300)
+            ll -= 0.5 * np.sum((y[sel] - np.log(c)) ** 2)
+        return ll
+
+    def scipy_fd(th):
+        base = scipy_loglik(th)
+        g = np.zeros_like(th)
+        for j in free_idx:  # only the free parameters: 4 per series, all series at once
+            for s in range(th.shape[0]):
+                e = np.zeros_like(th)
+                e[s, j] = 1e-6 * th[s, j]
+                g[s, j] = (scipy_loglik(th + e) - scipy_loglik(th - e)) / (2 * e[s, j])
+        return base, g
+
+    t0 = time.perf_counter()
+    scipy_loglik(theta)
+    one = time.perf_counter() - t0
+    # central differences over 4 free parameters x n_series: 2 * 4 * n_series solves of all
+    # series would be wasteful; per-series differences need 8 solves per series
+    rows.append(("scipy solve_ivp callback + central differences (4 free params)",
+                 one * (1 + 8)))
+    return rows
+
+
+def part_b_sampling(args: argparse.Namespace, pdata, model) -> tuple:
+    from cartkinetics.fit.population import fit_population
+
+    fixed = {n: v for n, v in zip(model.param_names, model.typical, strict=True)
+             if n not in LIU_FREE}
+    n = 100 if args.quick else 500
+    t0 = time.perf_counter()
+    fit = fit_population(pdata, model, fixed=fixed, draws=n, tune=n, chains=2, seed=1,
+                         progress=False, warn=False)
+    total = time.perf_counter() - t0
+    d = fit.diagnostics(warn=False)
+    return (f"Liu 2022, {pdata.n_patients} patients, free {','.join(LIU_FREE)}",
+            f"2x{n} (+{n})", fit.info["sampling"].get("compile_seconds", float("nan")),
+            fit.info["sampling"]["sample_seconds"], total, d["divergences"], d["max_rhat"],
+            fit.info["sampling"]["sampler"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="population-fit wall times")
+    ap.add_argument("--quick", action="store_true", help="fewer draws")
+    ap.add_argument("--skip-stein", action="store_true")
+    ap.add_argument("--skip-liu", action="store_true")
+    ap.add_argument("--skip-liu-sampling", action="store_true")
+    args = ap.parse_args(argv)
+    import os
+
+    print(f"machine: {os.cpu_count()} cores, load average at start "
+          f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+    if not args.skip_stein:
+        rows = part_a(args)
+        print("\nA. Stein 2019, example cohort (7 patients x 2 infusions)")
+        print(f"{'route':<32} {'draws':>14} {'compile s':>10} {'sample s':>9} {'total s':>8} "
+              f"{'div':>4} {'ratio':>6}")
+        ref = rows[0][4]
+        for r in rows:
+            print(f"{r[0]:<32} {r[1]:>14} {r[2]:10.1f} {r[3]:9.1f} {r[4]:8.1f} {r[5]:4d} "
+                  f"{r[4] / ref:6.2f}")
+    if not args.skip_liu:
+        if not LIU.is_dir():
+            print(f"\nB. skipped: {LIU} absent")
+            return 0
+        from cartkinetics import models
+        from cartkinetics.fit import population as P
+
+        pdata = P.prepare_population_data(_liu_data())
+        model = models.get("liu2022")
+        rows = part_b_evaluations(pdata, model)
+        print(f"\nB1. Liu 2022, {pdata.n_patients} patients, {pdata.n_obs} observations: one "
+              "log-likelihood + gradient")
+        ref = rows[0][1]
+        for label, sec in rows:
+            print(f"{label:<66} {sec * 1e3:10.1f} ms  x{sec / ref:7.1f}")
+        if not args.skip_liu_sampling:
+            r = part_b_sampling(args, pdata, model)
+            print("\nB2. Liu 2022 population fit with the library Op")
+            print(f"{r[0]}: {r[1]} draws, compile {r[2]:.1f} s, sampling {r[3]:.1f} s, "
+                  f"total {r[4]:.1f} s, divergences {r[5]}, max R-hat {r[6]:.3f}, "
+                  f"sampler {r[7]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,195 @@
+"""Population model pieces, checked against independent code (no sampling here).
+
+- the PyTensor Stein 2019 curve against the model library's closed form (models.get),
+- its gradient against finite differences on both sides of Tmax and at extreme values,
+- the PyMC likelihood (pm.Censored) against the project's shared numpy likelihood,
+- data preparation and input errors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pm = pytest.importorskip("pymc")
+pt = pytest.importorskip("pytensor.tensor")
+
+from cartkinetics import models  # noqa: E402
+from cartkinetics.data import read_kinetics  # noqa: E402
+from cartkinetics.errors import CartKineticsError  # noqa: E402
+from cartkinetics.fit import likelihood as lik  # noqa: E402
+from cartkinetics.fit import population as P  # noqa: E402
+from cartkinetics.fit.population_sim import simulate_stein_cohort  # noqa: E402
+
+
+def _stein_pt_function():
+    import pytensor
+
+    t = pt.vector("t")
+    th = pt.matrix("th")  # ln foldx, ln tmax, ln cmax, ln alpha, ln beta
+    fb = pt.vector("fb")
+    out = P.stein_log_curve_pt(t, th, fb)
+    return pytensor.function([t, th, fb], out), (t, th, fb, out)
+
+
+def test_stein_pytensor_matches_model_library():
+    model = models.get("stein2019")
+    f, _ = _stein_pt_function()
+    rng = np.random.default_rng(3)
+    times = np.array([0.0, 0.5, 1.0, 4.0, 9.29, 9.3, 9.31, 14.0, 28.0, 90.0, 365.0, 1000.0])
+    for _ in range(5):
+        p = model.typical * np.exp(0.5 * rng.standard_normal(6))
+        p[4] = min(p[4], 0.5)
+        sol = model.solve(times, p)
+        ref = np.log(sol.observed[model.primary_observation])
+        th = np.tile(np.log(p[[0, 1, 2, 3, 5]]), (times.size, 1))
+        got = f(times, th, np.full(times.size, p[4]))
+        np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(
+            P.stein_log_curve_np(times, p[None, :]), ref, rtol=1e-10, atol=1e-10
+        )
+
+
+def test_stein_pytensor_gradient_finite_on_both_branches():
+    """d ln C / d params by PyTensor against central differences; no NaN/inf anywhere.
+
+    Extreme points (alpha 50 /day far after Tmax, foldx 1e7 long before Tmax) would
+    overflow a naive formulation in the branch that switch discards.
+    """
+    import pytensor
+
+    f, (t, th, fb, out) = _stein_pt_function()
+    g = pytensor.function([t, th, fb], pytensor.grad(out.sum(), [th, fb]))
+    cases = [
+        (np.array([0.5, 3.0, 9.0, 12.0, 60.0, 400.0]),
+         np.log([3900.0, 9.3, 24000.0, 0.16, 0.0032]), 0.0079),
+        (np.array([0.01, 2000.0]), np.log([1e7, 30.0, 1e5, 50.0, 0.9]), 0.5),
+        (np.array([0.0, 5000.0]), np.log([2.0, 1.0, 10.0, 1e-3, 1e-5]), 1e-6),
+    ]
+    for times, lth, fbv in cases:
+        n = times.size
+        TH = np.tile(lth, (n, 1))
+        FB = np.full(n, fbv)
+        gth, gfb = g(times, TH, FB)
+        assert np.all(np.isfinite(gth)) and np.all(np.isfinite(gfb))
+        h = 1e-6
+        for j in range(5):
+            e = np.zeros_like(TH)
+            e[:, j] = h
+            fd = (f(times, TH + e, FB) - f(times, TH - e, FB)) / (2 * h)
+            np.testing.assert_allclose(gth[:, j], fd, rtol=1e-5, atol=1e-6)
+        hf = 1e-6 * fbv
+        fd = (f(times, TH, FB + hf) - f(times, TH, FB - hf)) / (2 * hf)
+        np.testing.assert_allclose(gfb, fd, rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    df, truth = simulate_stein_cohort(6, seed=11, lloq=300.0)
+    return P.prepare_population_data(read_kinetics(df)), truth
+
+
+@pytest.mark.parametrize("residual", ["normal", "student"])
+def test_pymc_censored_likelihood_equals_shared_numpy_likelihood(small_data, residual):
+    """The observed-variable logp of the PyMC model = sum of fit.likelihood.loglik per series."""
+    pdata, _ = small_data
+    assert pdata.censored.any() and (~pdata.censored).any()
+    m, info = P.build_model(pdata, "stein2019", residual=residual)
+    point = m.initial_point()
+    rng = np.random.default_rng(0)
+    point = {k: v + 0.3 * rng.standard_normal(np.shape(v)) for k, v in point.items()}
+    obs = m["log_y"]
+    outs = [m.logp(vars=[obs], sum=True), m["theta"], m["sigma"]]
+    if residual == "student":
+        outs.append(m["nu"])
+    # deterministic quantities as functions of the value variables (not of fresh RV draws)
+    outs = [outs[0], *m.replace_rvs_by_values(outs[1:])]
+    vals = m.compile_fn(outs, inputs=m.value_vars, on_unused_input="ignore")(point)
+    logp_obs, theta, sigma = float(vals[0]), vals[1], float(vals[2])
+    nu = float(vals[3]) if residual == "student" else 4.0
+    res = lik.ResidualModel(error="normal" if residual == "normal" else "student_t", sigma=sigma,
+                            nu=nu)
+    total = 0.0
+    log_pred_all = np.empty(pdata.n_obs)
+    for s in range(pdata.n_series):
+        sel = pdata.obs_series == s
+        lp = P.stein_log_curve_np(pdata.t[sel], theta[s][None, :])
+        log_pred_all[sel] = lp
+        prep = lik.PreparedSeries(
+            t=pdata.t[sel],
+            log_y=np.where(pdata.censored[sel], np.nan, pdata.log_y[sel]),
+            log_lloq=np.where(pdata.censored[sel], pdata.log_y[sel], np.nan),
+            censored=pdata.censored[sel],
+            rows=np.arange(sel.sum()),
+            censoring="M3",
+        )
+        total += lik.loglik(lp, prep, res)
+    assert logp_obs == pytest.approx(total, rel=1e-9, abs=1e-8)
+    # the numpy version used for the log_likelihood group agrees too
+    ll = P.log_likelihood_np(log_pred_all[None, :], pdata, np.array([sigma]),
+                             None if residual == "normal" else np.array([nu]))
+    assert ll.sum() == pytest.approx(total, rel=1e-9, abs=1e-8)
+
+
+def test_prepare_population_data_layout(small_data):
+    pdata, truth = small_data
+    assert pdata.n_patients == 6 and pdata.n_series == 12
+    assert set(pdata.series_infusion.tolist()) == {1, 2}
+    # censored rows: value = the LLOQ, lower bound = ln LLOQ; others unbounded
+    np.testing.assert_allclose(pdata.value[pdata.censored], 300.0)
+    np.testing.assert_allclose(pdata.log_lower[pdata.censored], np.log(300.0))
+    assert np.all(np.isneginf(pdata.log_lower[~pdata.censored]))
+    assert pdata.censored.mean() == pytest.approx(truth["blq_fraction"])
+    frame = pdata.frame()
+    assert list(frame.columns[:3]) == ["patient", "infusion", "day"]
+
+
+def test_input_errors(small_data):
+    pdata, _ = small_data
+    df, _ = simulate_stein_cohort(3, seed=1)
+    flow = df.copy()
+    flow["assay"] = "flow"
+    both = read_kinetics(pd.concat([df, flow], ignore_index=True))
+    with pytest.raises(CartKineticsError, match="several assays"):
+        P.prepare_population_data(both)
+    assert P.prepare_population_data(both, assay="flow").assay == "flow"
+    with pytest.raises(CartKineticsError, match="not a column"):
+        P.build_model(pdata, covariates={"cmax": ["weight"]})
+    with pytest.raises(CartKineticsError, match="unknown"):
+        P.build_model(pdata, priors={"mu": {"nonsense": (0, 1)}})
+    with pytest.raises(CartKineticsError, match="infusion_effect"):
+        P.build_model(pdata, infusion_effect=("gamma",))
+    with pytest.raises(CartKineticsError, match="residual"):
+        P.build_model(pdata, residual="cauchy")
+
+
+def test_priors_centred_on_published_values():
+    pri = P.default_priors("stein2019")
+    model = models.get("stein2019")
+    for p in model.parameters:
+        mean, sd = pri["mu"][p.name]
+        expected = np.log(p.value) if p.name != "fb" else np.log(p.value / (1 - p.value))
+        assert mean == pytest.approx(expected)
+        assert sd == 1.0
+        # HalfNormal(s) has median 0.674 s: the prior median is the published SD
+        assert 0.6745 * pri["omega"][p.name] == pytest.approx(
+            np.sqrt(model.bsv[p.name]), rel=0.02
+        )
+    assert pri["sigma"] == ("lognormal", 0.56, 0.5)
+
+
+def test_covariates_build(small_data):
+    pdata, _ = small_data
+    table = pd.DataFrame(
+        {"patient": pdata.patients, "dose_per_kg": np.linspace(1e6, 5e6, 6),
+         "target": ["CD19", "CD19", "CD7", "CD19", "BCMA", "CD19"]}
+    )
+    pdata.patient_table = table.set_index("patient")
+    m, info = P.build_model(pdata, covariates={"cmax": ["dose_per_kg", "target"]})
+    d = info["design"]
+    assert d.names == ["log_dose_per_kg", "target[BCMA]", "target[CD7]"]
+    assert d.references["target"] == "CD19"
+    np.testing.assert_allclose(d.X[:, 0].mean(), 0.0, atol=1e-12)
+    assert "b" in m.named_vars
+    pdata.patient_table = None
