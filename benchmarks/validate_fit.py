@@ -24,13 +24,13 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from cartkinetics import models
+from cartkinetics.data import Series
 from cartkinetics.fit import fit_cohort
 
 DAYS = np.array([1, 4, 7, 11, 14, 21, 28, 60, 90, 180, 270, 365.0])
@@ -40,26 +40,7 @@ FIG_MECH = FIG.with_name("liu2022_mechanistic_cr_fits.png")
 LIU_FREE = ["rTA0", "lTA0", "nTN0", "eBp", "ka"]
 
 
-@dataclass(frozen=True)
-class SimSeries:
-    """Minimal Series (same attributes as cartkinetics.data.Series)."""
-
-    patient: str
-    infusion: int
-    assay: str
-    unit: str
-    day: np.ndarray
-    value: np.ndarray
-    lloq: np.ndarray
-    blq: np.ndarray
-    dose: float | None = None
-
-    @property
-    def key(self) -> tuple[str, int, str]:
-        return (self.patient, self.infusion, self.assay)
-
-
-def simulate(n: int, lloq: float, seed: int) -> tuple[np.ndarray, list[SimSeries]]:
+def simulate(n: int, lloq: float, seed: int) -> tuple[np.ndarray, list[Series]]:
     """Stein 2019 typical values x exp(eta), eta ~ N(0, omega^2) (nlmixr2lib variances),
     ln-scale residual 0.56, values under ``lloq`` censored at it."""
     m = models.get("stein2019")
@@ -73,7 +54,7 @@ def simulate(n: int, lloq: float, seed: int) -> tuple[np.ndarray, list[SimSeries
     out = []
     for i in range(n):
         blq = Y[i] < lloq
-        out.append(SimSeries(f"S{i}", 1, "qpcr", "copies/ug", DAYS.copy(),
+        out.append(Series(f"S{i}", 1, "qpcr", "copies/ug", DAYS.copy(),
                              np.where(blq, lloq, Y[i]), np.full(DAYS.size, lloq), blq))
     return P, out
 
@@ -264,11 +245,11 @@ def bad_input() -> None:
     print("\n## 3. Bad input")
     d = np.array([1.0, 7, 14, 28, 60, 90])
     cases = [
-        SimSeries("too-few", 1, "qpcr", "copies/ug", d[:1], np.array([100.0]),
+        Series("too-few", 1, "qpcr", "copies/ug", d[:1], np.array([100.0]),
                   np.full(1, 50.0), np.zeros(1, bool)),
-        SimSeries("all-blq", 1, "qpcr", "copies/ug", d, np.full(6, 50.0), np.full(6, 50.0),
+        Series("all-blq", 1, "qpcr", "copies/ug", d, np.full(6, 50.0), np.full(6, 50.0),
                   np.ones(6, bool)),
-        SimSeries("constant", 1, "qpcr", "copies/ug", d, np.full(6, 300.0), np.full(6, 50.0),
+        Series("constant", 1, "qpcr", "copies/ug", d, np.full(6, 300.0), np.full(6, 50.0),
                   np.zeros(6, bool)),
     ]
     c = fit_cohort(cases, "stein2019")
