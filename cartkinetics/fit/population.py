@@ -1279,6 +1279,11 @@ def _add_groups(idata: Any, pdata: PopulationData, info: dict[str, Any], seed: i
     def ds(name: str, arr: np.ndarray) -> xr.Dataset:
         return xr.Dataset({name: (dims, arr.reshape(nc, nd, -1))}, coords=coords)
 
+    # PyMC's own sampler already wrote observed/constant data from the model: ours replace them
+    # (the same values, on the coordinates the result object uses)
+    for group in ("posterior_predictive", "log_likelihood", "observed_data", "constant_data"):
+        if group in idata.groups():
+            delattr(idata, group)
     idata.add_groups(
         posterior_predictive=ds("log_y", y_rep),
         log_likelihood=ds("log_y", ll),
