@@ -38,6 +38,7 @@ def _available() -> dict[str, tuple[str, str]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser with one subparser per available subcommand."""
     from cartkinetics import __version__
 
     parser = argparse.ArgumentParser(
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``cartkinetics`` command with ``argv``; return the exit code (2 on bad input)."""
     from cartkinetics.errors import CartKineticsError
 
     parser = build_parser()

@@ -89,6 +89,7 @@ class HtmlReport:
     toc: list[tuple[str, str]] = field(default_factory=list)
 
     def heading(self, text: str, level: int = 2, anchor: str | None = None) -> None:
+        """Add a section heading (optionally with an HTML anchor)."""
         ident = f' id="{html.escape(anchor)}"' if anchor else ""
         self.blocks.append(f"<h{level}{ident}>{html.escape(text)}</h{level}>")
 
@@ -100,13 +101,18 @@ class HtmlReport:
         )
 
     def text(self, text: str, note: bool = False) -> None:
+        """Add paragraphs of text (blank-line separated); ``note=True`` shows them as a
+        highlighted note.
+        """
         paras = "".join(f"<p>{html.escape(p)}</p>" for p in text.strip().split("\n\n"))
         self.blocks.append(f'<div class="note">{paras}</div>' if note else paras)
 
     def preformatted(self, text: str) -> None:
+        """Add text shown verbatim in a monospace block."""
         self.blocks.append(f"<pre>{html.escape(text)}</pre>")
 
     def table(self, df: pd.DataFrame, caption: str | None = None, index: bool = False) -> None:
+        """Add a DataFrame as an HTML table with an optional caption."""
         frame = df.reset_index() if index else df
         head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
         rows = "".join(
@@ -117,6 +123,7 @@ class HtmlReport:
         self.blocks.append(f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
 
     def figure(self, fig_or_png: Any, caption: str = "") -> None:
+        """Add a matplotlib figure (or PNG bytes) embedded as a base64 image with a caption."""
         png = fig_or_png if isinstance(fig_or_png, bytes) else figure_to_png(fig_or_png)
         data = base64.b64encode(png).decode("ascii")
         alt = html.escape(caption or "figure")
@@ -126,6 +133,7 @@ class HtmlReport:
         )
 
     def render(self) -> str:
+        """The whole report as one self-contained HTML string."""
         from cartkinetics import __version__
 
         stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -144,6 +152,7 @@ class HtmlReport:
         )
 
     def write(self, path: str | Path) -> Path:
+        """Write the report to ``path`` (folders created) and return the path."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.render(), encoding="utf-8")
@@ -259,6 +268,7 @@ class AnalysisOptions:
     only: tuple[str, ...] | None = None
 
     def sampling(self) -> tuple[int, int, int]:
+        """(draws, tune, chains) of the hierarchical fit, after the quick/default choice."""
         draws = self.draws or (100 if self.quick else 300)
         tune = self.tune or (150 if self.quick else 300)
         return draws, tune, self.chains
@@ -304,6 +314,7 @@ class Analysis:
     report_path: Path | None = None
 
     def step(self, key: str) -> StepResult:
+        """The result of the step named ``key`` (KeyError when there is none)."""
         for s in self.steps:
             if s.key == key:
                 return s
@@ -326,6 +337,7 @@ class Analysis:
 
     # ---------------------------------------------------------------- outputs
     def write_table(self, table: pd.DataFrame, name: str) -> Path:
+        """Write ``table`` as CSV under the output folder as ``name``; return its path."""
         path = self.out / name
         path.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(path, index=False)
@@ -333,6 +345,7 @@ class Analysis:
         return path
 
     def write_text(self, text: str, name: str) -> Path:
+        """Write ``text`` under the output folder as ``name``; return its path."""
         path = self.out / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")

@@ -112,6 +112,7 @@ class CohortFit:
         return pd.DataFrame([r.to_dict() for r in self.results])
 
     def to_dataframe(self) -> pd.DataFrame:
+        """The per-series fit table (estimates, SEs, outcomes with CIs, status) as a DataFrame."""
         return self.table
 
     def records(self) -> list[dict[str, Any]]:
@@ -119,6 +120,7 @@ class CohortFit:
         return [r.record() for r in self.results]
 
     def joint_table(self) -> pd.DataFrame:
+        """One row per joint (first + second infusion) fit: ratios of Cmax and Tmax with CIs."""
         return pd.DataFrame([j.to_dict() for j in self.joint])
 
     def outcome_table(self) -> pd.DataFrame:
@@ -145,6 +147,7 @@ class CohortFit:
         return compare_fits(self, assay=assay, **kws)
 
     def counts(self) -> dict[str, int]:
+        """Number of series per fit status (e.g. ``{'converged': 12, 'too_few_points': 1}``)."""
         out: dict[str, int] = {}
         for r in self.results:
             out[r.status] = out.get(r.status, 0) + 1

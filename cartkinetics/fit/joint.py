@@ -73,6 +73,7 @@ class JointFitResult:
         return self.status in OK_STATUSES
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form of the joint fit (estimates, Cmax ratio and Tmax ratio with 95% CIs)."""
         rec: dict[str, Any] = {
             "patient": self.patient,
             "assay": self.assay,
@@ -95,6 +96,7 @@ class JointFitResult:
         return rec
 
     def summary(self) -> str:
+        """Readable report of the joint fit: parameters, Cmax and Tmax ratios, status."""
         lines = [
             f"[[Joint fit]] {self.model}: patient {self.patient} ({self.assay}), infusions "
             f"{self.infusions[0]} and {self.infusions[1]}",

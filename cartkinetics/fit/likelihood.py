@@ -101,6 +101,7 @@ class ResidualModel:
             raise CartKineticsError(f"nu must be a positive number, got {self.nu!r}")
 
     def describe(self) -> str:
+        """One-line description of the residual model and censoring method (for reports)."""
         err = "normal" if self.error == "normal" else f"Student-t (nu={self.nu:g})"
         sig = "estimated" if self.estimate_sigma else f"fixed at {self.sigma:g}"
         cens = (

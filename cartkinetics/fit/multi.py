@@ -71,6 +71,7 @@ class MultiFitResult:
         return self.status in OK_STATUSES
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form of the multi-output fit (estimates, SEs, -2 log L, status)."""
         rec: dict[str, Any] = {"patient": self.patient, "model": self.model,
                                "status": self.status, "message": self.message,
                                "censoring": self.censoring, "neg2ll": self.neg2ll,

@@ -1228,21 +1228,33 @@ class PopulationFit:
 
     # ------------------------------------------------------------ plots
     def plot_population(self, ax: Any = None, **kw: Any) -> Any:
+        """Population posterior predictive band over all series' data (BLQ as open markers);
+        returns ax.
+        """
         from cartkinetics.fit.population_plots import plot_population
 
         return plot_population(self, ax=ax, **kw)
 
     def plot_individual(self, patient: str, ax: Any = None, **kw: Any) -> Any:
+        """Posterior predictive bands of one patient's series over the data (days, assay units);
+        returns ax.
+        """
         from cartkinetics.fit.population_plots import plot_individual
 
         return plot_individual(self, patient, ax=ax, **kw)
 
     def plot_forest_cmax_ratio(self, ax: Any = None) -> Any:
+        """Forest plot of per-patient Cmax ratios (second/first infusion) with 95% CrIs; returns
+        ax.
+        """
         from cartkinetics.fit.population_plots import plot_forest_cmax_ratio
 
         return plot_forest_cmax_ratio(self, ax=ax)
 
     def plot_vpc(self, ax: Any = None, **kw: Any) -> Any:
+        """Censored visual predictive check: fraction below the LLOQ over time (days), observed
+        vs predicted; returns ax.
+        """
         from cartkinetics.fit.population_plots import plot_vpc_censored
 
         return plot_vpc_censored(self, ax=ax, **kw)

@@ -64,6 +64,7 @@ def _events(
 
 
 def single_backend(method: str) -> Any:
+    """Solve function for one parameter set with the numba solvers, for ``method``."""
     m = _method(method)
 
     def run(model, t, p, y0, jumps, tau, dtau, rtol, atol, method_, max_steps, sens):
@@ -90,6 +91,7 @@ def single_backend(method: str) -> Any:
 
 
 def batch_backend(method: str) -> Any:
+    """Solve function for many parameter sets with the batched numba solver, for ``method``."""
     m = _method(method)
 
     def run(model, t, P, dose, rtol, atol, method_, max_steps, return_states):

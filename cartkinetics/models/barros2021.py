@@ -58,6 +58,7 @@ dT/dt = r*T*(1 - b*T) - gamma*CT*T
 
 
 def build(name: str = "barros2021") -> ODEModel:
+    """Build the Barros 2021 CARTmath model (states in cells, time in days)."""
     if name != "barros2021":
         raise CartKineticsError(f"unknown Barros model {name!r}")
     spec = build_spec(

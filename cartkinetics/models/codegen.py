@@ -54,6 +54,7 @@ def cache_dir() -> Path:
 
 
 def spec_hash(spec: ODESpec) -> str:
+    """Stable hash of a model specification, naming its generated numba module in the cache."""
     h = hashlib.sha256((CODEGEN_VERSION + "\n" + spec.canonical()).encode())
     return h.hexdigest()[:16]
 

@@ -109,6 +109,7 @@ dIFNg/dt = dIFNg*bl_IFNg + pIFNg*1e6*B*CARTE_pb*(aG + (1 - aG)*bG/(IL10 + bG)) -
 
 
 def build(name: str = "hardiansyah2019") -> ODEModel:
+    """Build the Hardiansyah & Ng 2019 QSP model (cells in 1e9, time in days)."""
     if name != "hardiansyah2019":
         raise CartKineticsError(f"unknown Hardiansyah model {name!r}")
     states = {

@@ -69,6 +69,7 @@ dB/dt = r_B*B - gamma_B*B*C/(k_B + C)
 
 
 def build(name: str = "kimmel2021") -> ODEModel:
+    """Build the Kimmel 2021 model (normal T, CAR-T and tumour cells; time in days)."""
     if name != "kimmel2021":
         raise CartKineticsError(f"unknown Kimmel model {name!r}")
     spec = build_spec(

@@ -523,6 +523,9 @@ def parameter_sets() -> dict[str, dict[str, float]]:
 
 
 def build(name: str = "kirouac2023") -> ODEModel:
+    """Build the Kirouac 2023 phenotype/tumour/antigen model with its 36 published parameter
+    sets.
+    """
     if name != "kirouac2023":
         raise CartKineticsError(f"unknown Kirouac model {name!r}")
     sets = parameter_sets()

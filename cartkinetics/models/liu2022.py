@@ -105,6 +105,7 @@ EXAMPLE_NEG = {
 
 
 def build(name: str = "liu2022") -> ODEModel:
+    """Build the Liu 2022 B-ALL model (CAR-T and leukaemia, cells/uL; time in days)."""
     if name not in ("liu2022", "liu2022_cd19neg"):
         raise CartKineticsError(f"unknown Liu 2022 model {name!r}")
     neg = name == "liu2022_cd19neg"

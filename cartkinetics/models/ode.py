@@ -94,6 +94,9 @@ class ODEModel(Model):
         self.preferred_method = preferred_method
 
     def info(self) -> dict[str, Any]:
+        """Model description as a dict: states, parameters with units and sources, outputs,
+        reference.
+        """
         out = super().info()
         spec = self.spec
         out["equations"] = [f"{n} = {e}" for n, e in spec.definitions] + [

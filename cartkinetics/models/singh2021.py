@@ -117,6 +117,7 @@ dsBCMA/dt = Pb*1e-6*Tumor0*(Tumor/Tumor0)^gam_b - Kb*sBCMA
 
 
 def build(name: str = "singh2021") -> ODEModel:
+    """Build the Singh 2021 ide-cel multiscale model (transgene copies/ug; time in days)."""
     if name != "singh2021":
         raise CartKineticsError(f"unknown Singh model {name!r}")
     m0, b0 = "Pm*1e-12*Tumor0/Km", "Pb*1e-6*Tumor0/Kb"

@@ -314,6 +314,7 @@ class Stein2019(Model):
 
 
 def build(name: str = "stein2019") -> Model:
+    """Build the Stein 2019 closed-form model (transgene copies/ug genomic DNA; time in days)."""
     if name == "stein2019":
         return Stein2019()
     if name == "stein2019_ode":

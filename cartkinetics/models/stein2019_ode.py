@@ -31,6 +31,7 @@ dM/dt = where(piece < 1, 0, fb*(alpha - beta)*E - beta*M)
 
 
 def build_ode() -> ODEModel:
+    """Build the two-state ODE form of Stein 2019 (switch at Tmax as a breakpoint)."""
     spec = build_spec(
         "stein2019_ode",
         EQUATIONS,

@@ -102,6 +102,7 @@ class Plan:
         return -(-self.n // self.chunk_size)
 
     def grid(self, sc: Scenario) -> np.ndarray:
+        """Time grid (days) for a scenario: the user's times or a dense grid around every dose."""
         if self.times is not None:
             return self.times
         starts = [0.0, *sc.split_days]

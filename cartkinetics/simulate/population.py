@@ -58,9 +58,11 @@ class LogNormal:
             raise CartKineticsError(f"log-normal sigma must be >= 0, got {self.sigma}")
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Draw ``n`` values with the generator ``rng`` (units of the covariate or parameter)."""
         return self.median * np.exp(self.sigma * rng.standard_normal(n))
 
     def describe(self) -> str:
+        """One-line description of the distribution (for summaries and reports)."""
         return f"log-normal(median {self.median:g}, sd of log {self.sigma:g})"
 
 
@@ -76,10 +78,12 @@ class Empirical:
             raise CartKineticsError("empirical covariate values must be finite and > 0")
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Draw ``n`` values with the generator ``rng`` (units of the covariate or parameter)."""
         v = np.asarray(self.values, dtype=float)
         return v[rng.integers(0, v.size, n)]
 
     def describe(self) -> str:
+        """One-line description of the distribution (for summaries and reports)."""
         return f"resampled from {len(self.values)} values"
 
 
@@ -94,9 +98,11 @@ class Fixed:
             raise CartKineticsError(f"fixed covariate value must be > 0, got {self.value}")
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Draw ``n`` values with the generator ``rng`` (units of the covariate or parameter)."""
         return np.full(n, float(self.value))
 
     def describe(self) -> str:
+        """One-line description of the distribution (for summaries and reports)."""
         return f"fixed {self.value:g}"
 
 
@@ -246,6 +252,7 @@ class Population:
         return P, covs
 
     def describe(self) -> str:
+        """One-line description of the distribution (for summaries and reports)."""
         cov = ", ".join(f"{k}: {v.describe()}" for k, v in self.covariates.items())
         return f"{self._describe()}; covariates {cov}"
 

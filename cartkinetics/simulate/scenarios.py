@@ -181,9 +181,11 @@ class Scenario:
         return " ".join(parts) if parts else "default"
 
     def as_dict(self) -> dict[str, Any]:
+        """The scenario's factors as a plain dict."""
         return asdict(self)
 
     def needs_weight(self) -> bool:
+        """True when the scenario doses per kg, so virtual patients need a body weight (kg)."""
         return (
             self.dose_per_kg is not None
             or self.dose is not None
