@@ -32,8 +32,24 @@ STATS_FIELDS: tuple[str, ...] = (
 _EXPLICIT, _ROSENBROCK, _AUTO = 0, 1, 2
 
 
+class _SingleStatus:
+    """``ok`` and ``message`` of one solve, read from its ``status`` code."""
+
+    status: int
+
+    @property
+    def ok(self) -> bool:
+        """True when the solve succeeded (status 0)."""
+        return self.status == 0
+
+    @property
+    def message(self) -> str:
+        """The status as a sentence (see STATUS_MESSAGES)."""
+        return STATUS_MESSAGES[self.status]
+
+
 @dataclass
-class SolveResult:
+class SolveResult(_SingleStatus):
     """One solve.
 
     Attributes
@@ -51,14 +67,6 @@ class SolveResult:
     status: int
     stats: dict
     method: str
-
-    @property
-    def ok(self) -> bool:
-        return self.status == 0
-
-    @property
-    def message(self) -> str:
-        return STATUS_MESSAGES[self.status]
 
     def __iter__(self) -> Iterator:
         yield self.y
@@ -91,7 +99,7 @@ class BatchResult:
 
 
 @dataclass
-class SensitivityResult:
+class SensitivityResult(_SingleStatus):
     """One solve with forward sensitivities; unpacks as ``y, S, status``.
 
     S[i, k, j] = d y_k(t_i) / d p_j.
@@ -103,14 +111,6 @@ class SensitivityResult:
     status: int
     stats: dict
     method: str
-
-    @property
-    def ok(self) -> bool:
-        return self.status == 0
-
-    @property
-    def message(self) -> str:
-        return STATUS_MESSAGES[self.status]
 
     def __iter__(self) -> Iterator:
         yield self.y
