@@ -1,7 +1,8 @@
 """Fit speed: one series with Stein 2019 (closed form and ODE), against scipy solve_ivp.
 
 Prints median wall time per series fit (after compilation) for:
-  * stein2019 closed form (analytic sensitivities), fit only and fit + bootstrap outcomes;
+  * stein2019 closed form (analytic sensitivities), fit only (1 start, the former lmfit
+    5-start default, the vectorised 25-start default), fit + bootstrap outcomes, MAP + SIR;
   * stein2019_ode with the numba solver and its forward sensitivities;
   * the same ODE fitted through scipy.integrate.solve_ivp (LSODA, rtol 1e-8) with a
     finite-difference Jacobian: the peer measured in the same run;
@@ -99,15 +100,20 @@ def main() -> None:
     for label, model, kw in [
         ("stein2019 closed form, fit only, 1 start", "stein2019",
          dict(outcomes=False, n_starts=1, profile=False)),
-        ("stein2019 closed form, fit only, 3 starts / 40 candidates", "stein2019",
-         dict(outcomes=False, profile=False, n_starts=3, n_candidates=40)),
-        ("stein2019 closed form, fit only (default 5 starts / 100)", "stein2019",
+        ("stein2019 closed form, fit only, former default: lmfit 5 starts / 100", "stein2019",
+         dict(outcomes=False, profile=False, multistart="lmfit", n_starts=5,
+              n_candidates=100)),
+        ("stein2019 closed form, fit only, default: 25 vectorised starts / 200", "stein2019",
          dict(outcomes=False, profile=False)),
         ("stein2019 closed form, fit + 500 bootstrap outcomes", "stein2019",
          dict(n_boot=500, profile=False)),
         ("stein2019 closed form, defaults (+ auto profile)", "stein2019", {}),
-        ("stein2019_ode numba + sensitivities, fit only (default 5 starts)", "stein2019_ode",
+        ("stein2019 closed form, MAP + SIR intervals (500 draws)", "stein2019",
+         dict(prior="population", profile=False)),
+        ("stein2019_ode numba + sensitivities, fit only (default: lmfit 5 starts)", "stein2019_ode",
          dict(outcomes=False, profile=False)),
+        ("stein2019_ode numba + sensitivities, fit only, 25 vectorised starts", "stein2019_ode",
+         dict(outcomes=False, profile=False, multistart="vectorised")),
         ("stein2019_ode numba, fit only, 1 start", "stein2019_ode",
          dict(outcomes=False, n_starts=1, profile=False)),
         ("scipy solve_ivp LSODA + FD Jacobian, fit only, 1 start", ScipyStein(),
@@ -117,12 +123,15 @@ def main() -> None:
         med, ok = timed(lambda s, m=model, **k: fit_series(s, m, **k), ser, **kw)
         rows.append((label, med, ok, len(ser)))
     base = {r[0]: r[1] for r in rows}
-    print(f"\n{'fit of one 12-point series':66s} {'median ms':>10s} {'usable':>7s} {'n':>4s}")
+    print(f"\n{'fit of one 12-point series':72s} {'median ms':>10s} {'usable':>7s} {'n':>4s}")
     for label, med, ok, n in rows:
-        print(f"{label:66s} {1e3 * med:10.1f} {100 * ok:6.0f}% {n:4d}")
+        print(f"{label:72s} {1e3 * med:10.1f} {100 * ok:6.0f}% {n:4d}")
     r_ode = base["scipy solve_ivp LSODA + FD Jacobian, fit only, 1 start"] / base[
         "stein2019_ode numba, fit only, 1 start"]
-    print(f"\nscipy solve_ivp / numba ODE (1 start each): {r_ode:.1f}x")
+    r_ms = base["stein2019 closed form, fit only, former default: lmfit 5 starts / 100"] / base[
+        "stein2019 closed form, fit only, default: 25 vectorised starts / 200"]
+    print(f"\nformer lmfit 5-start default / vectorised 25-start default: {r_ms:.1f}x")
+    print(f"scipy solve_ivp / numba ODE (1 start each): {r_ode:.1f}x")
     print("targets: closed form < 20 ms, ODE < 300 ms (fit only, after compilation)")
     # parallel across series
     print(f"\nfit_cohort over {a.n} series (stein2019, fit + 500-draw bootstrap):")

@@ -54,13 +54,21 @@ def part_a(args: argparse.Namespace) -> list[tuple]:
     t0 = time.perf_counter()
     model, _ = P.build_model(pdata, "stein2019")
     build = time.perf_counter() - t0
+    P.register_cacheable_erfcx()  # as fit_population does: the compiled model is cached
     t0 = time.perf_counter()
+    c0 = time.process_time()
     compiled = nutpie.compile_pymc_model(model)
     comp = time.perf_counter() - t0
+    comp_cpu = time.process_time() - c0
     t0 = time.perf_counter()
+    c0 = time.process_time()
     idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=1,
-                          progress_bar=False, save_warmup=False, target_accept=0.9)
+                          progress_bar=False, save_warmup=False,
+                          target_accept=P.DEFAULT_TARGET_ACCEPT)
     samp = time.perf_counter() - t0
+    samp_cpu = time.process_time() - c0
+    print(f"nutpie: build {build:.1f} s, compile {comp:.1f} s wall / {comp_cpu:.1f} s CPU, "
+          f"sampling {samp:.1f} s wall / {samp_cpu:.1f} s CPU")
     div = int(idata.sample_stats["diverging"].values.sum())
     rows.append(("Stein closed form, nutpie", f"{chains}x{draws} (+{tune})", build + comp,
                  samp, build + comp + samp, div))
@@ -68,7 +76,7 @@ def part_a(args: argparse.Namespace) -> list[tuple]:
     t0 = time.perf_counter()
     with model:
         idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=2, random_seed=1,
-                          progressbar=False, target_accept=0.9,
+                          progressbar=False, target_accept=P.DEFAULT_TARGET_ACCEPT,
                           compute_convergence_checks=False)
     total = time.perf_counter() - t0
     div = int(idata.sample_stats["diverging"].values.sum())
@@ -86,7 +94,7 @@ def _liu_data():
     )
 
 
-def part_b_evaluations(pdata, model) -> list[tuple]:
+def part_b_evaluations(pdata, model, peers: bool = True) -> list[tuple]:
     """Time of one population log-likelihood + gradient with each ODE route."""
     import pytensor
     import pytensor.tensor as pt
@@ -114,6 +122,15 @@ def part_b_evaluations(pdata, model) -> list[tuple]:
         ths = [theta * (1 + 1e-6 * k) for k in range(50)]  # defeat the Op's cache
         it = iter(ths * 10)
         rows.append((label, _best(lambda f=f, it=it: f(next(it)), repeat=5)))
+
+    # the library Op with sensitivities for the 4 free parameters only (the fit's setting)
+    op = ODEObservationOp(model, pdata, wrt=list(LIU_FREE))
+    f = loglik_grad_op(op)
+    it = iter([theta * (1 + 1e-6 * k) for k in range(50)] * 10)
+    rows.append(("library Op, batched, sensitivities of the 4 free parameters only",
+                 _best(lambda f=f, it=it: f(next(it)), repeat=5)))
+    if not peers:
+        return rows
 
     # PyMC's DifferentialEquation: Liu 2022 right-hand side written in PyTensor
     def rhs(yv, t, p):
@@ -199,16 +216,19 @@ def part_b_sampling(args: argparse.Namespace, pdata, model) -> tuple:
 
     fixed = {n: v for n, v in zip(model.param_names, model.typical, strict=True)
              if n not in LIU_FREE}
-    n = 100 if args.quick else 500
+    n = 100 if args.quick else args.liu_draws
+    tune = 100 if args.quick else args.liu_tune
     t0 = time.perf_counter()
-    fit = fit_population(pdata, model, fixed=fixed, draws=n, tune=n, chains=2, seed=1,
+    fit = fit_population(pdata, model, fixed=fixed, draws=n, tune=tune, chains=2, seed=1,
                          progress=False, warn=False)
     total = time.perf_counter() - t0
     d = fit.diagnostics(warn=False)
     return (f"Liu 2022, {pdata.n_patients} patients, free {','.join(LIU_FREE)}",
-            f"2x{n} (+{n})", fit.info["sampling"].get("compile_seconds", float("nan")),
+            f"2x{n} (+{tune})", fit.info["sampling"].get("compile_seconds", float("nan")),
             fit.info["sampling"]["sample_seconds"], total, d["divergences"], d["max_rhat"],
-            fit.info["sampling"]["sampler"])
+            fit.info["sampling"]["sampler"], d["min_ess_bulk"], d["min_ess_tail"],
+            min(d["bfmi"]) if d["bfmi"] else float("nan"),
+            float(fit.idata.sample_stats["n_steps"].values.mean()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-stein", action="store_true")
     ap.add_argument("--skip-liu", action="store_true")
     ap.add_argument("--skip-liu-sampling", action="store_true")
+    ap.add_argument("--skip-liu-peers", action="store_true",
+                    help="skip the PyMC-ODE and scipy peers of B1 (slow)")
+    ap.add_argument("--liu-draws", type=int, default=500, help="Liu draws per chain (500)")
+    ap.add_argument("--liu-tune", type=int, default=500, help="Liu warm-up per chain (500)")
     args = ap.parse_args(argv)
     import os
 
@@ -241,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
 
         pdata = P.prepare_population_data(_liu_data())
         model = models.get("liu2022")
-        rows = part_b_evaluations(pdata, model)
+        rows = part_b_evaluations(pdata, model, peers=not args.skip_liu_peers)
         print(f"\nB1. Liu 2022, {pdata.n_patients} patients, {pdata.n_obs} observations: one "
               "log-likelihood + gradient")
         ref = rows[0][1]
@@ -252,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
             print("\nB2. Liu 2022 population fit with the library Op")
             print(f"{r[0]}: {r[1]} draws, compile {r[2]:.1f} s, sampling {r[3]:.1f} s, "
                   f"total {r[4]:.1f} s, divergences {r[5]}, max R-hat {r[6]:.3f}, "
-                  f"sampler {r[7]}")
+                  f"min ESS bulk {r[8]:.0f} tail {r[9]:.0f}, min E-BFMI {r[10]:.2f}, "
+                  f"mean leapfrog steps per draw {r[11]:.0f}, sampler {r[7]}")
     return 0
 
 

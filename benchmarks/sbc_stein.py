@@ -53,10 +53,32 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     compiled = nutpie.compile_pymc_model(pm_model)
     compile_s = time.perf_counter() - t0
-    prior = pm.sample_prior_predictive(draws=args.reps, model=pm_model, random_seed=args.seed,
-                                       var_names=["mu", "omega", "delta", "tau", "sigma",
-                                                  "theta"])
+    import warnings
+
+    with warnings.catch_warnings():
+        # the ordering penalty (a Potential) is applied below by rejection
+        warnings.filterwarnings("ignore", message="The effect of Potentials")
+        prior = pm.sample_prior_predictive(draws=3 * args.reps, model=pm_model,
+                                           random_seed=args.seed,
+                                           var_names=["mu", "omega", "delta", "tau", "sigma",
+                                                      "theta"])
     pr = prior.prior
+    # the prior includes the alpha > beta penalty ln sigmoid((ln alpha - ln beta) / s) per
+    # patient (a pm.Potential, which prior predictive sampling ignores): exact draws from it by
+    # rejection, accepting a joint draw with probability prod_i sigmoid(gap_i / s) <= 1
+    names = info["names"]
+    th_all = pr["theta"].values[0]  # (draws, series, params)
+    first = pdata.series_infusion == 1
+    gap = (np.log(th_all[:, first, names.index("alpha")])
+           - np.log(th_all[:, first, names.index("beta")])) / P.ORDER_SCALE
+    accept_p = np.exp(-np.logaddexp(0.0, -gap).sum(axis=1))
+    acc = np.flatnonzero(np.random.default_rng(args.seed + 7).uniform(size=accept_p.size)
+                         < accept_p)
+    if acc.size < args.reps:
+        raise SystemExit(f"only {acc.size} prior draws accepted; need {args.reps}")
+    pr = pr.isel(draw=acc[: args.reps])
+    print(f"prior draws: {acc.size} of {accept_p.size} accepted by the ordering penalty "
+          f"(mean acceptance probability {accept_p.mean():.4f})", flush=True)
     stein = models.get("stein2019")
     rng = np.random.default_rng(args.seed + 1)
     free = info["free"]
@@ -86,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             idata = nutpie.sample(fitted, draws=args.draws, tune=args.tune, chains=args.chains,
                                   seed=args.seed + r, progress_bar=False, save_warmup=False,
-                                  target_accept=0.9)
+                                  target_accept=P.DEFAULT_TARGET_ACCEPT)
         except Exception as exc:  # a failed replication is recorded, not hidden
             print(f"replication {r}: sampling failed ({exc})", flush=True)
             failed.append(r)

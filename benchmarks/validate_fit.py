@@ -82,6 +82,17 @@ def boot_ci(x: np.ndarray, stat, rng: np.random.Generator, n_boot: int = 2000
     return float(stat(x)), float(np.percentile(b, 2.5)), float(np.percentile(b, 97.5))
 
 
+def _coverage(cover: np.ndarray) -> str:
+    """Coverage in % with its Wilson 95% binomial interval and the number of fits."""
+    from scipy.stats import binomtest
+
+    k, n = int(np.sum(cover)), int(np.size(cover))
+    if n == 0:
+        return "no CI"
+    ci = binomtest(k, n).proportion_ci(0.95, method="wilson")
+    return f"{100 * k / n:.1f}% [{100 * ci.low:.1f}, {100 * ci.high:.1f}] of {n}"
+
+
 def _fmt_pct(v: tuple[float, float, float]) -> str:
     """Median log-ratio as a percentage bias exp(m) - 1, with its interval."""
     m, lo, hi = (100 * math.expm1(x) for x in v)
@@ -111,8 +122,9 @@ def recovery(n: int, jobs: int, lloq: float, seed: int) -> None:
     rows, cov_rows, day_rows, fits = {}, {}, {}, {}
     for label, prior, cens in ESTIMATORS:
         tic = time.perf_counter()
+        # CIs: profile likelihood for ML; for MAP the default, SIR of the posterior
         c = fit_cohort(series, "stein2019", censoring=cens, n_jobs=jobs, n_boot=300, seed=1,
-                       prior=prior, profile=("cmax", "tmax", "beta"))
+                       prior=prior, profile=("cmax", "tmax", "beta") if prior is None else False)
         fits[label] = c
         t = c.table
         ok = t["status"].isin(["converged", "converged_singular"]).to_numpy()
@@ -136,18 +148,14 @@ def recovery(n: int, jobs: int, lloq: float, seed: int) -> None:
         for j, name in ((2, "cmax"), (1, "tmax"), (5, "beta")):
             lo, hi = t[f"{name}_lo"].to_numpy(float), t[f"{name}_hi"].to_numpy(float)
             has = ok & np.isfinite(lo) & np.isfinite(hi)
-            cover = ((lo <= P[:, j]) & (P[:, j] <= hi))[has].astype(float)
-            mc = boot_ci(cover, np.mean, rng)
-            cv[f"{name} (profile CI)"] = (f"{100 * mc[0]:.1f}% [{100 * mc[1]:.1f}, "
-                                          f"{100 * mc[2]:.1f}] of {has.sum()}")
-        for key, truth in (("cmax", P[:, 2]), ("auc_0_28", true_auc)):
+            cover = ((lo <= P[:, j]) & (P[:, j] <= hi))[has]
+            cv[f"{name} (profile / SIR CI)"] = _coverage(cover)
+        for key, truth in (("cmax", P[:, 2]), ("tmax", P[:, 1]), ("auc_0_28", true_auc)):
             lo = t[f"model_{key}_lo"].to_numpy(float)
             hi = t[f"model_{key}_hi"].to_numpy(float)
             has = ok & np.isfinite(lo) & np.isfinite(hi)
-            cover = ((lo <= truth) & (truth <= hi))[has].astype(float)
-            mc = boot_ci(cover, np.mean, rng)
-            cv[f"curve {key} (bootstrap CI)"] = (f"{100 * mc[0]:.1f}% [{100 * mc[1]:.1f}, "
-                                                f"{100 * mc[2]:.1f}] of {has.sum()}")
+            cover = ((lo <= truth) & (truth <= hi))[has]
+            cv[f"curve {key} (bootstrap / SIR CI)"] = _coverage(cover)
         cov_rows[label] = cv
         # the fitted curve at the sampled days against the true (noise-free) curve
         Cf = np.full_like(true_c, np.nan)
@@ -160,8 +168,8 @@ def recovery(n: int, jobs: int, lloq: float, seed: int) -> None:
         print("\n### Bias: median (as % bias) and mean of ln(estimate / truth) over series, "
               "with bootstrap 95% Monte-Carlo intervals [resampling series]")
         print(pd.DataFrame(rows).to_string())
-        print("\n### 95% CI coverage of the truth (Monte-Carlo interval), over fits with a "
-              "finite CI")
+        print("\n### 95% CI coverage of the truth [Wilson 95% binomial interval], over fits "
+              "with a finite CI")
         print(pd.DataFrame(cov_rows).to_string())
         print("\n### Fitted curve at the sampled days vs the true curve: median ln(fit/true) "
               "[Monte-Carlo 95%]; BLQ share of the observations per day in brackets")
@@ -178,6 +186,99 @@ def recovery(n: int, jobs: int, lloq: float, seed: int) -> None:
           "in closed form for both estimate and truth.")
     for label, c in fits.items():
         print(f"{label} statuses: {c.counts()}")
+
+
+def optimum_agreement(n: int, lloq: float, seed: int) -> None:
+    """The default multi-start against the former default (lmfit from the 5 best of 100
+    screened candidates) and a long search, on the simulated series of section 1."""
+    from cartkinetics.fit import fit_series
+
+    _, series = simulate(n, lloq, seed)
+    print(f"\n## 1b. Optimum found: default vectorised multi-start vs former lmfit 5-start "
+          f"default, {n} series (objective = -2 log L [+ -2 log prior])")
+    rows = {}
+    for label, prior, cens in (("ML M3", None, "M3"), ("MAP M3", "population", "M3"),
+                               ("ML M1", None, "M1")):
+        kw = dict(outcomes=False, profile=False, prior=prior, censoring=cens)
+        new, old, t_new, t_old = [], [], [], []
+        for s in series:
+            t0 = time.perf_counter()
+            a = fit_series(s, **kw)
+            t_new.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            b = fit_series(s, multistart="lmfit", n_starts=5, n_candidates=100, **kw)
+            t_old.append(time.perf_counter() - t0)
+            new.append(a.objective if a.ok else np.nan)
+            old.append(b.objective if b.ok else np.nan)
+        d = np.array(new) - np.array(old)
+        rows[label] = {
+            "series fitted by both": int(np.isfinite(d).sum()),
+            "default worse by > 1e-3": int((d > 1e-3).sum()),
+            "default worse by > 0.1": int((d > 0.1).sum()),
+            "largest (default - former)": f"{np.nanmax(d):+.4f}",
+            "default better by > 1e-3": int((d < -1e-3).sum()),
+            "default better by > 1": int((d < -1).sum()),
+            "median ms default / former": f"{1e3 * np.median(t_new):.1f} / "
+                                          f"{1e3 * np.median(t_old):.1f}",
+        }
+    print(pd.DataFrame(rows).to_string())
+
+
+def beta_m3_m1(n: int, lloq: float, seed: int, jobs: int, n_boot: int = 4000) -> None:
+    """M3 vs M1 on beta (the slow phase) in the issue's design, ML and MAP, paired by series.
+
+    Bias = mean and median of ln(beta estimate / the series' true beta); the difference of
+    absolute biases |bias M1| - |bias M3| (> 0: M3 less biased) with a bootstrap interval
+    resampling series (the four fits of a series stay together). Also by the number of
+    quantified values from day 60 (how much of the slow phase is seen above the LLOQ).
+    """
+    P, series = simulate(n, lloq, seed)
+    blq = np.array([s.blq for s in series])
+    late_q = (~blq & (DAYS >= 60)).sum(axis=1)
+    late_blq = (blq & (DAYS >= 60)).sum(axis=1)
+    print(f"\n## 1c. M3 vs M1 on beta: {n} series, {100 * blq.mean():.1f}% BLQ; BLQ values "
+          f"from day 60 on: {int(late_blq.sum())} of {int(blq.sum())}; series with >= 1 BLQ "
+          f"value from day 60: {int((late_blq > 0).sum())}")
+    est = {}
+    for label, prior, cens in ESTIMATORS:
+        # MAP fits also give the SIR posterior mean (n_boot > 0 switches SIR on)
+        c = fit_cohort(series, "stein2019", censoring=cens, prior=prior, outcomes=False,
+                       profile=False, n_boot=300 if prior else 0, n_jobs=jobs)
+        b = [r.params.get("beta", math.nan) if r.ok else math.nan for r in c.results]
+        est[label] = np.log(np.array(b) / P[:, 5])
+        if prior:
+            pm = [r.sir_mean.get("beta", math.nan) if r.ok else math.nan for r in c.results]
+            est[label.replace("MAP", "PM")] = np.log(np.array(pm) / P[:, 5])
+    rng = np.random.default_rng(seed + 7)
+    idx = rng.integers(0, n, (n_boot, n))
+    rows = {}
+    for kind in ("ML", "MAP", "PM"):
+        m3, m1 = est[f"{kind} M3"], est[f"{kind} M1"]
+        ok = np.isfinite(m3) & np.isfinite(m1)
+        for sub_label, sub in (("all series", ok), ("<= 1 quantified value from day 60",
+                                                    ok & (late_q <= 1)),
+                               (">= 2 quantified values from day 60", ok & (late_q >= 2)),
+                               ("with a BLQ value from day 60", ok & (late_blq > 0))):
+            for stat_name, stat in (("mean", np.mean), ("median", np.median)):
+                w = np.flatnonzero(sub)
+                a3, a1 = m3[w], m1[w]
+                d = abs(stat(a1)) - abs(stat(a3))
+                bi = idx[:, : w.size] % w.size
+                bd = np.abs(stat(a1[bi], axis=1)) - np.abs(stat(a3[bi], axis=1))
+                rows[(kind, sub_label, stat_name)] = {
+                    "n": int(w.size),
+                    "bias M3": f"{stat(a3):+.3f}",
+                    "bias M1": f"{stat(a1):+.3f}",
+                    "|M1| - |M3| [95% bootstrap]": f"{d:+.3f} [{np.percentile(bd, 2.5):+.3f}, "
+                                                   f"{np.percentile(bd, 97.5):+.3f}]",
+                    "M3 closer (share)": f"{np.mean(np.abs(a3) < np.abs(a1)):.2f}",
+                }
+    with pd.option_context("display.width", 250):
+        print(pd.DataFrame(rows).T.to_string())
+    print("bias: of ln(estimate / true beta) over series (mean or median); > 0 in the "
+          "difference column: M3 less biased; interval: bootstrap over series (paired). PM: "
+          "posterior mean of ln beta (SIR) with the population prior, the estimator whose mean "
+          "error is zero over series drawn from the prior when the likelihood is right.")
 
 
 def liu_data():
@@ -313,9 +414,16 @@ def main() -> None:
     ap.add_argument("--lloq", type=float, default=75.0)
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--skip-recovery", action="store_true")
+    ap.add_argument("--skip-agreement", action="store_true")
+    ap.add_argument("--skip-beta", action="store_true")
+    ap.add_argument("--n-beta", type=int, default=600)
     ap.add_argument("--skip-real", action="store_true")
     ap.add_argument("--skip-mechanistic", action="store_true")
     a = ap.parse_args()
+    if not a.skip_agreement:
+        optimum_agreement(a.n, a.lloq, a.seed)
+    if not a.skip_beta:
+        beta_m3_m1(a.n_beta, a.lloq, a.seed, a.jobs)
     if not a.skip_recovery:
         recovery(a.n, a.jobs, a.lloq, a.seed)
     if not a.skip_real:

@@ -261,8 +261,15 @@ def test_plot_and_cli(tmp_path):
     assert code == 0
     recs = json.loads(buf.getvalue())
     assert len(recs) == 2 and recs[0]["censoring"] == "M3"
+    # --prior auto: Stein 2019 publishes its population, so the CLI fits MAP
+    assert {r["estimator"] for r in recs} == {"MAP (population prior)"}
     assert (tmp_path / "o" / "fits.csv").exists()
     assert len(list((tmp_path / "o").glob("*.png"))) == 2
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main(["fit", str(csv), "--json", "--n-boot", "50", "--prior", "none"])
+    assert code == 0
+    assert {r["estimator"] for r in json.loads(buf.getvalue())} == {"ML"}
 
 
 def test_two_outputs_in_one_likelihood_recover_truth():

@@ -172,10 +172,10 @@ def test_priors_centred_on_published_values():
         expected = np.log(p.value) if p.name != "fb" else np.log(p.value / (1 - p.value))
         assert mean == pytest.approx(expected)
         assert sd == 1.0
-        # HalfNormal(s) has median 0.674 s: the prior median is the published SD
-        assert 0.6745 * pri["omega"][p.name] == pytest.approx(
-            np.sqrt(model.bsv[p.name]), rel=0.02
-        )
+        # LogNormal(ln s, 0.5): the prior median is the published SD
+        fam, median, _ = pri["omega"][p.name]
+        assert fam == "lognormal"
+        assert median == pytest.approx(np.sqrt(model.bsv[p.name]))
     assert pri["sigma"] == ("lognormal", 0.56, 0.5)
 
 

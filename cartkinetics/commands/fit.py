@@ -28,10 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "published value, else estimated)",
     )
     parser.add_argument(
-        "--prior", choices=("none", "population"), default="none",
-        help="none: maximum likelihood (default); population: maximum a posteriori with the "
-        "model's published population distribution as prior, recommended for sparse series "
-        "(single-series ML overestimates Cmax there; see docs/fitting.md, Validation)",
+        "--prior", choices=("auto", "none", "population"), default="auto",
+        help="auto (default): 'population' when the model publishes between-subject "
+        "variability (Stein 2019), else 'none'; population: maximum a posteriori with the "
+        "model's published population distribution as prior (posterior intervals by "
+        "importance resampling), the estimator whose Cmax/Tmax intervals are validated on "
+        "sparse series; none: maximum likelihood (single-series ML overestimates Cmax where "
+        "the rise is sparsely sampled and its curve-Tmax intervals under-cover; see "
+        "docs/fitting.md, Validation)",
     )
     parser.add_argument("--joint", action="store_true",
                         help="also fit each patient's two infusions jointly (shared kinetics, "
@@ -42,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print one record per series (patient, infusion, assay, model, "
                         "status, message, n_obs, n_blq, params, stderr, cmax, cmax_ci, tmax, "
-                        "tmax_ci, auc_0_28, auc_0_28_ci, aic, censoring)")
+                        "tmax_ci, auc_0_28, auc_0_28_ci, aic, censoring, estimator)")
     parser.add_argument("--out", metavar="DIR",
                         help="write fits.csv (and joint.csv) and one PNG plot per series here")
 
@@ -55,6 +59,17 @@ def _fmt(v: Any) -> str:
 
 def _safe_name(*parts: Any) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(str(p) for p in parts))
+
+
+def _resolve_prior(choice: str, model_name: str) -> str | None:
+    """'auto' -> 'population' when the model publishes between-subject variability."""
+    if choice == "none":
+        return None
+    if choice == "population":
+        return "population"
+    from cartkinetics import models
+
+    return "population" if getattr(models.get(model_name), "bsv", None) else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     cohort = fit_cohort(
         data, args.model, assay=args.assay, censoring=args.censoring, sigma=sigma,
         n_boot=args.n_boot, n_jobs=args.jobs, joint=args.joint,
-        prior=None if args.prior == "none" else args.prior,
+        prior=_resolve_prior(args.prior, args.model),
     )
     if args.out:
         out = Path(args.out)
@@ -111,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
                 "n_obs", "n_blq"]
         widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c)
                   for i, c in enumerate(head)]
-        print(f"model {cohort.model}; censoring {cohort.censoring}")
+        est = cohort.results[0].estimator if cohort.results else "none"
+        print(f"model {cohort.model}; censoring {cohort.censoring}; estimator {est}")
         print("  ".join(c.rjust(w) for c, w in zip(head, widths, strict=True)))
         for r in rows:
             print("  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)))

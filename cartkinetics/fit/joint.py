@@ -120,8 +120,8 @@ def fit_joint(
     sigma: float | str | None = None,
     error: str | None = None,
     residual: Any = None,
-    n_starts: int = 3,
-    n_candidates: int = 40,
+    n_starts: int = 25,
+    n_candidates: int = 200,
     max_nfev: int = 600,
     seed: int = 0,
     **_ignored: Any,
@@ -134,7 +134,8 @@ def fit_joint(
     model : str or Model
     specific : parameter names estimated per infusion (the others are shared)
     censoring, sigma, error, residual, n_starts, n_candidates, max_nfev, seed :
-        as in :func:`cartkinetics.fit.individual.fit_series`
+        as in :func:`cartkinetics.fit.individual.fit_series` (the same vectorised multi-start,
+        :func:`cartkinetics.fit.multistart.fit_multistart`)
 
     Returns
     -------

@@ -10,7 +10,10 @@ Model (one assay, e.g. qPCR transgene copies/ug, time in days since each infusio
 
 ``z`` and ``u`` are standard normal (non-centred parameterisation; the parameters every CK
 series pins down, ``DEFAULT_CENTRED`` = tmax, cmax, alpha, are sampled in the equivalent
-centred form ``phi[i, j] ~ Normal(mu[j], omega[j])``, see ``centred``); the patient's random effect
+centred form ``phi[i, j] ~ Normal(mu[j], omega[j])``, truncated at the model library's declared
+upper limits (Stein: Tmax <= 60 d, alpha <= 10/day), see ``centred`` and ``truncate``; for Stein
+the prior also holds the factor sigmoid((ln alpha_i - ln beta_i) / 0.1) per patient, which
+removes the bi-exponential's label-switched mode); the patient's random effect
 ``omega * z`` is shared by both infusions, so the first-versus-second comparison is paired; the
 infusion effect of patient i on parameter j is ``delta[j] + tau[j] * u[i, j]`` (``tau``: its
 between-patient SD). For Stein 2019 the default effects sit on log Cmax and log Tmax, so
@@ -23,8 +26,9 @@ by passing ``priors=``):
 * ``mu[j] ~ Normal(log(typical_j), 1.0)``: centred on the model's published typical values
   (Stein 2019 Table 1 for ``stein2019``); SD 1 on the log scale lets the cohort's typical value
   lie within a factor ~7 of the published one (95%).
-* ``omega[j] ~ HalfNormal(1.5 * sqrt(omega2_published))``: prior median equals the published
-  between-subject SD (Stein 2019: omega^2 2.4, 0.38, 0.65, 0.91, 0.80, 0.86); HalfNormal(1.0)
+* ``omega[j] ~ LogNormal(ln sqrt(omega2_published), 0.5)``: prior median equals the published
+  between-subject SD (Stein 2019: omega^2 2.4, 0.38, 0.65, 0.91, 0.80, 0.86), zero density at
+  omega = 0 (no funnel at small omega for the centred effects); LogNormal(0, 1)
   where nothing was published.
 * ``delta[j] ~ Normal(0, 0.7)`` (no effect a priori; a 95% range of ratios 0.25-4);
   ``tau[j] ~ HalfNormal(0.3)``.
@@ -65,6 +69,17 @@ _FREE_VARS = ("mu", "omega", "z", "phi_c", "delta", "tau", "u", "b", "sigma", "n
 # random effects sampled centred by default: the parameters every CK series pins down
 # (peak level, peak time, contraction rate); the others non-centred (see build_model)
 DEFAULT_CENTRED = ("tmax", "cmax", "alpha")
+# Stein 2019: alpha (fast contraction) kept above the patient's beta (slow decline) by a
+# smooth penalty of this scale (ln units)
+ORDER_ALPHA_BETA = True
+ORDER_SCALE = 0.1
+# NUTS target acceptance of fit_population (nutpie's own default is 0.8)
+DEFAULT_TARGET_ACCEPT = 0.9
+# default prior of the between-patient SDs: LogNormal(ln published SD, 0.5), i.e. 95% of
+# its mass within a factor 0.38-2.7 of the published value; LogNormal(0, 1) where the model
+# publishes no variability
+OMEGA_SD_LOG = 0.5
+OMEGA_SD_LOG_UNPUBLISHED = 1.0
 
 
 # =============================================================================== data
@@ -302,7 +317,8 @@ def default_priors(model: Any) -> dict[str, Any]:
     -------
     dict with keys
         ``mu``: name -> (mean, sd) on the transformed scale (log, or logit for fractions);
-        ``omega``: name -> HalfNormal scale; ``delta``: name -> (mean, sd); ``tau``: name ->
+        ``omega``: name -> ("lognormal", median, sd_log) (also "gamma"/"halfnormal", see
+        :func:`_omega_prior_arrays`); ``delta``: name -> (mean, sd); ``tau``: name ->
         HalfNormal scale; ``sigma``: ("lognormal", median, sd_log) or ("halfnormal", scale);
         ``nu``: ("gamma", alpha, beta); ``b``: sd of covariate coefficients.
     """
@@ -312,7 +328,12 @@ def default_priors(model: Any) -> dict[str, Any]:
     for p, kind in zip(model.parameters, kinds, strict=True):
         mu[p.name] = (float(_forward(np.array(p.value), kind)), 1.0)
         w2 = model.bsv.get(p.name) if getattr(model, "bsv", None) else None
-        omega[p.name] = 1.5 * math.sqrt(w2) if w2 else 1.0
+        # LogNormal with median = the published SD; zero density at omega = 0
+        # (boundary-avoiding: no funnel at small omega); 1 (ln scale) where none published
+        if w2:
+            omega[p.name] = ("lognormal", math.sqrt(w2), OMEGA_SD_LOG)
+        else:
+            omega[p.name] = ("lognormal", 1.0, OMEGA_SD_LOG_UNPUBLISHED)
         delta[p.name] = (0.0, 0.7)
         tau[p.name] = 0.3
     rsd = getattr(model, "residual_sd", None)
@@ -346,6 +367,59 @@ def _merge_priors(model: Any, priors: dict[str, Any] | None) -> dict[str, Any]:
         else:
             out[key] = val
     return out
+
+
+def _omega_prior_arrays(spec: dict[str, Any], free: list[str]) -> tuple[str, list[np.ndarray]]:
+    """Family and parameter arrays of the between-patient SD priors of the free parameters.
+
+    Each entry is ``("gamma", shape, rate)``, ``("lognormal", median, sd_log)``,
+    ``("halfnormal", scale)`` or a bare number (a HalfNormal scale). All free parameters must
+    share one family (``omega`` is one vector).
+    """
+    fam, args = [], []
+    for n in free:
+        v = spec[n]
+        if isinstance(v, (int, float, np.floating)):
+            v = ("halfnormal", float(v))
+        v = tuple(v)
+        if v[0] not in ("gamma", "lognormal", "halfnormal") or len(v) != (
+            2 if v[0] == "halfnormal" else 3
+        ):
+            raise CartKineticsError(
+                f"priors['omega'][{n!r}]: expected ('gamma', shape, rate), ('lognormal', "
+                f"median, sd_log), ('halfnormal', scale) or a HalfNormal scale, got {v!r}"
+            )
+        fam.append(v[0])
+        args.append([float(a) for a in v[1:]])
+    if len(set(fam)) > 1:
+        raise CartKineticsError(
+            f"priors['omega']: all between-patient SD priors must share one family, got "
+            f"{dict(zip(free, fam, strict=True))}"
+        )
+    family = fam[0] if fam else "halfnormal"
+    return family, [np.array(a) for a in zip(*args, strict=True)] if args else [np.ones(0)]
+
+
+def _upper_limits(
+    model: Any, params: list[str], kinds: list[str], names: list[str]
+) -> np.ndarray | None:
+    """Declared upper limits of ``params`` on the sampled (log/logit) scale, or None.
+
+    Infinite limits (and a fraction's limit of 1) become 1e3 on the sampled scale, i.e. no
+    truncation in practice; None when no parameter has a finite limit.
+    """
+    out = []
+    for n in params:
+        j = names.index(n)
+        up = float(model.parameters[j].upper)
+        if not math.isfinite(up) or (kinds[j] == "logit" and up >= 1.0) or up <= 0:
+            out.append(np.inf)
+        else:
+            out.append(float(_forward(np.array(up), kinds[j])))
+    arr = np.array(out)
+    if not np.any(np.isfinite(arr)):
+        return None
+    return np.where(np.isfinite(arr), arr, 1e3)
 
 
 def _default_effects(model: Any) -> tuple[str, ...]:
@@ -497,6 +571,7 @@ def build_model(
     fixed: dict[str, float] | None = None,
     centred: tuple[str, ...] | list[str] | None = None,
     mutable_data: bool = False,
+    truncate: bool = True,
 ) -> tuple[Any, dict[str, Any]]:
     """Build the PyMC model (see the module docstring for the equations).
 
@@ -529,6 +604,13 @@ def build_model(
     mutable_data : bool
         Hold ``log_y`` and the censoring bounds in ``pm.Data`` containers (``log_y_data``,
         ``log_lower``) so that one compiled model serves many data sets of the same design.
+    truncate : bool
+        Truncate the centred random effects at the model library's declared upper limits
+        (Stein: Tmax <= 60 days, alpha <= 10/day) and, for Stein, add the ordering factor
+        sigmoid((ln alpha_i - ln beta_i) / ``ORDER_SCALE``) per patient (``pm.Potential``
+        ``alpha_above_beta``). Without them a patient whose peak falls between sampling days
+        lets alpha run to infinity (a ridge where NUTS diverges) and a chain can get stuck in
+        the label-switched mode alpha <-> beta (docs/population.md).
 
     Returns
     -------
@@ -575,8 +657,9 @@ def build_model(
         centred = list(centred)
     if [n for n in free if n not in centred]:
         coords["param_nc"] = [n for n in free if n not in centred]
-    if centred:
-        coords["param_c"] = centred
+    cen_order = [n for n in free if n in centred]  # the order of ``cen`` below
+    if cen_order:
+        coords["param_c"] = cen_order
     if effects:
         coords["effect"] = effects
     if design is not None and design.names:
@@ -584,12 +667,17 @@ def build_model(
 
     mu_mean = np.array([pri["mu"][n][0] for n in free])
     mu_sd = np.array([pri["mu"][n][1] for n in free])
-    om_scale = np.array([float(pri["omega"][n]) for n in free])
+    om_family, om_args = _omega_prior_arrays(pri["omega"], free)
     stein = _is_stein(model)
 
     with pm.Model(coords=coords) as pm_model:
         mu = pm.Normal("mu", mu=mu_mean, sigma=mu_sd, dims="param")
-        omega = pm.HalfNormal("omega", sigma=om_scale, dims="param")
+        if om_family == "gamma":
+            omega = pm.Gamma("omega", alpha=om_args[0], beta=om_args[1], dims="param")
+        elif om_family == "lognormal":
+            omega = pm.LogNormal("omega", mu=np.log(om_args[0]), sigma=om_args[1], dims="param")
+        else:
+            omega = pm.HalfNormal("omega", sigma=om_args[0], dims="param")
         nc = [n for n in free if n not in centred]
         cen = [n for n in free if n in centred]
         cols_pat = {}
@@ -604,9 +692,29 @@ def build_model(
             # centred: phi ~ N(mu, omega), the better geometry when each patient's data pin
             # the parameter down (Betancourt & Girolami 2015)
             jc = [free.index(n) for n in cen]
-            block = pm.Normal("phi_c", mu=mu[jc], sigma=omega[jc], dims=("patient", "param_c"))
+            upper = _upper_limits(model, cen, kinds, names) if truncate else None
+            if upper is not None:
+                # truncated at the model library's declared upper limits (Stein: Tmax
+                # <= 60 days, alpha <= 10/day): when a patient's peak falls between sampling
+                # days the data leave alpha unbounded above and the posterior runs along a
+                # ridge of ever sharper peaks, where NUTS diverges (docs/population.md)
+                block = pm.TruncatedNormal("phi_c", mu=mu[jc], sigma=omega[jc], upper=upper,
+                                           dims=("patient", "param_c"))
+            else:
+                block = pm.Normal("phi_c", mu=mu[jc], sigma=omega[jc],
+                                  dims=("patient", "param_c"))
             for k, n in enumerate(cen):
                 cols_pat[n] = block[:, k]
+        if truncate and ORDER_ALPHA_BETA and stein and "alpha" in cols_pat and (
+            "beta" in cols_pat
+        ):
+            # Stein's fast contraction is faster than the slow decline (alpha > beta):
+            # without an ordering the biexponential has a second, label-switched mode
+            # (alpha <-> beta, FB <-> 1 - FB) in which a chain can get stuck. A smooth
+            # penalty ln sigmoid((ln alpha - ln beta) / s) per patient: about 0 where the
+            # published population lives (ln alpha - ln beta = 3.9), -35 at the switched mode
+            gap = (cols_pat["alpha"] - cols_pat["beta"]) / ORDER_SCALE
+            pm.Potential("alpha_above_beta", pt.sum(-pt.softplus(-gap)))
         phi_pat = pt.stack([cols_pat[n] for n in free], axis=1)  # (patient, param)
         pm.Deterministic("eta", phi_pat - mu[None, :], dims=("patient", "param"))
         phi = phi_pat[pdata.series_patient]  # (series, param)
@@ -658,7 +766,8 @@ def build_model(
         else:
             from cartkinetics.fit.pytensor_ops import ODEObservationOp
 
-            op = ODEObservationOp(model, pdata)
+            # sensitivities only for the free parameters (the fixed ones are constants)
+            op = ODEObservationOp(model, pdata, wrt=free)
             log_pred = op(theta)
 
         s_pri = pri["sigma"]
@@ -698,6 +807,55 @@ def build_model(
 
 
 # =============================================================================== sampling
+def _erfcx(x: float) -> float:
+    """exp(x^2) erfc(x) in double precision (compiled by numba inside the log-density).
+
+    Direct product below x = 26 (erfc is still a normal number there; relative error about
+    x^2 * 1e-16); above, the asymptotic series 1/(x sqrt(pi)) (1 - 1/(2x^2) + 3/(4x^4) -
+    15/(8x^6) + 105/(16x^8)), whose truncation error is below 1e-12 there.
+    """
+    if x < 26.0:
+        return math.exp(x * x) * math.erfc(x)
+    r = 1.0 / (x * x)
+    return (1.0 + r * (-0.5 + r * (0.75 + r * (-1.875 + r * 6.5625)))) / (
+        x * 1.7724538509055159
+    )
+
+
+_ERFCX_REGISTERED = False
+
+
+def register_cacheable_erfcx() -> bool:
+    """Give PyTensor's numba backend an ``erfcx`` it can cache on disk.
+
+    The censored (M3) rows' log-CDF uses ``erfcx``, which PyTensor's numba backend calls
+    through a scipy Cython function pointer; numba cannot cache such code, so the whole
+    log-density was compiled again in every process (about 15 s for Stein on the example
+    cohort). With this pure-numba implementation (:func:`_erfcx`, equal to
+    ``scipy.special.erfcx`` to 1e-12 relative, see tests) the compiled log-density is cached in
+    PyTensor's compile directory and a later process with the same model and data loads it.
+    Returns True when the implementation is registered.
+    """
+    global _ERFCX_REGISTERED
+    if _ERFCX_REGISTERED:
+        return True
+    try:
+        from pytensor.link.numba.dispatch.basic import (
+            numba_njit,
+            register_funcify_and_cache_key,
+        )
+        from pytensor.scalar.math import Erfcx
+    except ImportError:  # another PyTensor layout: keep PyTensor's own implementation
+        return False
+
+    @register_funcify_and_cache_key(Erfcx)
+    def _numba_funcify_erfcx(op: Any, node: Any = None, **kwargs: Any) -> tuple[Any, str]:
+        return numba_njit(_erfcx), "cartkinetics.fit.population._erfcx-v1"
+
+    _ERFCX_REGISTERED = True
+    return True
+
+
 def _sample(
     pm_model: Any,
     *,
@@ -719,6 +877,7 @@ def _sample(
         try:
             import nutpie
 
+            register_cacheable_erfcx()
             t0 = time.perf_counter()
             compiled = nutpie.compile_pymc_model(pm_model, backend="numba")
             info["compile_seconds"] = time.perf_counter() - t0
@@ -1326,7 +1485,7 @@ def fit_population(
     seed: int | None = None,
     sampler: str = "nutpie",
     progress: bool = True,
-    target_accept: float = 0.9,
+    target_accept: float | None = None,
     cores: int | None = None,
     infusion_effect: tuple[str, ...] | list[str] | None = None,
     infusion_effect_random: bool = True,
@@ -1335,6 +1494,7 @@ def fit_population(
     priors: dict[str, Any] | None = None,
     fixed: dict[str, float] | None = None,
     centred: tuple[str, ...] | list[str] | None = None,
+    truncate: bool = True,
     censoring: str = "M3",
     warn: bool = True,
 ) -> PopulationFit:
@@ -1354,9 +1514,10 @@ def fit_population(
         nutpie falls back to PyMC NUTS (with a warning) when it cannot compile the model.
     progress : bool
         Show the sampler's progress bar.
-    target_accept : float
-        NUTS target acceptance (0.9: smaller steps, fewer divergences in hierarchical funnels).
-    infusion_effect, infusion_effect_random, covariates, residual, priors, fixed, centred
+    target_accept : float, optional
+        NUTS target acceptance; default ``DEFAULT_TARGET_ACCEPT`` (0.9: smaller steps, fewer
+        divergences in hierarchical funnels).
+    infusion_effect, infusion_effect_random, covariates, residual, priors, fixed, centred, truncate
         See :func:`build_model`.
     censoring : "M3" (default) or "M1" (BLQ rows discarded; for comparison only)
     warn : bool
@@ -1373,6 +1534,8 @@ def fit_population(
     )
     if draws < 1 or tune < 0 or chains < 1:
         raise CartKineticsError("draws and chains must be >= 1 and tune >= 0")
+    if target_accept is None:
+        target_accept = DEFAULT_TARGET_ACCEPT
     t0 = time.perf_counter()
     pm_model, info = build_model(
         pdata,
@@ -1384,6 +1547,7 @@ def fit_population(
         priors=priors,
         fixed=fixed,
         centred=centred,
+        truncate=truncate,
     )
     info["build_seconds"] = time.perf_counter() - t0
     idata, sinfo = _sample(

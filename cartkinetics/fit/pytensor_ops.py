@@ -13,6 +13,11 @@ The Op has two outputs, the ln predictions and their Jacobian; its gradient is a
 symbolically from the second output, so a log-density-and-gradient function solves the ODEs
 once per evaluation.
 
+``wrt`` (the parameters that vary in the fit, e.g. the free ones) restricts the forward
+sensitivities to those columns: the solver integrates n_states (1 + len(wrt)) equations
+instead of n_states (1 + n_params) (Liu 2022 with 4 of 12 free: 15 instead of 39), and the
+Jacobian columns of the other parameters are zero (they must then be constants in the graph).
+
 Sampling: for models without parameter-dependent breakpoints or per-series doses (e.g. Liu
 2022), a numba implementation of the Op is registered with PyTensor's
 ``numba_funcify`` dispatcher: it calls the solvers' numba kernel
@@ -54,11 +59,14 @@ class ODEObservationOp:
     batch : solve all series in one call of ``cartkinetics.solvers.solve_sensitivities_batch``
         (numba kernels on threads) when the model has no parameter-dependent breakpoints and
         no per-series dose; otherwise (or False) one ``model.sensitivities`` call per series
+    wrt : None (all parameters) or the names / indices of the parameters that vary
+        Sensitivities are computed for these columns of theta only; the Jacobian (and so the
+        gradient) of the other columns is zero, which is exact when they are constants.
     """
 
     def __init__(
         self, model: Any, pdata: Any, rtol: float = 1e-6, method: str = "auto",
-        batch: bool = True,
+        batch: bool = True, wrt: Any = None,
     ) -> None:
         self.model = model
         self.pdata = pdata
@@ -68,6 +76,9 @@ class ODEObservationOp:
         self.n_obs = int(pdata.n_obs)
         self.n_series = int(pdata.n_series)
         self.n_params = int(model.n_params)
+        from cartkinetics.solvers.api import sens_indices
+
+        self.sidx = sens_indices(wrt, self.n_params, getattr(model, "param_names", None))
         self._cache_key: bytes | None = None
         self._cache: tuple[np.ndarray, np.ndarray] | None = None
         self.n_solves = 0
@@ -95,7 +106,7 @@ class ODEObservationOp:
             d = None if not np.isfinite(dose) else float(dose)
             try:
                 obs, dobs, status = self.model.sensitivities(
-                    tt, theta[s], dose=d, rtol=self.rtol, method=self.method
+                    tt, theta[s], dose=d, rtol=self.rtol, method=self.method, wrt=self.sidx
                 )
             except CartKineticsError:
                 continue
@@ -103,7 +114,7 @@ class ODEObservationOp:
             if status != 0 or not np.all(np.isfinite(obs)) or np.any(obs <= 0):
                 continue
             logp[idx] = np.log(obs)[inv]
-            jac[idx] = (dobs / obs[:, None])[inv]
+            jac[np.ix_(idx, self.sidx)] = (dobs / obs[:, None])[inv]
         self._cache_key, self._cache = key, (logp, jac)
         return logp, jac
 
@@ -139,6 +150,7 @@ class ODEObservationOp:
 
         m = self.model
         ns, n, npar = self.n_series, m.n_states, m.n_params
+        sidx = self.sidx
         P = np.empty((ns, npar))
         Y0 = np.empty((ns, n))
         S0 = np.zeros((ns, n, npar))
@@ -152,28 +164,34 @@ class ODEObservationOp:
             return logp, jac
         res = solve_sensitivities_batch(
             self._system, self._t_all, Y0, P, dY0_dp=S0, method=self.method,
-            rtol=self.rtol, atol=np.full(n, 1e-10), t0=0.0,
+            rtol=self.rtol, atol=np.full(n, 1e-10), t0=0.0, wrt=sidx,
         )
         self.n_solves += ns
         k = m.obs_names.index(m.primary_observation)
-        dy = np.empty((len(m.obs_names), n))
-        dp = np.empty((len(m.obs_names), npar))
-        ob = np.empty(len(m.obs_names))
+        n_fn = len(m.obs_names)
+        dy = np.empty((n_fn, n))
+        dp = np.empty((n_fn, npar))
+        ob = np.empty(n_fn)
+        OB = np.full(self.n_obs, np.nan)
+        DY = np.zeros((self.n_obs, n))
+        DP = np.zeros((self.n_obs, npar))
         f = m.functions
-        for i in range(self.n_obs):
-            s = self.pdata.obs_series[i]
-            if res.status[s] != 0:
-                continue
-            j = self._t_pos[i]
-            t = self._t_all[j]
-            y = res.y[s, j]
+        series, pos = self.pdata.obs_series, self._t_pos
+        ok = res.status[series] == 0
+        for i in np.flatnonzero(ok):  # model calls only; the algebra is vectorised below
+            s, j = series[i], pos[i]
+            t, y = self._t_all[j], res.y[s, j]
             f.obs(t, y, P[s], ob)
-            if not (np.isfinite(ob[k]) and ob[k] > 0):
-                continue
             f.obs_dy(t, y, P[s], dy)
             f.obs_dp(t, y, P[s], dp)
-            logp[i] = np.log(ob[k])
-            jac[i] = (dy[k] @ res.S[s, j] + dp[k]) / ob[k]
+            OB[i], DY[i], DP[i] = ob[k], dy[k], dp[k]
+        ok &= np.isfinite(OB) & (OB > 0)
+        rows = np.flatnonzero(ok)
+        S = res.S[series[rows], pos[rows]]  # (rows, n, len(sidx))
+        logp[rows] = np.log(OB[rows])
+        jac[np.ix_(rows, sidx)] = (
+            np.einsum("rq,rqj->rj", DY[rows], S) + DP[np.ix_(rows, sidx)]
+        ) / OB[rows, None]
         return logp, jac
 
     def __call__(self, theta: Any) -> Any:
@@ -271,6 +289,8 @@ def _numba_evaluator(owner: ODEObservationOp) -> Any:
     has_jac = owner._system.jac is not None
     autonomous = bool(owner._system.autonomous)
     n, npar = np.int64(model.n_states), np.int64(model.n_params)
+    sidx = owner.sidx.astype(np.int64)
+    nsel = np.int64(sidx.shape[0])
     n_obs_fn = len(model.obs_names)
     k = model.obs_names.index(model.primary_observation)
     t_all = owner._t_all.copy()
@@ -284,7 +304,7 @@ def _numba_evaluator(owner: ODEObservationOp) -> Any:
     @numba.njit(cache=False)
     def evaluate(theta):  # pragma: no cover - numba
         ns = theta.shape[0]
-        N = n * (1 + npar)
+        N = n * (1 + nsel)
         nt = t_all.shape[0]
         P = np.ascontiguousarray(theta).copy()
         Y0 = np.zeros((ns, N))
@@ -304,27 +324,28 @@ def _numba_evaluator(owner: ODEObservationOp) -> Any:
             for i in range(n):
                 Y0[s, i] = y0[i]
                 ATOL[s, i] = atol
-            for j in range(npar):
-                sc = abs(P[s, j])
+            for j in range(nsel):  # the selected parameters only
+                c = sidx[j]
+                sc = abs(P[s, c])
                 if not (np.isfinite(sc) and sc > 0.0):
                     sc = 1.0
                 for i in range(n):
-                    Y0[s, n + j * n + i] = S0[i, j]  # column-major sensitivities
+                    Y0[s, n + j * n + i] = S0[i, c]  # column-major sensitivities
                     ATOL[s, n + j * n + i] = atol / sc
         T0 = np.zeros(ns)
         BPS = np.empty((ns, 0))
         JUMPS = np.zeros((ns, 0, n))
-        DTB = np.zeros((ns, 0, npar))
+        DTB = np.zeros((ns, 0, nsel))
         OUT = np.empty((ns, nt, N))
         STATS = np.zeros((ns, 6), dtype=np.int64)
         STATUS = np.zeros(ns, dtype=np.int64)
         # closure arrays are read-only constants in numba: the kernel's signature wants
         # writable ones
-        solve_serial(f_rhs, f_jac, f_dfdp, T0, t_all.copy(), Y0, P, BPS, JUMPS, DTB, n, npar,
-                     True, kind, has_jac, autonomous, ea.copy(), eb.copy(), ee.copy(), ec.copy(),
-                     edense.copy(), eorder, ethresh, ra.copy(), rC.copy(), rgamma, rc.copy(),
-                     rd.copy(), rb.copy(), re.copy(), rH.copy(), rorder, rtol, ATOL, max_steps,
-                     0.0, OUT, STATS, STATUS)
+        solve_serial(f_rhs, f_jac, f_dfdp, T0, t_all.copy(), Y0, P, BPS, JUMPS, DTB, sidx.copy(),
+                     n, npar, True, kind, has_jac, autonomous, ea.copy(), eb.copy(), ee.copy(),
+                     ec.copy(), edense.copy(), eorder, ethresh, ra.copy(), rC.copy(), rgamma,
+                     rc.copy(), rd.copy(), rb.copy(), re.copy(), rH.copy(), rorder, rtol, ATOL,
+                     max_steps, 0.0, OUT, STATS, STATUS, np.arange(ns))
         ob = np.empty(n_obs_fn)
         dy = np.empty((n_obs_fn, n))
         dp = np.empty((n_obs_fn, npar))
@@ -343,11 +364,12 @@ def _numba_evaluator(owner: ODEObservationOp) -> Any:
             f_obs_dy(t, y, P[s], dy)
             f_obs_dp(t, y, P[s], dp)
             logp[i] = np.log(ob[k])
-            for j in range(npar):
-                acc = dp[k, j]
+            for j in range(nsel):
+                c = sidx[j]
+                acc = dp[k, c]
                 for q in range(n):
                     acc += dy[k, q] * OUT[s, jt, n + j * n + q]
-                jac[i, j] = acc / ob[k]
+                jac[i, c] = acc / ob[k]
         return logp, jac
 
     return evaluate

@@ -67,7 +67,7 @@ def single_backend(method: str) -> Any:
     """Solve function for one parameter set with the numba solvers, for ``method``."""
     m = _method(method)
 
-    def run(model, t, p, y0, jumps, tau, dtau, rtol, atol, method_, max_steps, sens):
+    def run(model, t, p, y0, jumps, tau, dtau, rtol, atol, method_, max_steps, sens, sidx=None):
         from cartkinetics.solvers import solve, solve_sensitivities
 
         system = ode_system(model)
@@ -81,6 +81,7 @@ def single_backend(method: str) -> Any:
             res = solve_sensitivities(
                 system, t, y0, p, dy0_dp=S0, breakpoints=bp, dtb_dp=dtb if b.size else None,
                 jumps=jp, method=m, rtol=rtol, atol=atol, max_steps=max_steps, t0=0.0,
+                wrt=sidx,  # None: all parameters; dy0_dp and dtb_dp keep all their columns
             )
             return res.y, res.S, int(res.status)
         res = solve(system, t, y0, p, breakpoints=bp, jumps=jp, method=m, rtol=rtol,

@@ -218,17 +218,25 @@ class ODEModel(Model):
         return self.observe_batch(t, Y[None], p[None])[0]
 
     def _observe_sens(
-        self, t: np.ndarray, Y: np.ndarray, S: np.ndarray, p: np.ndarray, k: int
+        self, t: np.ndarray, Y: np.ndarray, S: np.ndarray, p: np.ndarray, k: int,
+        sidx: np.ndarray | None = None,
     ) -> np.ndarray:
-        """d obs_k / d p at each time: obs_dy @ S + obs_dp."""
+        """d obs_k / d p at each time: obs_dy @ S + obs_dp (columns sidx, default all)."""
         dy = np.empty((self.n_obs, self.n_states))
         dp = np.empty((self.n_obs, self.n_params))
-        out = np.empty((t.size, self.n_params))
+        cols = np.arange(self.n_params) if sidx is None else sidx
+        out = np.empty((t.size, cols.size))
         for i in range(t.size):
             self.functions.obs_dy(t[i], Y[i], p, dy)
             self.functions.obs_dp(t[i], Y[i], p, dp)
-            out[i] = dy[k] @ S[i] + dp[k]
+            out[i] = dy[k] @ S[i] + dp[k][cols]
         return out
+
+    def _wrt(self, wrt: Any) -> np.ndarray:
+        """Indices of the parameters selected by ``wrt`` (names or indices; None: all)."""
+        from cartkinetics.solvers.api import sens_indices
+
+        return sens_indices(wrt, self.n_params, self.param_names)
 
     # ------------------------------------------------------------ integration
     def _integrate(
@@ -242,12 +250,17 @@ class ODEModel(Model):
         method: str,
         max_steps: int,
         sens: bool,
+        sidx: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None, int, str, np.ndarray]:
-        """States (nt, n), sensitivities (nt, n, np) or None, status, message, p used."""
+        """States (nt, n), sensitivities (nt, n, len(sidx)) or None, status, message, p used.
+
+        ``sidx``: indices of the parameters whose sensitivities are computed (None: all).
+        """
         p, y0, jumps = self.initial_conditions(p, dose_events)
+        nsel = self.n_params if sidx is None else len(sidx)
         if not np.all(np.isfinite(p)) or not np.all(np.isfinite(y0)):
             Y = np.full((t.size, self.n_states), np.nan)
-            S = np.full((t.size, self.n_states, self.n_params), np.nan) if sens else None
+            S = np.full((t.size, self.n_states, nsel), np.nan) if sens else None
             return Y, S, INVALID_INPUT, status_message(INVALID_INPUT), p
         tau, dtau = self.breakpoints(p)
         if method == "auto":
@@ -255,12 +268,14 @@ class ODEModel(Model):
         backend = _numba_backend(method)
         if backend is not None:
             Y, S, status = backend(self, t, p, y0, jumps, tau, dtau, rtol, atol, method,
-                                   max_steps, sens)
+                                   max_steps, sens, sidx=sidx)
             return Y, S, status, status_message(status), p
         Y, S, status, msg = _scipy_integrate(
             self, t, p, y0, jumps, tau, dtau, rtol, atol, SCIPY_METHODS.get(method, "LSODA"),
             max_steps, sens,
         )
+        if S is not None and sidx is not None:  # the reference path computes all columns
+            S = np.ascontiguousarray(S[:, :, sidx])
         return Y, S, status, msg, p
 
     # ------------------------------------------------------------ API
@@ -375,16 +390,26 @@ class ODEModel(Model):
         atol: float | None = None,
         method: str = "auto",
         max_steps: int = 100_000,
+        wrt: Any = None,
         **kwargs: Any,
     ) -> tuple[np.ndarray, np.ndarray, int]:
         """Observation and d observation / d params (natural scale) from forward sensitivities.
 
+        Parameters
+        ----------
+        wrt : None (all parameters) or a sequence of parameter names or indices
+            Compute the derivatives with respect to these parameters only (e.g. the free
+            parameters of a fit): the solver then integrates n_states (1 + len(wrt))
+            equations instead of n_states (1 + n_params).
+
         Returns
         -------
         observed : (nt,) in the observation's unit
-        dobs_dp : (nt, n_params), columns in ``param_names`` order
+        dobs_dp : (nt, n_params), columns in ``param_names`` order; (nt, len(wrt)) in the
+            order of ``wrt`` when given
         status : int
         """
+        sidx = None if wrt is None else self._wrt(wrt)
         name = observation or self.primary_observation
         if name not in self.obs_names:
             raise CartKineticsError(
@@ -396,14 +421,17 @@ class ODEModel(Model):
         events = self.resolve_dose(dose, params)
         Y, S, status, _, p_used = self._integrate(
             t, p, events, rtol=rtol, atol=_atol(atol), method=method, max_steps=max_steps,
-            sens=True,
+            sens=True, sidx=sidx,
         )
         assert S is not None
         obs = self._observe(t, Y, p_used)[k]
-        dobs = self._observe_sens(t, Y, S, p_used, k)
+        dobs = self._observe_sens(t, Y, S, p_used, k, sidx)
         if self.spec.dose_parameter is not None and events and events[0][0] == 0.0:
             # the dose overrides that parameter: it is not a free parameter in this solve
-            dobs[:, self.param_names.index(self.spec.dose_parameter)] = 0.0
+            jd = self.param_names.index(self.spec.dose_parameter)
+            cols = list(range(self.n_params)) if sidx is None else list(sidx)
+            if jd in cols:
+                dobs[:, cols.index(jd)] = 0.0
         return obs, dobs, int(status)
 
 
@@ -418,10 +446,13 @@ def sensitivities_batch(
     atol: float | None = None,
     method: str = "auto",
     max_steps: int = 100_000,
+    wrt: Any = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Observation (m, nt), d observation / d params (m, nt, np) and status (m,) for a table.
 
-    Uses the numba batch sensitivity solver (threads) with one shared dose.
+    Uses the numba batch sensitivity solver (threads) with one shared dose. ``wrt``
+    (parameter names or indices, default all) selects the derivative columns: d obs / d p
+    is then (m, nt, len(wrt)) in the order of ``wrt``.
     """
     from cartkinetics.models._solver_adapter import _batch_events, _method, ode_system
     from cartkinetics.solvers import solve_sensitivities_batch
@@ -437,6 +468,7 @@ def sensitivities_batch(
     events = model.resolve_dose(dose)
     BPS, JUMPS, P_used, Y0 = _batch_events(model, P, events)
     m, n, npar = P.shape[0], model.n_states, model.n_params
+    sidx = model._wrt(wrt)
     S0 = np.zeros((m, n, npar))
     for i in range(m):
         model.functions.init_dp(P_used[i], S0[i])
@@ -452,20 +484,22 @@ def sensitivities_batch(
     res = solve_sensitivities_batch(
         ode_system(model), t, Y0, P_used, dY0_dp=S0, breakpoints=BPS, dtb_dp=DTB, jumps=JUMPS,
         method=_method(method), rtol=rtol, atol=np.full(n, _atol(atol)), max_steps=max_steps,
-        t0=0.0,
+        t0=0.0, wrt=sidx,
     )
     Y, S = res.y, res.S
     obs = model.observe_batch(t, Y, P_used)[:, k, :]
-    dobs = np.empty((m, t.size, npar))
+    dobs = np.empty((m, t.size, sidx.size))
     for i in range(m):
-        dobs[i] = model._observe_sens(t, Y[i], S[i], P_used[i], k)
+        dobs[i] = model._observe_sens(t, Y[i], S[i], P_used[i], k, sidx)
     status = np.asarray(res.status, dtype=np.int64).copy()
     status[~np.all(np.isfinite(P_used), axis=1)] = INVALID_INPUT
     bad = status != SUCCESS
     obs[bad] = np.nan
     dobs[bad] = np.nan
     if model.spec.dose_parameter is not None and events and events[0][0] == 0.0:
-        dobs[:, :, model.param_names.index(model.spec.dose_parameter)] = 0.0
+        jd = model.param_names.index(model.spec.dose_parameter)
+        if jd in list(sidx):
+            dobs[:, :, list(sidx).index(jd)] = 0.0
     return obs, dobs, status
 
 

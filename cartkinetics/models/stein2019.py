@@ -282,14 +282,18 @@ class Stein2019(Model):
         *,
         covariates: dict | None = None,
         observation: str | None = None,
+        wrt: Any = None,
         **kwargs: Any,
     ) -> tuple[np.ndarray, np.ndarray, int]:
         """Transgene level and its analytic derivatives d C / d params (natural scale).
 
+        ``wrt`` selects parameters (names or indices, default all) like the ODE models';
+        solver options in ``kwargs`` (rtol, method, ...) are accepted and unused (closed form).
+
         Returns
         -------
         observed : (nt,) copies/ug
-        dobs_dp : (nt, 6) in ``param_names`` order
+        dobs_dp : (nt, 6) in ``param_names`` order, or (nt, len(wrt)) in ``wrt`` order
         status : int
         """
         if observation not in (None, "transgene"):
@@ -300,17 +304,25 @@ class Stein2019(Model):
         p = self.param_vector(params)
         _, _, C, grad, status = self._evaluate(t, p[None, :], covariates, need_grad=True)
         assert grad is not None
-        return C[0], grad[0], int(status[0])
+        return C[0], grad[0][:, self._wrt_index(wrt)], int(status[0])
 
     def sensitivities_batch(
-        self, times: Any, params_table: Any, *, covariates: dict | None = None
+        self, times: Any, params_table: Any, *, covariates: dict | None = None, wrt: Any = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Batch version: observed (m, nt), gradients (m, nt, 6), status (m,)."""
+        """Batch version: observed (m, nt), gradients (m, nt, 6 or len(wrt)), status (m,)."""
         t = self.check_times(times)
         P = self.param_table(params_table)
         _, _, C, grad, status = self._evaluate(t, P, covariates, need_grad=True)
         assert grad is not None
-        return C, grad, status
+        return C, grad[:, :, self._wrt_index(wrt)], status
+
+    def _wrt_index(self, wrt: Any) -> Any:
+        """Column selection for ``wrt`` (all columns when None), checked like the ODE models'."""
+        if wrt is None:
+            return slice(None)
+        from cartkinetics.solvers.api import sens_indices
+
+        return sens_indices(wrt, self.n_params, self.param_names)
 
 
 def build(name: str = "stein2019") -> Model:

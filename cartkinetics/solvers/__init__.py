@@ -37,13 +37,13 @@ solve when Hairer's stiffness test (h |lambda| from the two last stages above th
 boundary on 15 accepted steps) fires; ``"tsit5"``, ``"dopri5"``, ``"rodas5p"``, ``"rodas4"``.
 Each method is its tableau (``cartkinetics.solvers.tableaus``) read by generic numba code.
 
-Batches run chunks of problems on a thread pool (the kernel releases the GIL); the thread
-count is ``numba.get_num_threads()`` unless ``n_threads`` is given, and results are bitwise
-identical whatever the count.
+Batches run on a thread pool, one kernel call per thread solving every T-th problem (the
+kernel releases the GIL); the thread count is ``numba.get_num_threads()`` unless
+``n_threads`` is given, and results are bitwise identical whatever the count.
 
 Compilation: one generic kernel receives the model functions as numba first-class functions,
-so it is compiled once and cached on disk for every model (about 8 s of CPU for plain solves;
-the sensitivity entry point compiles separately, about 10 s, the first time sensitivities
+so it is compiled once and cached on disk for every model (about 10 s of CPU for plain solves;
+the sensitivity entry point compiles separately, about 13 s, the first time sensitivities
 are asked for); a new model then compiles only its own three functions (about 1 s), and later
 processes load everything from numba's cache in well under a second. ``system.compile()``
 does it up front.

@@ -7,16 +7,27 @@ on dispatcher arguments instead would recompile the whole solver for each model 
 process: numba cannot file-cache such specialisations.)
 
 Compile time (measured with an empty cache, CPU seconds on the shared 2-core machine): the
-first plain solve compiles ``solve_plain`` in about 8 s (was 15 s for the single eager
-kernel), a first sensitivity solve compiles ``solve_serial`` in about 10 s more; both load from
-the cache in well under a second. What made the difference: no slice assignment in the kernel
-(numba compiles its broadcasting error messages, about 3 s), ``integrate`` inlined into the
-entry points (every call level re-optimises the whole linked code below it), and the
-sensitivity branches written ``if sens is not None and sens`` so that passing ``sens=None``
-prunes them before typing.
+first plain solve compiles ``solve_plain`` in about 10 s (was 15 s for the single eager
+kernel, 8.7 s before the explicit stepper was unrolled), a first sensitivity solve compiles
+``solve_serial`` in about 13 s more; both load from the cache in well under a second. What
+made the difference: no slice assignment in the kernel (numba compiles its broadcasting error
+messages, about 3 s), ``integrate`` inlined into the entry points (every call level
+re-optimises the whole linked code below it), and the sensitivity branches written
+``if sens is not None and sens`` so that passing ``sens=None`` prunes them before typing.
+
+Speed (profiled with perf on the benchmark's Tsit5 solve): what cost time was not arithmetic
+but atomic reference counting (a row view ``K[i]`` made for every model call, slices
+``y[:n]`` in the sensitivity evaluation: 25% of a plain and ~60% of a sensitivity solve), short
+loops over a run-time stage count, and two ``pow`` a step; hence row views made once per
+piece, the unrolled 7-stage explicit step, one ``log`` and one ``exp`` per step in the
+controller, and copies of length n for the model in sensitivity mode.
 
 Augmented state layout (sensitivity mode): ``y[:n]`` the states, then ``S[:, j]`` (n values)
-for parameter j at ``y[n + j n : n + (j + 1) n]``.
+for parameter ``sidx[j]`` at ``y[n + j n : n + (j + 1) n]``. ``sidx`` (int64) selects the
+parameters whose sensitivities are propagated (e.g. only the free parameters of a fit: Liu
+2022 with 4 of 12 free integrates 15 equations instead of 39); the model's dfdp still fills
+the full n x npar Jp, and ``dtb`` / the initial sensitivities have one column per selected
+parameter.
 """
 
 # ruff: noqa: E501
@@ -31,7 +42,7 @@ from cartkinetics.solvers._core import (
     RHS_SIG,
     all_finite,
     check_inputs,
-    error_norm,
+    error_norm2,
     lu_factor,
     lu_solve,
 )
@@ -44,9 +55,13 @@ _JAC_T = types.FunctionType(JAC_SIG)
 _EPS = 2.220446049250313e-16
 _SQRT_EPS = 1.4901161193847656e-08
 _SWITCH = -1  # internal: the explicit method detected stiffness
+# error_model="numpy" everywhere: a division by zero gives inf/NaN (then caught as a
+# non-finite error norm or state) instead of a ZeroDivisionError check on every division,
+# which kept the error norm from vectorising; the results are the same IEEE operations
+_LOG_1EM4 = math.log(1e-4)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _jacobian(rhs, jac, dfdp, t, y, p, piece, n, has_jac, J, f0, ytmp, ftmp):
     """df/dy of the model at (t, y[:n]); forward differences if the model has no jac."""
     if has_jac:
@@ -62,17 +77,30 @@ def _jacobian(rhs, jac, dfdp, t, y, p, piece, n, has_jac, J, f0, ytmp, ftmp):
                 J[i, m] = (ftmp[i] - f0[i]) / dm
 
 
-@njit(cache=True)
-def _eval(rhs, jac, dfdp, t, y, p, piece, n, npar, sens, has_jac, out, J, Jp, ytmp, ftmp):
-    """out = f(t, y) for the plain or the augmented (states + sensitivities) system."""
+@njit(cache=True, error_model="numpy")
+def _eval(rhs, jac, dfdp, t, y, p, piece, n, sidx, sens, has_jac, out, J, Jp, ytmp, ftmp, ys, fs):
+    """out = f(t, y) for the plain or the augmented (states + sensitivities) system.
+
+    Sensitivity column j is d/d p[sidx[j]]: the model fills all of Jp, only the selected
+    columns are propagated."""
     if sens is not None and sens:
-        rhs(t, y[:n], p, piece, out[:n])
-        _jacobian(rhs, jac, dfdp, t, y, p, piece, n, has_jac, J, out, ytmp, ftmp)
-        dfdp(t, y[:n], p, piece, Jp)
-        for j in range(npar):
+        # the model sees copies of length n (ys, fs): slices y[:n] cost two atomic reference
+        # count updates each, measured as most of the time of a sensitivity solve
+        for i in range(n):
+            ys[i] = y[i]
+        rhs(t, ys, p, piece, fs)
+        if has_jac:
+            jac(t, ys, p, piece, J)
+        else:
+            _jacobian(rhs, jac, dfdp, t, y, p, piece, n, has_jac, J, fs, ytmp, ftmp)
+        dfdp(t, ys, p, piece, Jp)
+        for i in range(n):
+            out[i] = fs[i]
+        for j in range(sidx.shape[0]):
             base = n + j * n
+            c = sidx[j]
             for i in range(n):
-                s = Jp[i, j]
+                s = Jp[i, c]
                 for k in range(n):
                     s += J[i, k] * y[base + k]
                 out[base + i] = s
@@ -80,8 +108,8 @@ def _eval(rhs, jac, dfdp, t, y, p, piece, n, npar, sens, has_jac, out, J, Jp, yt
     rhs(t, y, p, piece, out)  # no slicing: views cost reference counting on every call
 
 
-@njit(cache=True)
-def _hinit(rhs, jac, dfdp, t, y, f0, p, piece, n, npar, sens, has_jac, order, hmax, rtol, atol, ytmp, f1, J, Jp, yt2, ft2):
+@njit(cache=True, error_model="numpy")
+def _hinit(rhs, jac, dfdp, t, y, f0, p, piece, n, sidx, sens, has_jac, order, hmax, rtol, atol, ytmp, f1, J, Jp, yt2, ft2, ys, fs):
     """Hairer's automatic initial step (HINIT of DOPRI5), RMS norms; one f evaluation."""
     N = y.shape[0]
     dnf = 0.0
@@ -97,7 +125,7 @@ def _hinit(rhs, jac, dfdp, t, y, f0, p, piece, n, npar, sens, has_jac, order, hm
     h = min(h, hmax)
     for i in range(N):
         ytmp[i] = y[i] + h * f0[i]
-    _eval(rhs, jac, dfdp, t + h, ytmp, p, piece, n, npar, sens, has_jac, f1, J, Jp, yt2, ft2)
+    _eval(rhs, jac, dfdp, t + h, ytmp, p, piece, n, sidx, sens, has_jac, f1, J, Jp, yt2, ft2, ys, fs)
     der2 = 0.0
     for i in range(N):
         sk = atol[i] + rtol * abs(y[i])
@@ -113,7 +141,24 @@ def _hinit(rhs, jac, dfdp, t, y, f0, p, piece, n, npar, sens, has_jac, order, hm
     return min(100.0 * h, h1, hmax)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", error_model="numpy")
+def _accept_factor(lerr, lfacold, expo1, beta, safe, facc1, facc2, lclamp1, lclamp2):
+    """Hairer's PI controller after an accepted step: (fac, new log facold ** beta).
+
+    fac = err ** expo1 / facold ** beta / safe clamped to [facc2, facc1], from log(err) with
+    one exp, none when the factor is clamped; the new step is h / fac.
+    """
+    z = expo1 * lerr - lfacold
+    if z <= lclamp2:
+        fac = facc2
+    elif z >= lclamp1:
+        fac = facc1
+    else:
+        fac = max(facc2, min(facc1, math.exp(z) / safe))
+    return fac, beta * max(lerr, _LOG_1EM4)  # log(max(err, 1e-4) ** beta)
+
+
+@njit(cache=True, error_model="numpy")
 def _write_until(t_eval, ie, tnew, out, ynew):
     nt = t_eval.shape[0]
     while ie < nt and t_eval[ie] <= tnew:
@@ -123,8 +168,8 @@ def _write_until(t_eval, ie, tnew, out, ynew):
     return ie
 
 
-@njit(cache=True)
-def _piece_erk(rhs, jac, dfdp, t, tend, y, p, piece, n, npar, sens, has_jac, etab, eorder, ethresh, detect,
+@njit(cache=True, error_model="numpy")
+def _piece_erk(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, etab, eorder, ethresh, detect,
                rtol, atol, max_steps, first_step, t_eval, ie, out, stats, work):
     """Explicit embedded RK (FSAL) from t to tend with Hairer's PI control and dense output.
 
@@ -133,27 +178,42 @@ def _piece_erk(rhs, jac, dfdp, t, tend, y, p, piece, n, npar, sens, has_jac, eta
     tuple concatenations, which numba cannot type with first-class functions.)
     """
     ea, eb, ee, ec, edense = etab
-    K, ytmp, ynew, errv, bth, J, Jp, yt2, ft2 = work
+    K, ytmp, ynew, errv, bth, J, Jp, yt2, ft2, ys, fs = work
     N = y.shape[0]
     s = ea.shape[0]
     nt = t_eval.shape[0]
     nd = edense.shape[1]
-    _eval(rhs, jac, dfdp, t, y, p, piece, n, npar, sens, has_jac, K[0], J, Jp, yt2, ft2)
+    # 7-stage FSAL pairs (Tsit5, DOPRI5; api._tableaus refuses others), unrolled: stage rows as
+    # views made once per piece (a view made per call costs atomic reference counting),
+    # coefficients in locals (reloaded from memory after every store otherwise), no short
+    # generic loops. Sums in the textbook order (same rounding as a loop over the stages).
+    K0, K1, K2, K3, K4, K5, K6 = K[0], K[1], K[2], K[3], K[4], K[5], K[6]
+    a10 = ea[1, 0]
+    a20, a21 = ea[2, 0], ea[2, 1]
+    a30, a31, a32 = ea[3, 0], ea[3, 1], ea[3, 2]
+    a40, a41, a42, a43 = ea[4, 0], ea[4, 1], ea[4, 2], ea[4, 3]
+    a50, a51, a52, a53, a54 = ea[5, 0], ea[5, 1], ea[5, 2], ea[5, 3], ea[5, 4]
+    a60, a61, a62, a63, a64, a65 = ea[6, 0], ea[6, 1], ea[6, 2], ea[6, 3], ea[6, 4], ea[6, 5]
+    c1, c2, c3, c4, c5, c6 = ec[1], ec[2], ec[3], ec[4], ec[5], ec[6]
+    e0, e1, e2, e3, e4, e5, e6 = ee[0], ee[1], ee[2], ee[3], ee[4], ee[5], ee[6]
+    _eval(rhs, jac, dfdp, t, y, p, piece, n, sidx, sens, has_jac, K0, J, Jp, yt2, ft2, ys, fs)
     stats[2] += 1
-    if not all_finite(K[0]):
+    if not all_finite(K0):
         return 3, t, ie
     hmax = tend - t
     if first_step > 0.0:
         h = min(first_step, hmax)
     else:
-        h = _hinit(rhs, jac, dfdp, t, y, K[0], p, piece, n, npar, sens, has_jac, eorder, hmax, rtol, atol, ytmp, K[1], J, Jp, yt2, ft2)
+        h = _hinit(rhs, jac, dfdp, t, y, K0, p, piece, n, sidx, sens, has_jac, eorder, hmax, rtol, atol, ytmp, K1, J, Jp, yt2, ft2, ys, fs)
         stats[2] += 1
     beta = 0.04
     expo1 = 1.0 / eorder - 0.75 * beta
     safe = 0.9
     facc1 = 5.0  # 1 / facmin (step may shrink by 5)
     facc2 = 0.1  # 1 / facmax (step may grow by 10)
-    facold_beta = 1e-4 ** 0.04
+    lfacold = beta * _LOG_1EM4  # log(facold ** beta), facold = 1e-4 at the start
+    lclamp1 = math.log(facc1 * safe)  # log(fac) beyond these: fac clamped (no exp needed)
+    lclamp2 = math.log(facc2 * safe)
     reject = False
     n_nonfinite = 0
     iasti = 0
@@ -168,37 +228,53 @@ def _piece_erk(rhs, jac, dfdp, t, tend, y, p, piece, n, npar, sens, has_jac, eta
             h = tend - t
             last = True
         # hot loop: the model is called directly in plain mode (a call through the _eval
-        # helper with its many array arguments costs reference counting, measured 8x slower).
-        # Measured alternatives that were slower: stage-outer/state-inner sums, and writing
-        # into a whole scratch array copied into K instead of passing the row K[i].
-        for i in range(1, s - 1):
-            for k in range(N):
-                acc = 0.0
-                for j in range(i):
-                    acc += ea[i, j] * K[j, k]
-                ytmp[k] = y[k] + h * acc
-            if sens is not None and sens:
-                _eval(rhs, jac, dfdp, t + ec[i] * h, ytmp, p, piece, n, npar, sens, has_jac, K[i], J, Jp, yt2, ft2)
-            else:
-                rhs(t + ec[i] * h, ytmp, p, piece, K[i])
-        # the FSAL stage is the new solution; ytmp keeps stage s-2 for the stiffness test
+        # helper with its many array arguments costs reference counting, measured 8x slower)
         for k in range(N):
-            acc = 0.0
-            for j in range(s - 1):
-                acc += ea[s - 1, j] * K[j, k]
-            ynew[k] = y[k] + h * acc
+            ytmp[k] = y[k] + h * (a10 * K0[k])
         if sens is not None and sens:
-            _eval(rhs, jac, dfdp, t + ec[s - 1] * h, ynew, p, piece, n, npar, sens, has_jac, K[s - 1], J, Jp, yt2, ft2)
+            _eval(rhs, jac, dfdp, t + c1 * h, ytmp, p, piece, n, sidx, sens, has_jac, K1, J, Jp, yt2, ft2, ys, fs)
         else:
-            rhs(t + ec[s - 1] * h, ynew, p, piece, K[s - 1])
-        stats[2] += s - 1
+            rhs(t + c1 * h, ytmp, p, piece, K1)
         for k in range(N):
-            acc = 0.0
-            for j in range(s):
-                acc += ee[j] * K[j, k]
-            errv[k] = h * acc
-        err = error_norm(errv, y, ynew, rtol, atol)
-        if not math.isfinite(err):
+            ytmp[k] = y[k] + h * (a20 * K0[k] + a21 * K1[k])
+        if sens is not None and sens:
+            _eval(rhs, jac, dfdp, t + c2 * h, ytmp, p, piece, n, sidx, sens, has_jac, K2, J, Jp, yt2, ft2, ys, fs)
+        else:
+            rhs(t + c2 * h, ytmp, p, piece, K2)
+        for k in range(N):
+            ytmp[k] = y[k] + h * (a30 * K0[k] + a31 * K1[k] + a32 * K2[k])
+        if sens is not None and sens:
+            _eval(rhs, jac, dfdp, t + c3 * h, ytmp, p, piece, n, sidx, sens, has_jac, K3, J, Jp, yt2, ft2, ys, fs)
+        else:
+            rhs(t + c3 * h, ytmp, p, piece, K3)
+        for k in range(N):
+            ytmp[k] = y[k] + h * (a40 * K0[k] + a41 * K1[k] + a42 * K2[k] + a43 * K3[k])
+        if sens is not None and sens:
+            _eval(rhs, jac, dfdp, t + c4 * h, ytmp, p, piece, n, sidx, sens, has_jac, K4, J, Jp, yt2, ft2, ys, fs)
+        else:
+            rhs(t + c4 * h, ytmp, p, piece, K4)
+        for k in range(N):
+            ytmp[k] = y[k] + h * (a50 * K0[k] + a51 * K1[k] + a52 * K2[k] + a53 * K3[k] + a54 * K4[k])
+        if sens is not None and sens:
+            _eval(rhs, jac, dfdp, t + c5 * h, ytmp, p, piece, n, sidx, sens, has_jac, K5, J, Jp, yt2, ft2, ys, fs)
+        else:
+            rhs(t + c5 * h, ytmp, p, piece, K5)
+        # the FSAL stage is the new solution; ytmp keeps stage 5 for the stiffness test
+        for k in range(N):
+            ynew[k] = y[k] + h * (a60 * K0[k] + a61 * K1[k] + a62 * K2[k] + a63 * K3[k] + a64 * K4[k]
+                                  + a65 * K5[k])
+        if sens is not None and sens:
+            _eval(rhs, jac, dfdp, t + c6 * h, ynew, p, piece, n, sidx, sens, has_jac, K6, J, Jp, yt2, ft2, ys, fs)
+        else:
+            rhs(t + c6 * h, ynew, p, piece, K6)
+        for k in range(N):
+            errv[k] = h * (e0 * K0[k] + e1 * K1[k] + e2 * K2[k] + e3 * K3[k] + e4 * K4[k] + e5 * K5[k]
+                           + e6 * K6[k])
+        stats[2] += s - 1
+        # squared RMS norm: err <= 1 iff err2 <= 1, and err ** x = exp(x / 2 log err2), so one
+        # log and two exp per step replace a sqrt and two pow (pow was ~10% of a solve)
+        err2 = error_norm2(errv, y, ynew, rtol, atol)
+        if not math.isfinite(err2):
             # overflow or NaN in a trial step: shrink hard; a NaN at every h is NON_FINITE
             n_nonfinite += 1
             stats[1] += 1
@@ -208,12 +284,11 @@ def _piece_erk(rhs, jac, dfdp, t, tend, y, p, piece, n, npar, sens, has_jac, eta
             reject = True
             continue
         n_nonfinite = 0
-        fac11 = err ** expo1
-        fac = fac11 / facold_beta  # facold ** beta, updated on acceptance only
-        fac = max(facc2, min(facc1, fac / safe))
-        hnew = h / fac
-        if err <= 1.0:
-            facold_beta = max(err, 1e-4) ** beta
+        lerr = 0.5 * math.log(err2)  # log(err); -inf for a zero error
+        if err2 <= 1.0:
+            fac, lfacold = _accept_factor(lerr, lfacold, expo1, beta, safe, facc1, facc2,
+                                          lclamp1, lclamp2)
+            hnew = h / fac
             stats[0] += 1
             switch = False
             if detect:
@@ -250,11 +325,10 @@ def _piece_erk(rhs, jac, dfdp, t, tend, y, p, piece, n, npar, sens, has_jac, eta
                             acc += edense[i, j] * thp
                             thp *= th
                         bth[i] = acc
+                    b0, b1, b2, b3, b4, b5, b6 = bth[0], bth[1], bth[2], bth[3], bth[4], bth[5], bth[6]
                     for k in range(N):
-                        acc = 0.0
-                        for i in range(s):
-                            acc += bth[i] * K[i, k]
-                        out[ie, k] = y[k] + h * acc
+                        out[ie, k] = y[k] + h * (b0 * K0[k] + b1 * K1[k] + b2 * K2[k] + b3 * K3[k]
+                                                 + b4 * K4[k] + b5 * K5[k] + b6 * K6[k])
                 ie += 1
             for k in range(N):
                 y[k] = ynew[k]
@@ -269,14 +343,14 @@ def _piece_erk(rhs, jac, dfdp, t, tend, y, p, piece, n, npar, sens, has_jac, eta
             reject = False
             h = min(hnew, tend - t)
         else:
-            hnew = h / min(facc1, fac11 / safe)
+            hnew = h / min(facc1, math.exp(expo1 * lerr) / safe)
             reject = True
             stats[1] += 1
             h = hnew
 
 
-@njit(cache=True)
-def _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, npar, sens, has_jac, autonomous, rtab, rgamma, rorder,
+@njit(cache=True, error_model="numpy")
+def _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, autonomous, rtab, rgamma, rorder,
                rtol, atol, max_steps, first_step, t_eval, ie, out, stats, work):
     """Rosenbrock (Rodas) from t to tend with the model Jacobian, PI control, dense output.
 
@@ -285,27 +359,29 @@ def _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, npar, sens, has_jac, aut
     Returns (status, t, ie).
     """
     ra, rC, rc, rd, rb, re, rH = rtab
-    K, f0, dT, ytmp, ynew, errv, W, piv, X, J, Jp, yt2, ft2, Jt, Jpt = work
+    K, f0, dT, ytmp, ynew, errv, W, piv, X, J, Jp, yt2, ft2, Jt, Jpt, ys, fs = work
     N = y.shape[0]
     s = ra.shape[0]
     nt = t_eval.shape[0]
     nH = rH.shape[0]
     hmax = tend - t
-    _eval(rhs, jac, dfdp, t, y, p, piece, n, npar, sens, has_jac, f0, J, Jp, yt2, ft2)
+    _eval(rhs, jac, dfdp, t, y, p, piece, n, sidx, sens, has_jac, f0, J, Jp, yt2, ft2, ys, fs)
     stats[2] += 1
     if not all_finite(f0):
         return 3, t, ie
     if first_step > 0.0:
         h = min(first_step, hmax)
     else:
-        h = _hinit(rhs, jac, dfdp, t, y, f0, p, piece, n, npar, sens, has_jac, rorder, hmax, rtol, atol, ytmp, ynew, J, Jp, yt2, ft2)
+        h = _hinit(rhs, jac, dfdp, t, y, f0, p, piece, n, sidx, sens, has_jac, rorder, hmax, rtol, atol, ytmp, ynew, J, Jp, yt2, ft2, ys, fs)
         stats[2] += 1
     beta = 0.04
     expo1 = 1.0 / rorder - 0.75 * beta
     safe = 0.9
     facc1 = 5.0
     facc2 = 1.0 / 6.0
-    facold_beta = 1e-4 ** 0.04
+    lfacold = beta * _LOG_1EM4  # log(facold ** beta), facold = 1e-4 at the start
+    lclamp1 = math.log(facc1 * safe)  # log(fac) beyond these: fac clamped (no exp needed)
+    lclamp2 = math.log(facc2 * safe)
     reject = False
     fresh = False  # f0, J, dT, X valid for (t, y)
     n_nonfinite = 0
@@ -320,7 +396,7 @@ def _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, npar, sens, has_jac, aut
             last = True
         if not fresh:
             if sens is not None and sens:  # the augmented evaluation also fills J
-                _eval(rhs, jac, dfdp, t, y, p, piece, n, npar, sens, has_jac, f0, J, Jp, yt2, ft2)
+                _eval(rhs, jac, dfdp, t, y, p, piece, n, sidx, sens, has_jac, f0, J, Jp, yt2, ft2, ys, fs)
             else:
                 rhs(t, y, p, piece, f0)
                 if has_jac:
@@ -334,7 +410,7 @@ def _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, npar, sens, has_jac, aut
                     dT[k] = 0.0
             else:
                 dt_ = _SQRT_EPS * max(abs(t), 1.0)
-                _eval(rhs, jac, dfdp, t + dt_, y, p, piece, n, npar, sens, has_jac, ytmp, Jt, Jpt, yt2, ft2)
+                _eval(rhs, jac, dfdp, t + dt_, y, p, piece, n, sidx, sens, has_jac, ytmp, Jt, Jpt, yt2, ft2, ys, fs)
                 stats[2] += 1
                 for k in range(N):
                     dT[k] = (ytmp[k] - f0[k]) / dt_
@@ -342,28 +418,27 @@ def _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, npar, sens, has_jac, aut
                 # X_j[:, m] = d(J S_j + Jp_j)/dy_m by forward differences on the model Jacobians
                 for m in range(n):
                     for k in range(n):
-                        yt2[k] = y[k]
+                        ys[k] = y[k]
                     dm = _SQRT_EPS * max(abs(y[m]), 1.0)
-                    yt2[m] += dm
+                    ys[m] += dm
                     if has_jac:
-                        jac(t, yt2[:n], p, piece, Jt)
+                        jac(t, ys, p, piece, Jt)
                     else:
-                        rhs(t, yt2[:n], p, piece, ft2[:n])
-                        for k in range(n):
-                            ft2[n + k] = ft2[k]
+                        rhs(t, ys, p, piece, fs)
                         for mm in range(n):
                             for k in range(n):
-                                ytmp[k] = yt2[k]
-                            dmm = _SQRT_EPS * max(abs(yt2[mm]), 1.0)
-                            ytmp[mm] += dmm
-                            rhs(t, ytmp[:n], p, piece, ft2[:n])
+                                yt2[k] = ys[k]
+                            dmm = _SQRT_EPS * max(abs(ys[mm]), 1.0)
+                            yt2[mm] += dmm
+                            rhs(t, yt2[:n], p, piece, ft2[:n])
                             for k in range(n):
-                                Jt[k, mm] = (ft2[k] - ft2[n + k]) / dmm
-                    dfdp(t, yt2[:n], p, piece, Jpt)
-                    for j in range(npar):
+                                Jt[k, mm] = (ft2[k] - fs[k]) / dmm
+                    dfdp(t, ys, p, piece, Jpt)
+                    for j in range(sidx.shape[0]):
                         base = n + j * n
+                        c = sidx[j]
                         for i in range(n):
-                            acc = Jpt[i, j]
+                            acc = Jpt[i, c]
                             for k in range(n):
                                 acc += Jt[i, k] * y[base + k]
                             X[j, i, m] = (acc - f0[base + i]) / dm
@@ -392,7 +467,7 @@ def _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, npar, sens, has_jac, aut
                         acc += ra[i, j] * K[j, k]
                     ytmp[k] = y[k] + acc
                 if sens is not None and sens:
-                    _eval(rhs, jac, dfdp, t + rc[i] * h, ytmp, p, piece, n, npar, sens, has_jac, ynew, Jt, Jpt, yt2, ft2)
+                    _eval(rhs, jac, dfdp, t + rc[i] * h, ytmp, p, piece, n, sidx, sens, has_jac, ynew, Jt, Jpt, yt2, ft2, ys, fs)
                 else:
                     rhs(t + rc[i] * h, ytmp, p, piece, ynew)
                 stats[2] += 1
@@ -405,7 +480,7 @@ def _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, npar, sens, has_jac, aut
             # solve the (block lower triangular) system in place
             lu_solve(W, piv, K[i], 0)
             if sens is not None and sens:
-                for j in range(npar):
+                for j in range(sidx.shape[0]):
                     base = n + j * n
                     for r in range(n):
                         acc = 0.0
@@ -421,8 +496,10 @@ def _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, npar, sens, has_jac, aut
                 acce += re[j] * K[j, k]
             ynew[k] = y[k] + acc
             errv[k] = acce
-        err = error_norm(errv, y, ynew, rtol, atol)
-        if not math.isfinite(err):
+        # squared RMS norm: err <= 1 iff err2 <= 1, and err ** x = exp(x / 2 log err2), so one
+        # log and two exp per step replace a sqrt and two pow (pow was ~10% of a solve)
+        err2 = error_norm2(errv, y, ynew, rtol, atol)
+        if not math.isfinite(err2):
             n_nonfinite += 1
             stats[1] += 1
             if n_nonfinite >= 30:
@@ -431,12 +508,11 @@ def _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, npar, sens, has_jac, aut
             reject = True
             continue
         n_nonfinite = 0
-        fac11 = err ** expo1
-        fac = fac11 / facold_beta  # facold ** beta, updated on acceptance only
-        fac = max(facc2, min(facc1, fac / safe))
-        hnew = h / fac
-        if err <= 1.0:
-            facold_beta = max(err, 1e-4) ** beta
+        lerr = 0.5 * math.log(err2)  # log(err); -inf for a zero error
+        if err2 <= 1.0:
+            fac, lfacold = _accept_factor(lerr, lfacold, expo1, beta, safe, facc1, facc2,
+                                          lclamp1, lclamp2)
+            hnew = h / fac
             stats[0] += 1
             tnew = tend if last else t + h
             while ie < nt and t_eval[ie] <= tnew:
@@ -466,22 +542,23 @@ def _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, npar, sens, has_jac, aut
             reject = False
             h = min(hnew, tend - t)
         else:
-            hnew = h / min(facc1, fac11 / safe)
+            hnew = h / min(facc1, math.exp(expo1 * lerr) / safe)
             reject = True
             stats[1] += 1
             h = hnew
 
 
-@njit(cache=True)
-def _apply_break(rhs, jac, dfdp, t, y, p, piece, k, n, npar, sens, jumps, dtb, fb, fa):
-    """Add jumps[k] at breakpoint k; in sens mode S += (f_before - f_after) dtb/dp."""
+@njit(cache=True, error_model="numpy")
+def _apply_break(rhs, jac, dfdp, t, y, p, piece, k, n, sidx, sens, jumps, dtb, fb, fa):
+    """Add jumps[k] at breakpoint k; in sens mode S += (f_before - f_after) dtb/dp
+    (dtb columns are the selected parameters sidx)."""
     if sens is not None and sens:
         rhs(t, y[:n], p, piece, fb)
     for i in range(n):
         y[i] += jumps[k, i]
     if sens is not None and sens:
         rhs(t, y[:n], p, piece + 1, fa)
-        for j in range(npar):
+        for j in range(sidx.shape[0]):
             g = dtb[k, j]
             if g != 0.0:
                 base = n + j * n
@@ -491,8 +568,8 @@ def _apply_break(rhs, jac, dfdp, t, y, p, piece, k, n, npar, sens, jumps, dtb, f
 
 # inlined (numba IR) into the entry points: numba re-optimises the whole linked code of every
 # callee at each call level, so each level of wrappers costs seconds of compilation
-@njit(cache=True, inline="always")
-def integrate(rhs, jac, dfdp, t0, t_eval, y0, p, bps, jumps, dtb, n, npar, sens, kind, has_jac, autonomous,
+@njit(cache=True, inline="always", error_model="numpy")
+def integrate(rhs, jac, dfdp, t0, t_eval, y0, p, bps, jumps, dtb, sidx, n, npar, sens, kind, has_jac, autonomous,
               etab, rtab, reals, atol, max_steps, out, stats, y, fb, fa, work_e, work_r):
     """Solve one problem over all pieces; returns the status code and fills out (nt, N), stats.
 
@@ -512,11 +589,18 @@ def integrate(rhs, jac, dfdp, t0, t_eval, y0, p, bps, jumps, dtb, n, npar, sens,
             out[i, k] = np.nan
     if not check_inputs(t0, t_eval, y0, p, bps, jumps, rtol, atol, max_steps, first_step):
         return 4
+    if sens is not None and sens:
+        # the selected columns index Jp and fill the augmented state: never read out of bounds
+        if N != n * (1 + sidx.shape[0]) or dtb.shape[1] < sidx.shape[0]:
+            return 4
+        for j in range(sidx.shape[0]):
+            if sidx[j] < 0 or sidx[j] >= npar:
+                return 4
     if nt == 0:
         return 0
     for k in range(N):
         y[k] = y0[k]
-    # the workspace is shared by the problems of a chunk: start every problem from zero
+    # the workspace is shared by the problems of a call: start every problem from zero
     # Jacobians (models may write only their non-zero entries), so that results never depend
     # on the other problems of the batch
     J, Jp, Jt, Jpt = work_r[9], work_r[10], work_r[13], work_r[14]
@@ -533,7 +617,7 @@ def integrate(rhs, jac, dfdp, t0, t_eval, y0, p, bps, jumps, dtb, n, npar, sens,
     ib = 0
     piece = 0
     while ib < nb and bps[ib] <= t0:
-        _apply_break(rhs, jac, dfdp, t0, y, p, piece, ib, n, npar, sens, jumps, dtb, fb, fa)
+        _apply_break(rhs, jac, dfdp, t0, y, p, piece, ib, n, sidx, sens, jumps, dtb, fb, fa)
         ib += 1
         piece += 1
     t_final = t_eval[nt - 1]
@@ -544,7 +628,7 @@ def integrate(rhs, jac, dfdp, t0, t_eval, y0, p, bps, jumps, dtb, n, npar, sens,
         if ib < nb and bps[ib] < tend:
             tend = bps[ib]
         if not stiff:
-            status, t, ie = _piece_erk(rhs, jac, dfdp, t, tend, y, p, piece, n, npar, sens, has_jac, etab, eorder,
+            status, t, ie = _piece_erk(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, etab, eorder,
                                        ethresh, kind == 2, rtol, atol, max_steps, first_step, t_eval, ie, out, stats,
                                        work_e)
             if status == _SWITCH:
@@ -553,17 +637,17 @@ def integrate(rhs, jac, dfdp, t0, t_eval, y0, p, bps, jumps, dtb, n, npar, sens,
                 status = 0
                 continue  # the rest of this piece with the Rosenbrock method
         else:
-            status, t, ie = _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, npar, sens, has_jac, autonomous, rtab,
+            status, t, ie = _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, autonomous, rtab,
                                        rgamma, rorder, rtol, atol, max_steps, first_step, t_eval, ie, out, stats,
                                        work_r)
         if status != 0:
             break
         if ib < nb and bps[ib] == tend and t < t_final:
-            _apply_break(rhs, jac, dfdp, t, y, p, piece, ib, n, npar, sens, jumps, dtb, fb, fa)
+            _apply_break(rhs, jac, dfdp, t, y, p, piece, ib, n, sidx, sens, jumps, dtb, fb, fa)
             ib += 1
             piece += 1
             while ib < nb and bps[ib] == tend:  # coincident breakpoints
-                _apply_break(rhs, jac, dfdp, t, y, p, piece, ib, n, npar, sens, jumps, dtb, fb, fa)
+                _apply_break(rhs, jac, dfdp, t, y, p, piece, ib, n, sidx, sens, jumps, dtb, fb, fa)
                 ib += 1
                 piece += 1
     if status != 0:
@@ -573,9 +657,9 @@ def integrate(rhs, jac, dfdp, t0, t_eval, y0, p, bps, jumps, dtb, n, npar, sens,
     return status
 
 
-@njit(cache=True)
-def _workspace(n, npar, N, sens, se, sr):
-    """Work arrays of the solves of one batch chunk, allocated once (per-problem allocation
+@njit(cache=True, error_model="numpy")
+def _workspace(n, npar, ns, N, sens, se, sr):
+    """Work arrays of the solves of one kernel call, allocated once (per-problem allocation
     was a measurable share of a 35 us solve)."""
     y = np.empty(N)
     Ke = np.empty((se, N))
@@ -594,22 +678,32 @@ def _workspace(n, npar, N, sens, se, sr):
     Jpt = np.zeros((n, max(npar, 1)))
     W = np.empty((n, n))
     piv = np.empty(n, dtype=np.int64)
-    X = np.zeros((max(npar, 1) if sens is not None and sens else 1, n, n))
+    X = np.zeros((max(ns, 1) if sens is not None and sens else 1, n, n))
     fb = np.empty(n)
     fa = np.empty(n)
-    work_e = (Ke, ytmp, ynew, errv, bth, J, Jp, yt2, ft2)
-    work_r = (Kr, f0, dT, ytmp, ynew, errv, W, piv, X, J, Jp, yt2, ft2, Jt, Jpt)
+    ys = np.empty(n)
+    fs = np.empty(n)
+    work_e = (Ke, ytmp, ynew, errv, bth, J, Jp, yt2, ft2, ys, fs)
+    work_r = (Kr, f0, dT, ytmp, ynew, errv, W, piv, X, J, Jp, yt2, ft2, Jt, Jpt, ys, fs)
     return y, fb, fa, work_e, work_r
 
 
-@njit(cache=True, inline="always")
-def _serial(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, n, npar, sens, kind, has_jac, autonomous,
-            etab, rtab, reals, ATOL, max_steps, OUT, STATS, STATUS):
-    y, fb, fa, work_e, work_r = _workspace(n, npar, Y0.shape[1], sens, etab[0].shape[0], rtab[0].shape[0])
-    for m in range(P.shape[0]):
-        STATUS[m] = integrate(rhs, jac, dfdp, t0[m], t_eval, Y0[m], P[m], BPS[m], JUMPS[m], DTB[m], n, npar, sens,
-                              kind, has_jac, autonomous, etab, rtab, reals, ATOL[m], max_steps, OUT[m], STATS[m],
+@njit(cache=True, inline="always", error_model="numpy")
+def _serial(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, sens, kind, has_jac, autonomous,
+            etab, rtab, reals, ATOL, max_steps, OUT, STATS, STATUS, IDX):
+    y, fb, fa, work_e, work_r = _workspace(n, npar, SIDX.shape[0], Y0.shape[1], sens, etab[0].shape[0], rtab[0].shape[0])
+    # counters in a private array, copied at the end: the rows of STATS of problems solved by
+    # other threads share cache lines (false sharing on every step otherwise)
+    st = np.zeros(STATS.shape[1], dtype=np.int64)
+    for q in range(IDX.shape[0]):
+        m = IDX[q]
+        if m < 0 or m >= P.shape[0]:
+            continue
+        STATUS[m] = integrate(rhs, jac, dfdp, t0[m], t_eval, Y0[m], P[m], BPS[m], JUMPS[m], DTB[m], SIDX, n, npar, sens,
+                              kind, has_jac, autonomous, etab, rtab, reals, ATOL[m], max_steps, OUT[m], st,
                               y, fb, fa, work_e, work_r)
+        for i in range(st.shape[0]):
+            STATS[m, i] = st[i]
 
 
 def _c(nd, dtype=types.float64):
@@ -621,37 +715,39 @@ _f8, _i8, _b1 = types.float64, types.int64, types.boolean
 SOLVE_SERIAL_SIG = types.void(
     _RHS_T, _JAC_T, _JAC_T,
     _c(1), _c(1), _c(2), _c(2), _c(2), _c(3), _c(3),  # t0, t_eval, Y0, P, BPS, JUMPS, DTB
+    _c(1, _i8),  # SIDX: sensitivity column j is d/d P[:, SIDX[j]]
     _i8, _i8, _b1, _i8, _b1, _b1,  # n, npar, sens, kind, has_jac, autonomous
     _c(2), _c(1), _c(1), _c(1), _c(2), _f8, _f8,  # explicit tableau, error order, stiff threshold
     _c(2), _c(2), _f8, _c(1), _c(1), _c(1), _c(1), _c(2), _f8,  # Rosenbrock tableau, error order
     _f8, _c(2), _i8, _f8,  # rtol, ATOL, max_steps, first_step
     _c(3), _c(2, _i8), _c(1, _i8),  # OUT, STATS, STATUS
+    _c(1, _i8),  # IDX: the problems this call solves (a thread's share of a batch)
 )
 
 
-def _solve_serial(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, n, npar, sens, kind, has_jac, autonomous,
+def _solve_serial(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, sens, kind, has_jac, autonomous,
                   ea, eb, ee, ec, edense, eorder, ethresh, ra, rC, rgamma, rc, rd, rb, re, rH, rorder,
-                  rtol, ATOL, max_steps, first_step, OUT, STATS, STATUS):  # pragma: no cover - numba
-    """Solve problems one after the other; releases the GIL so that the Python API can run
-    chunks of a batch on several threads (each problem is solved by the same code whatever
+                  rtol, ATOL, max_steps, first_step, OUT, STATS, STATUS, IDX):  # pragma: no cover - numba
+    """Solve the problems IDX one after the other; releases the GIL so that the Python API can
+    run shares of a batch on several threads (each problem is solved by the same code whatever
     the thread count, hence identical results). Plain (sens False) or sensitivity solves."""
     etab = (ea, eb, ee, ec, edense)
     rtab = (ra, rC, rc, rd, rb, re, rH)
     reals = (eorder, ethresh, rgamma, rorder, rtol, first_step)
-    _serial(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, n, npar, sens, kind, has_jac, autonomous,
-            etab, rtab, reals, ATOL, max_steps, OUT, STATS, STATUS)
+    _serial(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, sens, kind, has_jac, autonomous,
+            etab, rtab, reals, ATOL, max_steps, OUT, STATS, STATUS, IDX)
 
 
-def _solve_plain(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, n, npar, sens, kind, has_jac, autonomous,
+def _solve_plain(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, sens, kind, has_jac, autonomous,
                  ea, eb, ee, ec, edense, eorder, ethresh, ra, rC, rgamma, rc, rd, rb, re, rH, rorder,
-                 rtol, ATOL, max_steps, first_step, OUT, STATS, STATUS):  # pragma: no cover - numba
+                 rtol, ATOL, max_steps, first_step, OUT, STATS, STATUS, IDX):  # pragma: no cover - numba
     """As solve_serial without sensitivities (``sens`` is ignored): the sensitivity code is
     pruned before typing (``sens`` is None below), so plain solves never compile it."""
     etab = (ea, eb, ee, ec, edense)
     rtab = (ra, rC, rc, rd, rb, re, rH)
     reals = (eorder, ethresh, rgamma, rorder, rtol, first_step)
-    _serial(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, n, npar, None, kind, has_jac, autonomous,
-            etab, rtab, reals, ATOL, max_steps, OUT, STATS, STATUS)
+    _serial(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, None, kind, has_jac, autonomous,
+            etab, rtab, reals, ATOL, max_steps, OUT, STATS, STATUS, IDX)
 
 
 # Entry points are compiled (or loaded from numba's cache) on first use, not at import, so that
@@ -668,6 +764,6 @@ def __getattr__(name: str):
     with _ENTRY_LOCK:
         func = globals().get(name)
         if func is None:
-            func = njit(SOLVE_SERIAL_SIG, cache=True, nogil=True)(impl)
+            func = njit(SOLVE_SERIAL_SIG, cache=True, nogil=True, error_model="numpy")(impl)
             globals()[name] = func
     return func

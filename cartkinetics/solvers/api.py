@@ -136,6 +136,16 @@ class SensitivityBatchResult:
 
 
 def _tableaus(method: str) -> tuple[int, ExplicitTableau, RosenbrockTableau]:
+    kind, et, rt = _tableaus_of(method)
+    if et.a.shape != (7, 7):  # the explicit stepper is unrolled for 7-stage FSAL pairs
+        raise CartKineticsError(
+            f"explicit tableau {et.name} has {et.a.shape[0]} stages; the kernel takes 7-stage "
+            "first-same-as-last pairs (such as Tsit5 and DOPRI5)"
+        )
+    return kind, et, rt
+
+
+def _tableaus_of(method: str) -> tuple[int, ExplicitTableau, RosenbrockTableau]:
     m = str(method).lower()
     if m == "auto":
         return _AUTO, TSIT5, RODAS5P
@@ -174,8 +184,47 @@ def _broadcast(x, name: str, m: int, tail: tuple[int, ...]) -> np.ndarray:
     raise CartKineticsError(f"{name} must have shape {tail} or {(m, *tail)}, got {a.shape}")
 
 
-def _prepare(system, t_eval, Y0, P, breakpoints, jumps, dtb_dp, dy0_dp, t0, atol, sens, single):
-    """Normalise inputs to the kernels' (m, ...) arrays."""
+def sens_indices(wrt, n_params: int, param_names=None) -> np.ndarray:
+    """Indices (int64, in the order given) of the parameters ``wrt`` selects.
+
+    Parameters
+    ----------
+    wrt : None (all parameters), or a sequence of parameter indices (0-based) or names
+        (names need ``param_names``).
+    n_params : number of model parameters.
+    param_names : sequence of str or None.
+
+    Raises CartKineticsError for an unknown name, an index out of range or a duplicate.
+    """
+    if wrt is None:
+        return np.arange(n_params, dtype=np.int64)
+    if isinstance(wrt, (str, int, np.integer)):
+        wrt = [wrt]
+    idx = []
+    for w in wrt:
+        if isinstance(w, str):
+            names = list(param_names) if param_names is not None else []
+            if w not in names:
+                raise CartKineticsError(
+                    f"wrt: unknown parameter {w!r}; expected one of {names} or indices"
+                )
+            idx.append(names.index(w))
+        elif isinstance(w, (int, np.integer)) and not isinstance(w, bool):
+            if not 0 <= int(w) < n_params:
+                raise CartKineticsError(
+                    f"wrt: parameter index {int(w)} out of range for {n_params} parameters"
+                )
+            idx.append(int(w))
+        else:
+            raise CartKineticsError(f"wrt: expected parameter names or indices, got {w!r}")
+    if len(set(idx)) != len(idx):
+        raise CartKineticsError(f"wrt: duplicate parameters in {list(wrt)}")
+    return np.asarray(idx, dtype=np.int64).reshape(-1)
+
+
+def _prepare(system, t_eval, Y0, P, breakpoints, jumps, dtb_dp, dy0_dp, t0, atol, sens, single,
+             sidx=None):
+    """Normalise inputs to the kernels' (m, ...) arrays (sensitivities for columns sidx)."""
     if not isinstance(system, OdeSystem):
         raise CartKineticsError(f"system must be an OdeSystem, got {type(system).__name__}")
     n, npar = system.n_states, system.n_params
@@ -217,29 +266,33 @@ def _prepare(system, t_eval, Y0, P, breakpoints, jumps, dtb_dp, dy0_dp, t0, atol
     else:
         raise CartKineticsError(f"atol must be a scalar or have shape ({n},), got {atol.shape}")
     if sens:
+        if sidx is None:
+            sidx = np.arange(npar, dtype=np.int64)
         if system.dfdp is None:
             raise CartKineticsError(
                 f"model '{system.name}' has no dfdp function: sensitivities need df/dp"
             )
+        ns = sidx.shape[0]
+        # dtb_dp / dy0_dp: one column per model parameter, or one per selected parameter
         if dtb_dp is None:
-            DTB = np.zeros((m, k, npar))
+            DTB = np.zeros((m, k, ns))
         else:
-            DTB = _broadcast(dtb_dp, "dtb_dp", m, (k, npar))
+            DTB = _select(dtb_dp, "dtb_dp", m, (k,), npar, sidx)
         if dy0_dp is None:
-            S0 = np.zeros((m, n, npar))
+            S0 = np.zeros((m, n, ns))
         else:
-            S0 = _broadcast(dy0_dp, "dy0_dp", m, (n, npar))
-        N = n * (1 + npar)
+            S0 = _select(dy0_dp, "dy0_dp", m, (n,), npar, sidx)
+        N = n * (1 + ns)
         Y0a = np.empty((m, N))
         Y0a[:, :n] = Y0
         # column-major: S[:, j] contiguous
-        Y0a[:, n:] = np.transpose(S0, (0, 2, 1)).reshape(m, n * npar)
+        Y0a[:, n:] = np.transpose(S0, (0, 2, 1)).reshape(m, n * ns)
         # sensitivities of a parameter of size |p_j| get atol / |p_j| (controls p_j dy/dp_j)
-        scale = np.abs(P)
+        scale = np.abs(P[:, sidx])
         scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
         ATOL = np.empty((m, N))
         ATOL[:, :n] = atol_n
-        ATOL[:, n:] = (atol_n[None, None, :] / scale[:, :, None]).reshape(m, n * npar)
+        ATOL[:, n:] = (atol_n[None, None, :] / scale[:, :, None]).reshape(m, n * ns)
         Y0 = Y0a
     else:
         DTB = np.zeros((m, k, max(npar, 0)))
@@ -247,8 +300,24 @@ def _prepare(system, t_eval, Y0, P, breakpoints, jumps, dtb_dp, dy0_dp, t0, atol
     return t_eval, T0, Y0, P, BPS, JUMPS, DTB, ATOL
 
 
+def _select(x, name: str, m: int, head: tuple[int, ...], npar: int, sidx: np.ndarray) -> np.ndarray:
+    """(m, *head, len(sidx)) from an array shared or per problem whose last axis has n_params
+    columns (all parameters: the selected ones are taken) or len(sidx) columns (already
+    selected)."""
+    a = _as_float(x, name)
+    ns = sidx.shape[0]
+    if a.ndim >= 1 and a.shape[-1] == npar:
+        a = np.ascontiguousarray(a[..., sidx])
+    elif not (a.ndim >= 1 and a.shape[-1] == ns):
+        raise CartKineticsError(
+            f"{name} must have {npar} (all parameters) or {ns} (the selected parameters) "
+            f"columns, got shape {a.shape}"
+        )
+    return _broadcast(a, name, m, (*head, ns))
+
+
 def _run(system, t_eval, T0, Y0, P, BPS, JUMPS, DTB, ATOL, method, rtol, max_steps, first_step,
-         sens, parallel, n_threads=None):
+         sens, parallel, n_threads=None, sidx=None):
     kind, et, rt = _tableaus(method)
     from cartkinetics.solvers import _kernels  # compiled (or loaded from cache) on first use
 
@@ -260,29 +329,33 @@ def _run(system, t_eval, T0, Y0, P, BPS, JUMPS, DTB, ATOL, method, rtol, max_ste
 
     # plain solves use an entry point compiled without the sensitivity code
     kernel = _kernels.solve_serial if sens else _kernels.solve_plain
+    SIDX = np.ascontiguousarray(sidx if sidx is not None else np.empty(0), dtype=np.int64)
 
-    def run_chunk(a: int, b: int) -> None:
+    def run_share(idx: np.ndarray) -> None:
         kernel(
-            f_rhs, f_jac, f_dfdp, T0[a:b], t_eval, Y0[a:b], P[a:b], BPS[a:b], JUMPS[a:b], DTB[a:b],
-            np.int64(system.n_states), np.int64(system.n_params), bool(sens), np.int64(kind),
+            f_rhs, f_jac, f_dfdp, T0, t_eval, Y0, P, BPS, JUMPS, DTB,
+            SIDX, np.int64(system.n_states), np.int64(system.n_params), bool(sens), np.int64(kind),
             system.jac is not None, system.autonomous,
             et.a, et.b, et.e, et.c, et.dense, float(et.error_order), float(et.stiff_threshold),
             rt.a, rt.C, float(rt.gamma), rt.c, rt.d, rt.b, rt.e, rt.H, float(rt.error_order),
-            float(rtol), ATOL[a:b], np.int64(max_steps), float(first_step),
-            OUT[a:b], STATS[a:b], STATUS[a:b],
+            float(rtol), ATOL, np.int64(max_steps), float(first_step),
+            OUT, STATS, STATUS, idx,
         )
 
     threads = n_threads if n_threads is not None else numba.get_num_threads()
-    if not parallel or threads <= 1 or m < 2:
-        run_chunk(0, m)
+    threads = min(int(threads), m)
+    if not parallel or threads <= 1:
+        run_share(np.arange(m, dtype=np.int64))
         return OUT, STATS, STATUS
-    # the kernel releases the GIL: chunks on a thread pool; small chunks balance uneven solves
-    n_chunks = min(m, threads * 8)
-    edges = np.linspace(0, m, n_chunks + 1).astype(np.int64)
+    # the kernel releases the GIL: one call per thread, thread r solving problems r, r + T,
+    # r + 2T, ... Interleaving balances batches whose cost trends along the rows; one call
+    # per thread because each call costs ~50 us of argument conversion under the GIL (16
+    # chunks on 2 threads lost ~7% of the 2-thread speed-up to it). Every problem is solved
+    # by the same serial code, so results do not depend on the thread count.
+    shares = [np.arange(r, m, threads, dtype=np.int64) for r in range(threads)]
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        futures = [
-            pool.submit(run_chunk, int(edges[i]), int(edges[i + 1])) for i in range(n_chunks)
-        ]
+        futures = [pool.submit(run_share, idx) for idx in shares[1:]]
+        run_share(shares[0])  # this thread takes a share too
         for fut in futures:
             fut.result()
     return OUT, STATS, STATUS
@@ -366,7 +439,8 @@ def solve_batch(
     Y0 : (m, n) or (n,) initial states; P : (m, n_params) parameters.
     breakpoints : (k,) shared or (m, k) per problem, padded with +inf; jumps : (k, n) or
         (m, k, n). t0 : scalar or (m,). Other arguments as in :func:`solve`.
-    parallel : solve chunks of problems on a thread pool; the numba kernel releases the GIL.
+    parallel : solve on a thread pool (thread r takes problems r, r + T, ...); the numba kernel
+        releases the GIL.
     n_threads : number of threads; default ``numba.get_num_threads()`` (so
         ``numba.set_num_threads`` applies). Every problem is solved by the same serial code,
         so results do not depend on the thread count.
@@ -406,6 +480,7 @@ def solve_sensitivities(
     max_steps: int = 100_000,
     first_step: float = 0.0,
     t0: float | None = None,
+    wrt=None,
 ) -> SensitivityResult:
     """Solve with forward sensitivities S = dy/dp (S' = J S + df/dp, S(t0) = dy0_dp).
 
@@ -420,17 +495,24 @@ def solve_sensitivities(
         Derivative of each breakpoint time with respect to the parameters (e.g. Stein's
         switch at Tmax). At such a breakpoint ``S+ = S- + (f_before - f_after) dtb/dp``.
         Jumps are taken as parameter-independent.
+    wrt : None (all parameters) or a sequence of parameter indices
+        Propagate only the sensitivities to these parameters (e.g. the free parameters of a
+        fit): the augmented system has n (1 + len(wrt)) equations instead of
+        n (1 + n_params). ``dy0_dp`` and ``dtb_dp`` may then have n_params columns (the
+        selected ones are used) or len(wrt) columns.
 
     Returns
     -------
-    SensitivityResult (unpacks as ``y, S, status``): y (nt, n), S (nt, n, n_params).
+    SensitivityResult (unpacks as ``y, S, status``): y (nt, n), S (nt, n, n_params), or
+    S (nt, n, len(wrt)) with ``S[..., j] = dy / dp[wrt[j]]``.
     """
+    sidx = sens_indices(wrt, system.n_params, getattr(system, "param_names", None))
     t_eval, T0, Y0, P, BPS, JUMPS, DTB, ATOL = _prepare(
-        system, t_eval, y0, p, breakpoints, jumps, dtb_dp, dy0_dp, t0, atol, True, True
+        system, t_eval, y0, p, breakpoints, jumps, dtb_dp, dy0_dp, t0, atol, True, True, sidx
     )
     OUT, STATS, STATUS = _run(system, t_eval, T0, Y0, P, BPS, JUMPS, DTB, ATOL, method, rtol,
-                              max_steps, first_step, True, False)
-    y, S = _split_sens(OUT, system.n_states, system.n_params)
+                              max_steps, first_step, True, False, sidx=sidx)
+    y, S = _split_sens(OUT, system.n_states, sidx.shape[0])
     return SensitivityResult(t_eval, y[0], S[0], int(STATUS[0]), _stats_dict(STATS[0]), str(method))
 
 
@@ -451,15 +533,20 @@ def solve_sensitivities_batch(
     t0=None,
     parallel: bool = True,
     n_threads: int | None = None,
+    wrt=None,
 ) -> SensitivityBatchResult:
     """Batch version of :func:`solve_sensitivities`: dY0_dp (n, np) or (m, n, np), dtb_dp
-    (k, np) or (m, k, np). Returns y (m, nt, n), S (m, nt, n, np), status (m,)."""
+    (k, np) or (m, k, np). Returns y (m, nt, n), S (m, nt, n, np), status (m,).
+
+    ``wrt`` (parameter indices) as in :func:`solve_sensitivities`: S (m, nt, n, len(wrt)).
+    """
+    sidx = sens_indices(wrt, system.n_params, getattr(system, "param_names", None))
     t_eval, T0, Y0, P, BPS, JUMPS, DTB, ATOL = _prepare(
-        system, t_eval, Y0, P, breakpoints, jumps, dtb_dp, dY0_dp, t0, atol, True, False
+        system, t_eval, Y0, P, breakpoints, jumps, dtb_dp, dY0_dp, t0, atol, True, False, sidx
     )
     OUT, STATS, STATUS = _run(system, t_eval, T0, Y0, P, BPS, JUMPS, DTB, ATOL, method, rtol,
-                              max_steps, first_step, True, parallel, n_threads)
-    y, S = _split_sens(OUT, system.n_states, system.n_params)
+                              max_steps, first_step, True, parallel, n_threads, sidx=sidx)
+    y, S = _split_sens(OUT, system.n_states, sidx.shape[0])
     return SensitivityBatchResult(t_eval, y, S, STATUS, STATS, str(method))
 
 
