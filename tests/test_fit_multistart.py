@@ -23,7 +23,7 @@ from cartkinetics.fit import fit_series
 from cartkinetics.fit import individual as ind
 from cartkinetics.fit.joint import fit_joint  # noqa: F401  (import check of the shared layer)
 from cartkinetics.fit.likelihood import prepare
-from cartkinetics.fit.multistart import BatchResiduals, batched_lm
+from cartkinetics.fit.multistart import BatchResiduals, batched_lm, local_fit
 
 M = models.get("stein2019")
 DAYS = np.array([1, 4, 7, 11, 14, 21, 28, 60, 90, 180, 270, 365.0])
@@ -85,7 +85,7 @@ def test_batched_residuals_equal_single_point_and_finite_differences(prior, sigm
 def test_batched_lm_returns_to_the_lmfit_optimum_from_nearby_starts():
     s = _simulated(5)[0]
     pr, th = _problem(s, prior="population")
-    th_lm, _ = ind._local_fit(pr, th, pr.names, 2000)
+    th_lm, _ = local_fit(pr, th, pr.names, 2000)
     starts = th_lm[None, :] + 0.05 * np.random.default_rng(1).standard_normal((6, th.size))
     TH, F, _ = batched_lm(BatchResiduals(pr), starts, pr.lower, pr.upper, max_iter=500)
     assert np.all(F <= float(np.sum(pr.residuals(th_lm) ** 2)) + 1e-4)

@@ -69,7 +69,7 @@ from cartkinetics.fit.likelihood import (
     residual_vector,
     row_neg2ll_derivatives,
 )
-from cartkinetics.fit.multistart import SIGMA_BOUNDS, fit_multistart, local_fit
+from cartkinetics.fit.multistart import SIGMA_BOUNDS, fit_multistart
 from cartkinetics.outcomes import OUTCOME_KEYS, batch_curve_outcomes
 
 Z95 = 1.959963984540054
@@ -947,20 +947,6 @@ def _to_internal(values: dict[str, float], names: list[str], is_log: np.ndarray,
     return np.clip(th, lo + 1e-6 * span, hi - 1e-6 * span)
 
 
-def _local_fit(problem: _Problem, theta0: np.ndarray, names: list[str], max_nfev: int):
-    """One lmfit least_squares run (TRF, native bounds, analytic Jacobian)."""
-    return local_fit(problem, theta0, names, max_nfev)
-
-
-def _fit_problem(problem: _Problem, theta0: np.ndarray, names: list[str], n_candidates: int,
-                 n_starts: int, spread: np.ndarray, rng: np.random.Generator, max_nfev: int,
-                 days: np.ndarray | None = None, vectorised: bool = True):
-    """Global step + local fits (:func:`cartkinetics.fit.multistart.fit_multistart`);
-    returns the best theta, the lmfit result, the objective there and the number of starts."""
-    return fit_multistart(problem, theta0, names, n_candidates, n_starts, spread, rng,
-                          max_nfev, days, vectorised=vectorised)
-
-
 def _covariance(H: np.ndarray, theta: np.ndarray, lower: np.ndarray, upper: np.ndarray):
     """Cov = 2 H^-1 of -2 log L, restricted to the identifiable parameters.
 
@@ -1233,7 +1219,7 @@ def _fit_prepared(series, model, data, residual, fixed_d, free, names, is_log, l
     )
     if residual.estimate_sigma:
         spread = np.append(spread, 0.3)
-    th, out, m2ll, n_used_starts = _fit_problem(
+    th, out, m2ll, n_used_starts = fit_multistart(
         problem, theta0, names, n_candidates, n_starts, spread, rng, max_nfev,
         days=np.asarray(series.day, float), vectorised=multistart == "vectorised",
     )

@@ -24,7 +24,6 @@ from cartkinetics.fit.individual import (
     Z95,
     _Block,
     _covariance,
-    _fit_problem,
     _get_model,
     _internal_setup,
     _Problem,
@@ -34,6 +33,7 @@ from cartkinetics.fit.individual import (
     data_start,
 )
 from cartkinetics.fit.likelihood import prepare
+from cartkinetics.fit.multistart import fit_multistart
 from cartkinetics.outcomes import curve_outcomes
 
 
@@ -203,7 +203,7 @@ def fit_joint(
     if residual.estimate_sigma:
         spread = np.append(spread, 0.3)
     rng = np.random.default_rng(seed)
-    th, res_lm, m2ll, _ = _fit_problem(problem, theta0, inames, n_candidates, n_starts, spread,
+    th, res_lm, m2ll, _ = fit_multistart(problem, theta0, inames, n_candidates, n_starts, spread,
                                        rng, max_nfev)
     if not np.isfinite(m2ll):
         out.status, out.message = "solver_failure", "the model could not be solved at the optimum"

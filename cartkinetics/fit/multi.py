@@ -23,13 +23,13 @@ from cartkinetics.fit.individual import (
     Z95,
     _Block,
     _covariance,
-    _fit_problem,
     _get_model,
     _internal_setup,
     _Problem,
     _to_internal,
 )
 from cartkinetics.fit.likelihood import ResidualModel, loglik_terms, prepare
+from cartkinetics.fit.multistart import fit_multistart
 
 
 @dataclass
@@ -204,7 +204,7 @@ def fit_outputs(
     spread = np.array([math.sqrt(model.bsv.get(n, 0.25)) for n in free_names]
                       + ([0.3] if estimate else []))
     rng = np.random.default_rng(seed)
-    th, res_lm, m2ll, _ = _fit_problem(problem, theta0, names, n_candidates, n_starts, spread,
+    th, res_lm, m2ll, _ = fit_multistart(problem, theta0, names, n_candidates, n_starts, spread,
                                        rng, max_nfev)
     if not np.isfinite(m2ll):
         out.status, out.message = "solver_failure", "the model could not be solved at the optimum"

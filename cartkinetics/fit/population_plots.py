@@ -38,6 +38,29 @@ def _observations(fit: Any, ax: Any, sel: np.ndarray, color: Any) -> None:
     ax.plot(d.t[c], d.value[c], "o", mfc="none", color=color, ms=5)
 
 
+_COLORS = {1: "tab:blue", 2: "tab:red"}  # first infusion blue, second red
+
+
+def _band(fit: Any, ax: Any, grid: np.ndarray, th: np.ndarray, q: tuple[float, float], col: str,
+          label: str, obs_mask: np.ndarray) -> None:
+    """Median and (q_low, q_high) band of the curves of parameter draws ``th``, and the data."""
+    curves = np.exp(fit.predict_log(grid, th))
+    lo, med, hi = np.nanquantile(curves, [q[0], 0.5, q[1]], axis=0)
+    ax.fill_between(grid, lo, hi, color=col, alpha=0.2, lw=0)
+    ax.plot(grid, med, color=col, lw=1.5, label=label)
+    _observations(fit, ax, obs_mask, col)
+
+
+def _finish(ax: Any, d: Any, title: str) -> Any:
+    """Log y axis, labels in the data's assay units, title and legend."""
+    ax.set_yscale("log")
+    ax.set_xlabel("days since infusion")
+    ax.set_ylabel(f"{d.assay} ({d.unit})")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return ax
+
+
 def plot_population(
     fit: Any, ax: Any = None, *, infusion: int | None = None, max_draws: int = 400,
     t_end: float | None = None,
@@ -58,7 +81,6 @@ def plot_population(
     rng = np.random.default_rng(0)
     grid = _grid(fit, t_end)
     infs = sorted(set(d.series_infusion.tolist())) if infusion is None else [infusion]
-    colors = {1: "tab:blue", 2: "tab:red"}
     for k in infs:
         th = np.tile(fit.model.typical, (idx.size, 1))
         for n, v in fit.info["fixed"].items():
@@ -72,18 +94,9 @@ def plot_population(
                 if "tau" in fit.idata.posterior:
                     phi = phi + fit._stack("tau")[idx, e] * rng.standard_normal(idx.size)
             th[:, jj] = _backward(phi, kinds[jj])
-        curves = np.exp(fit.predict_log(grid, th))
-        lo, med, hi = np.nanquantile(curves, [0.05, 0.5, 0.95], axis=0)
-        col = colors.get(k, "tab:green")
-        ax.fill_between(grid, lo, hi, color=col, alpha=0.2, lw=0)
-        ax.plot(grid, med, color=col, lw=1.5, label=f"infusion {k}: median, 90% PI")
-        _observations(fit, ax, d.series_infusion[d.obs_series] == k, col)
-    ax.set_yscale("log")
-    ax.set_xlabel("days since infusion")
-    ax.set_ylabel(f"{d.assay} ({d.unit})")
-    ax.set_title(f"{fit.model.name}: population prediction (open: BLQ at LLOQ)")
-    ax.legend(fontsize=8)
-    return ax
+        _band(fit, ax, grid, th, (0.05, 0.95), _COLORS.get(k, "tab:green"),
+              f"infusion {k}: median, 90% PI", d.series_infusion[d.obs_series] == k)
+    return _finish(ax, d, f"{fit.model.name}: population prediction (open: BLQ at LLOQ)")
 
 
 def plot_individual(
@@ -93,7 +106,6 @@ def plot_individual(
     ax = _axes(ax)
     d = fit.data
     grid = _grid(fit, t_end)
-    colors = {1: "tab:blue", 2: "tab:red"}
     found = False
     for s, (p, k, _) in enumerate(d.series_keys):
         if p != str(patient):
@@ -101,20 +113,11 @@ def plot_individual(
         found = True
         th = fit.theta[:, s, :]
         th = th[_thin(th.shape[0], max_draws)]
-        curves = np.exp(fit.predict_log(grid, th))
-        lo, med, hi = np.nanquantile(curves, [0.025, 0.5, 0.975], axis=0)
-        col = colors.get(k, "tab:green")
-        ax.fill_between(grid, lo, hi, color=col, alpha=0.2, lw=0)
-        ax.plot(grid, med, color=col, lw=1.5, label=f"infusion {k}")
-        _observations(fit, ax, d.obs_series == s, col)
+        _band(fit, ax, grid, th, (0.025, 0.975), _COLORS.get(k, "tab:green"), f"infusion {k}",
+              d.obs_series == s)
     if not found:
         raise ValueError(f"patient {patient!r} is not in the fit")
-    ax.set_yscale("log")
-    ax.set_xlabel("days since infusion")
-    ax.set_ylabel(f"{d.assay} ({d.unit})")
-    ax.set_title(f"patient {patient}")
-    ax.legend(fontsize=8)
-    return ax
+    return _finish(ax, d, f"patient {patient}")
 
 
 def plot_individuals(fit: Any, max_patients: int = 12, **kw: Any) -> Any:
