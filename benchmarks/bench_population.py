@@ -100,6 +100,21 @@ def _liu_data():
     )
 
 
+def _liu_baseline() -> dict[str, float]:
+    """Each patient's baseline CD19+ leukaemia (cells/uL): the day-0 leukaemia count (y_ID 2),
+    the authors' regressor nB0 (their ``Reg`` column where the file has one; Data_PR.csv has
+    none, its day-0 leukaemia rows carry the same value)."""
+    import pandas as pd
+
+    out = {}
+    for g in ("CR", "PR", "NR", "NegR"):
+        d = pd.read_csv(LIU / f"Data_{g}.csv")
+        base = d[(d["y_ID"] == 2) & (d["time"] == 0)].groupby("ID")["y"].first()
+        for pid, v in base.items():
+            out[f"{g}-{pid}"] = float(v)
+    return out
+
+
 def part_b_evaluations(pdata, model, peers: bool = True,
                        free: tuple[str, ...] = LIU_FREE) -> list[tuple]:
     """Time of one population log-likelihood + gradient with each ODE route."""
@@ -225,6 +240,9 @@ def part_b_sampling(args: argparse.Namespace, pdata, model) -> tuple:
     free = tuple(args.liu_free)
     fixed = {n: v for n, v in zip(model.param_names, model.typical, strict=True)
              if n not in free}
+    if "nB0" not in free:
+        # the authors' regressor: each patient's measured baseline leukaemia
+        fixed["nB0"] = _liu_baseline()
     n = 100 if args.quick else args.liu_draws
     tune = 100 if args.quick else args.liu_tune
     t0 = time.perf_counter()
@@ -239,7 +257,8 @@ def part_b_sampling(args: argparse.Namespace, pdata, model) -> tuple:
     }
     print(f"Liu priors: {priors}")
     fit = fit_population(pdata, model, fixed=fixed, priors=priors, draws=n, tune=tune,
-                         chains=2, seed=1, progress=args.progress, warn=False)
+                         chains=2, seed=1, progress=args.progress, warn=False,
+                         residual=args.liu_residual, centred=args.liu_centred)
     total = time.perf_counter() - t0
     cpu = time.process_time() - c0
     print(f"Liu sampling: {total:.1f} s wall, {cpu:.1f} s CPU (this process), load average "
@@ -274,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--liu-omega", type=float, nargs=2, default=[0.5, 0.5],
                     metavar=("MEDIAN", "SD_LOG"),
                     help="LogNormal prior of the Liu between-patient SDs (0.5 0.5)")
+    ap.add_argument("--liu-residual", choices=("normal", "student"), default="normal",
+                    help="residual distribution of the Liu fit (normal)")
+    ap.add_argument("--liu-centred", nargs="*", default=None,
+                    help="Liu parameters sampled centred (default: none of them)")
     ap.add_argument("--progress", action="store_true", help="show the Liu sampler's progress")
     args = ap.parse_args(argv)
     import os

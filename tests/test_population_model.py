@@ -193,3 +193,42 @@ def test_covariates_build(small_data):
     np.testing.assert_allclose(d.X[:, 0].mean(), 0.0, atol=1e-12)
     assert "b" in m.named_vars
     pdata.patient_table = None
+
+
+def test_fixed_per_patient_values(small_data):
+    """fixed= takes a number, a patient-table column or a mapping patient -> value; the
+    series' parameter rows carry each patient's own value (a regressor such as Liu 2022's
+    baseline leukaemia) and the likelihood uses it."""
+    pdata, _ = small_data
+    beta = {p: 0.002 * (1 + i) for i, p in enumerate(pdata.patients)}
+    expected = np.array([beta[pdata.patients[i]] for i in pdata.series_patient])
+    pdata.patient_table = pd.DataFrame({"beta_reg": beta}).rename_axis("patient")
+    try:
+        for spec in ({"beta": beta}, {"beta": "beta_reg"}, {"beta": pd.Series(beta)}):
+            m, info = P.build_model(pdata, "stein2019", fixed=spec)
+            assert "beta" not in info["free"]
+            theta = m.compile_fn(m.replace_rvs_by_values([m["theta"]])[0],
+                                 inputs=m.value_vars, on_unused_input="ignore")(
+                m.initial_point())
+            np.testing.assert_allclose(theta[:, info["names"].index("beta")], expected,
+                                       rtol=1e-12)
+            assert info["fixed"]["beta"] == pytest.approx(np.median(list(beta.values())))
+        # the likelihood sees the per-patient value: a different beta changes log p
+        pt_ = m.initial_point()
+        lp1 = m.compile_logp()(pt_)
+        m2, _ = P.build_model(pdata, "stein2019", fixed={"beta": 0.002})
+        assert m2.compile_logp()(pt_) != pytest.approx(lp1)
+        missing = dict(beta)
+        missing.pop(pdata.patients[2])
+        with pytest.raises(CartKineticsError, match=f"no value for patient {pdata.patients[2]}"):
+            P.build_model(pdata, fixed={"beta": missing})
+        bad = dict(beta)
+        bad[pdata.patients[1]] = -1.0
+        with pytest.raises(CartKineticsError, match=f"patient {pdata.patients[1]}"):
+            P.build_model(pdata, fixed={"beta": bad})
+        with pytest.raises(CartKineticsError, match="no such column"):
+            P.build_model(pdata, fixed={"beta": "nonsense"})
+        with pytest.raises(CartKineticsError, match="unknown parameter"):
+            P.build_model(pdata, fixed={"gamma": 1.0})
+    finally:
+        pdata.patient_table = None

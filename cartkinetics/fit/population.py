@@ -422,6 +422,70 @@ def _upper_limits(
     return np.where(np.isfinite(arr), arr, 1e3)
 
 
+def _fixed_values(
+    fixed: dict[str, Any] | None, pdata: PopulationData, model: Any
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Fixed parameters as (typical value, per-series values).
+
+    A value is a number (everyone), the name of a column of the patient table
+    (``data.patients``), or a mapping / pandas Series patient -> value (e.g. each patient's
+    measured baseline leukaemia as Liu 2022's regressor nB0). The typical value of a
+    per-patient parameter is the median over the patients (used by the population bands and
+    the typical infusion effect).
+    """
+    names = list(model.param_names)
+    typical: dict[str, float] = {}
+    series: dict[str, np.ndarray] = {}
+    for n, v in (fixed or {}).items():
+        if n not in names:
+            raise CartKineticsError(f"fixed: unknown parameter {n!r}; the model has {names}")
+        par = model.parameters[names.index(n)]
+        if isinstance(v, str):
+            table = pdata.patient_table
+            if table is None or v not in table.columns:
+                have = [] if table is None else list(table.columns)
+                raise CartKineticsError(
+                    f"fixed: {n!r} = column {v!r} of the patient table, which has no such "
+                    f"column (columns: {have}; pass patients= to read_kinetics)"
+                )
+            per_patient = table[v]
+            source = f"patient table column {v!r}"
+        elif isinstance(v, (dict, pd.Series)):
+            per_patient = pd.Series(v)
+            per_patient.index = per_patient.index.astype(str)
+            source = f"the values given for {n!r}"
+        else:
+            try:
+                val = float(v)
+            except (TypeError, ValueError):
+                raise CartKineticsError(
+                    f"fixed: {n!r} must be a number, a patient-table column name or a mapping "
+                    f"patient -> value, got {type(v).__name__}"
+                ) from None
+            per_patient = pd.Series(val, index=pdata.patients)
+            source = f"fixed {n!r}"
+        vals = np.empty(pdata.n_patients)
+        for i, pid in enumerate(pdata.patients):
+            if pid not in per_patient.index:
+                raise CartKineticsError(f"fixed: {source} has no value for patient {pid}")
+            try:
+                x = float(per_patient.loc[pid])
+            except (TypeError, ValueError):
+                x = float("nan")
+            if not (math.isfinite(x) and par.lower <= x <= par.upper) or (
+                par.log_scale and x <= 0
+            ):
+                raise CartKineticsError(
+                    f"fixed: {source}, patient {pid}: {per_patient.loc[pid]!r} is not a finite "
+                    f"value in [{par.lower}, {par.upper}] {par.unit}"
+                    + (" (> 0: a log-scale parameter)" if par.log_scale else "")
+                )
+            vals[i] = x
+        typical[n] = float(np.median(vals))
+        series[n] = vals[pdata.series_patient]
+    return typical, series
+
+
 def _default_effects(model: Any) -> tuple[str, ...]:
     names = model.param_names
     eff = tuple(n for n in ("cmax", "tmax") if n in names)
@@ -568,7 +632,7 @@ def build_model(
     covariates: dict[str, list[str]] | None = None,
     residual: str = "normal",
     priors: dict[str, Any] | None = None,
-    fixed: dict[str, float] | None = None,
+    fixed: dict[str, Any] | None = None,
     centred: tuple[str, ...] | list[str] | None = None,
     mutable_data: bool = False,
     truncate: bool = True,
@@ -593,8 +657,10 @@ def build_model(
     priors : dict, optional
         Overrides of :func:`default_priors` (same structure).
     fixed : dict name -> value, optional
-        Parameters held at a value for everyone (no mean, no random effect), e.g. beta when
-        the data end before the slow phase.
+        Parameters held fixed (no mean, no random effect): a number for everyone (e.g. beta
+        when the data end before the slow phase), or per patient, a column name of the
+        patient table or a mapping patient -> value (a regressor, e.g. Liu 2022's baseline
+        leukaemia nB0; natural units of the parameter).
     centred : sequence of parameter names, optional
         Random effects sampled in the centred form ``phi_i ~ N(mu, omega)``; the others use
         the non-centred ``phi_i = mu + omega z_i``. Default ``DEFAULT_CENTRED`` (tmax, cmax,
@@ -622,10 +688,7 @@ def build_model(
     model = _get_model(model)
     names = list(model.param_names)
     kinds = _transforms(model)
-    fixed = dict(fixed or {})
-    for n in fixed:
-        if n not in names:
-            raise CartKineticsError(f"fixed: unknown parameter {n!r}; the model has {names}")
+    fixed, fixed_series = _fixed_values(fixed, pdata, model)
     free = [n for n in names if n not in fixed]
     if residual not in ("normal", "student"):
         raise CartKineticsError(f"residual must be 'normal' or 'student', got {residual!r}")
@@ -746,7 +809,7 @@ def build_model(
         cols = []
         for j, n in enumerate(names):
             if n in fixed:
-                cols.append(pt.fill(phi[:, 0], float(fixed[n])))
+                cols.append(pt.as_tensor(fixed_series[n]))
             else:
                 k = free.index(n)
                 cols.append(pt.exp(phi[:, k]) if kinds[j] == "log" else pt.sigmoid(phi[:, k]))
@@ -757,7 +820,7 @@ def build_model(
             logs = []
             for n in ("foldx", "tmax", "cmax", "alpha", "beta"):
                 if n in fixed:
-                    logs.append(pt.fill(phi[:, 0], math.log(float(fixed[n]))))
+                    logs.append(pt.as_tensor(np.log(fixed_series[n])))
                 else:
                     logs.append(phi[:, free.index(n)])
             theta_log = pt.stack(logs, axis=1)[pdata.obs_series]
@@ -794,7 +857,8 @@ def build_model(
         "names": names,
         "free": free,
         "kinds": kinds,
-        "fixed": fixed,
+        "fixed": fixed,  # typical values (median over patients for per-patient ones)
+        "fixed_series": fixed_series,
         "effects": effects,
         "infusion_effect_random": bool(infusion_effect_random and effects),
         "design": design,
@@ -1492,7 +1556,7 @@ def fit_population(
     covariates: dict[str, list[str]] | None = None,
     residual: str = "normal",
     priors: dict[str, Any] | None = None,
-    fixed: dict[str, float] | None = None,
+    fixed: dict[str, Any] | None = None,
     centred: tuple[str, ...] | list[str] | None = None,
     truncate: bool = True,
     censoring: str = "M3",
