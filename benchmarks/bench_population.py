@@ -91,13 +91,25 @@ def part_a(args: argparse.Namespace) -> list[tuple]:
     return rows
 
 
-def _liu_data():
+def _liu_data(leukaemia: bool = False):
+    """CAR-T levels (y_ID 1, as assay qpcr) of the 32 patients; with ``leukaemia`` also the
+    CD19+ leukaemia counts (y_ID 2, assay "leukaemia", cells/uL) after day 0 (the day-0 count
+    is the patient's regressor nB0, see _liu_baseline, so it does not enter twice)."""
+    import pandas as pd
+
     from cartkinetics.data import KineticsData, read_kinetics
 
-    return KineticsData.concat(
-        read_kinetics(LIU / f"Data_{g}.csv", mapping=LIU_MAPPING, patient_prefix=f"{g}-")
-        for g in ("CR", "PR", "NR", "NegR")
-    )
+    parts = [read_kinetics(LIU / f"Data_{g}.csv", mapping=LIU_MAPPING, patient_prefix=f"{g}-")
+             for g in ("CR", "PR", "NR", "NegR")]
+    if leukaemia:
+        for g in ("CR", "PR", "NR", "NegR"):
+            d = pd.read_csv(LIU / f"Data_{g}.csv")
+            d = d[(d["y_ID"] == 2) & (d["time"] > 0)]
+            parts.append(read_kinetics(
+                d, mapping={"columns": {"TIME": "time", "DV": "y"}, "blq_values": {"0.2": 0.2},
+                            "assay": "leukaemia", "unit": "cells/uL"},
+                patient_prefix=f"{g}-", assays={"leukaemia": "cells/uL"}))
+    return KineticsData.concat(parts)
 
 
 def _liu_baseline() -> dict[str, float]:
@@ -256,9 +268,11 @@ def part_b_sampling(args: argparse.Namespace, pdata, model) -> tuple:
         "omega": {p: ("lognormal", args.liu_omega[0], args.liu_omega[1]) for p in free},
     }
     print(f"Liu priors: {priors}")
+    obs = {"leukaemia": "leukaemia"} if pdata.n_outputs > 1 else None
     fit = fit_population(pdata, model, fixed=fixed, priors=priors, draws=n, tune=tune,
                          chains=2, seed=1, progress=args.progress, warn=False,
-                         residual=args.liu_residual, centred=args.liu_centred)
+                         residual=args.liu_residual, centred=args.liu_centred,
+                         observations=obs)
     total = time.perf_counter() - t0
     cpu = time.process_time() - c0
     print(f"Liu sampling: {total:.1f} s wall, {cpu:.1f} s CPU (this process), load average "
@@ -297,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="residual distribution of the Liu fit (normal)")
     ap.add_argument("--liu-centred", nargs="*", default=None,
                     help="Liu parameters sampled centred (default: none of them)")
+    ap.add_argument("--liu-leukaemia", action="store_true",
+                    help="fit the leukaemia counts (y_ID 2) as a second output, as the authors")
     ap.add_argument("--progress", action="store_true", help="show the Liu sampler's progress")
     args = ap.parse_args(argv)
     import os
@@ -320,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
         from cartkinetics import models
         from cartkinetics.fit import population as P
 
-        pdata = P.prepare_population_data(_liu_data())
+        assays = ["qpcr", "leukaemia"] if args.liu_leukaemia else "qpcr"
+        pdata = P.prepare_population_data(_liu_data(args.liu_leukaemia), assay=assays)
         model = models.get("liu2022")
         rows = part_b_evaluations(pdata, model, peers=not args.skip_liu_peers,
                                   free=tuple(args.liu_free))

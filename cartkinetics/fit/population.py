@@ -103,6 +103,11 @@ class PopulationData:
     log_y : (n_obs,) ln(value)
     log_lower : (n_obs,) ln(LLOQ) on censored rows, -inf elsewhere (``pm.Censored`` lower)
     patient_table : DataFrame or None, covariates indexed by patient
+    outputs : list of str, the assays in the likelihood (``outputs[0]`` = ``assay``, the
+        primary one: Cmax, Tmax and AUC refer to it); several for a joint fit of e.g. CAR-T
+        levels and leukaemia counts
+    output_units : list of str, the unit of each output
+    obs_output : (n_obs,) int, index into ``outputs`` of each row
     """
 
     assay: str
@@ -122,6 +127,25 @@ class PopulationData:
     patient_table: pd.DataFrame | None = None
     censoring: str = "M3"
     notes: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    output_units: list[str] = field(default_factory=list)
+    obs_output: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if not self.outputs:
+            self.outputs = [self.assay]
+            self.output_units = [self.unit]
+        if self.obs_output is None:
+            self.obs_output = np.zeros(self.n_obs, dtype=np.int64)
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.outputs)
+
+    @property
+    def primary(self) -> np.ndarray:
+        """(n_obs,) bool, rows of the primary output (the CAR-T levels)."""
+        return self.obs_output == 0
 
     @property
     def n_patients(self) -> int:
@@ -154,6 +178,7 @@ class PopulationData:
                 "value": self.value,
                 "lloq": self.lloq,
                 "censored": self.censored,
+                "output": [self.outputs[k] for k in self.obs_output],
             }
         )
 
@@ -176,17 +201,21 @@ def _series_list(data: Any) -> tuple[list[Any], pd.DataFrame | None]:
 
 
 def prepare_population_data(
-    data: Any, assay: str | None = None, censoring: str = "M3"
+    data: Any, assay: str | list[str] | tuple[str, ...] | None = None, censoring: str = "M3"
 ) -> PopulationData:
-    """Arrange one assay's series for the hierarchical model.
+    """Arrange one assay's series (or several outputs) for the hierarchical model.
 
     Parameters
     ----------
     data : KineticsData, list of Series, DataFrame or path
         Kinetics data (``cartkinetics.read_kinetics``); used and censored rows enter.
-    assay : str, optional
+    assay : str or sequence of str, optional
         Assay to fit (``"qpcr"``, ``"flow"``, ...). Needed when the data hold several: levels of
-        different assays are never mixed in one likelihood.
+        different assays are never mixed in one residual error. A sequence fits several
+        outputs jointly, each with its own residual SD, the first being the primary one (the
+        CAR-T levels whose Cmax, Tmax and AUC are reported), e.g. ``["qpcr", "leukaemia"]``
+        for Liu 2022's CAR-T and leukaemia counts; ``build_model(observations=...)`` then
+        maps each to a model observation.
     censoring : "M3" (default) or "M1"
         BLQ rows as ln P(Y < LLOQ) (M3), or discarded (M1, for comparison only); the rows
         are prepared by :func:`cartkinetics.fit.likelihood.prepare`.
@@ -194,6 +223,9 @@ def prepare_population_data(
     Returns
     -------
     PopulationData
+        One series per (patient, infusion) with primary-assay rows; rows of the other outputs
+        join their patient's and infusion's series (a series of an output alone is noted and
+        left out).
     """
     series, patients_table = _series_list(data)
     if not series:
@@ -206,21 +238,28 @@ def prepare_population_data(
                 "one (levels of different assays are not mixed in one likelihood)"
             )
         assay = assays[0]
-    chosen = [s for s in series if s.assay == assay]
-    if not chosen:
-        raise CartKineticsError(f"population fit: no series of assay {assay!r}; found {assays}")
-    units = sorted({s.unit for s in chosen})
-    if len(units) > 1:
-        raise CartKineticsError(f"population fit: assay {assay!r} has several units {units}")
-
-    chosen = [s for s in chosen if len(np.asarray(s.day)) > 0]
-    chosen.sort(key=lambda s: (str(s.patient), int(s.infusion)))
+    outputs = [assay] if isinstance(assay, str) else [str(a) for a in assay]
+    if not outputs or len(set(outputs)) != len(outputs):
+        raise CartKineticsError(f"population fit: assay must name distinct assays, got {assay}")
+    units = []
+    for a in outputs:
+        chosen_a = [s for s in series if s.assay == a]
+        if not chosen_a:
+            raise CartKineticsError(f"population fit: no series of assay {a!r}; found {assays}")
+        us = sorted({s.unit for s in chosen_a})
+        if len(us) > 1:
+            raise CartKineticsError(f"population fit: assay {a!r} has several units {us}")
+        units.append(us[0])
+    primary = outputs[0]
+    chosen = [s for s in series if s.assay in outputs and len(np.asarray(s.day)) > 0]
+    chosen.sort(key=lambda s: (str(s.patient), int(s.infusion), outputs.index(s.assay)))
     from cartkinetics.fit.likelihood import prepare
 
     keys, sp, si, sd = [], [], [], []
-    os_, t, v, lq, cens, notes = [], [], [], [], [], []
+    os_, t, v, lq, cens, out_k, notes = [], [], [], [], [], [], []
+    index: dict[tuple[str, int], int] = {}
     for s in chosen:
-        where = f"series patient {s.patient} infusion {s.infusion} ({assay})"
+        where = f"series patient {s.patient} infusion {s.infusion} ({s.assay})"
         # the project's one data preparation (log-observations, log-LLOQ, censored mask)
         prep = prepare(s, censoring=censoring)
         notes.extend(f"{where}: {n}" for n in prep.notes)
@@ -229,26 +268,36 @@ def prepare_population_data(
             continue
         if np.any(prep.t < 0) or np.any(~np.isfinite(prep.t)):
             raise CartKineticsError(f"{where}: days since infusion must be finite and >= 0")
-        k = len(keys)
-        keys.append((str(s.patient), int(s.infusion), assay))
-        sp.append(str(s.patient))
-        si.append(int(s.infusion))
-        dose = getattr(s, "dose", None)
-        sd.append(float(dose) if dose is not None else np.nan)
+        pk = (str(s.patient), int(s.infusion))
+        if s.assay == primary:
+            index[pk] = len(keys)
+            keys.append((pk[0], pk[1], primary))
+            sp.append(pk[0])
+            si.append(pk[1])
+            dose = getattr(s, "dose", None)
+            sd.append(float(dose) if dose is not None else np.nan)
+        elif pk not in index:
+            notes.append(f"{where}: no {primary} series for this patient and infusion; left out")
+            continue
+        k = index[pk]
         os_.append(np.full(prep.n, k, dtype=np.int64))
         t.append(prep.t)
         # ln value on quantified rows, ln limit on censored rows (pm.Censored's convention)
         v.append(np.where(prep.censored, prep.log_lloq, prep.log_y))
         lq.append(np.asarray(s.lloq, dtype=float)[prep.rows])
         cens.append(prep.censored)
+        out_k.append(np.full(prep.n, outputs.index(s.assay), dtype=np.int64))
     if not keys:
-        raise CartKineticsError(f"population fit: no usable rows in assay {assay!r}")
+        raise CartKineticsError(f"population fit: no usable rows in assay {primary!r}")
+    # rows grouped by series (the order the Ops and the per-series code expect)
+    obs_series = np.concatenate(os_)
+    order = np.argsort(obs_series, kind="stable")
     patients = list(dict.fromkeys(sp))
     pidx = {p: i for i, p in enumerate(patients)}
-    t_all = np.concatenate(t)
-    log_y = np.concatenate(v)
-    cens_all = np.concatenate(cens)
-    lloq_all = np.concatenate(lq)
+    t_all = np.concatenate(t)[order]
+    log_y = np.concatenate(v)[order]
+    cens_all = np.concatenate(cens)[order]
+    lloq_all = np.concatenate(lq)[order]
     v_all = np.exp(log_y)
     log_lower = np.where(cens_all, log_y, -np.inf)
     table = None
@@ -258,14 +307,14 @@ def prepare_population_data(
             table = table.set_index(table["patient"].astype(str))
         table.index = table.index.astype(str)
     return PopulationData(
-        assay=assay,
+        assay=primary,
         unit=units[0],
         patients=patients,
         series_keys=keys,
         series_patient=np.asarray([pidx[p] for p in sp], dtype=np.int64),
         series_infusion=np.asarray(si, dtype=np.int64),
         series_dose=np.asarray(sd, dtype=float),
-        obs_series=np.concatenate(os_),
+        obs_series=obs_series[order],
         t=t_all,
         value=v_all,
         lloq=lloq_all,
@@ -275,6 +324,9 @@ def prepare_population_data(
         patient_table=table,
         censoring=censoring,
         notes=notes,
+        outputs=outputs,
+        output_units=units,
+        obs_output=np.concatenate(out_k)[order],
     )
 
 
@@ -486,6 +538,40 @@ def _fixed_values(
     return typical, series
 
 
+def _output_observations(
+    model: Any, pdata: PopulationData, observations: dict[str, str] | None
+) -> dict[int, str]:
+    """Model observation measured by each output (index into ``pdata.outputs``)."""
+    obs = dict(observations or {})
+    for a in obs:
+        if a not in pdata.outputs:
+            raise CartKineticsError(
+                f"observations: {a!r} is not an output of the data ({pdata.outputs})"
+            )
+    if _is_stein(model):
+        if pdata.n_outputs > 1 or obs:
+            raise CartKineticsError(
+                "stein2019 has one observation (CAR-T level): fit one assay at a time"
+            )
+        return {0: model.primary_observation}
+    names = list(model.obs_names)
+    out = {}
+    for k, a in enumerate(pdata.outputs):
+        name = obs.get(a, model.primary_observation if k == 0 else None)
+        if name is None:
+            raise CartKineticsError(
+                f"observations: which observation of {model.name} does output {a!r} measure? "
+                f"Pass observations={{{a!r}: one of {names}}}"
+            )
+        if name not in names:
+            raise CartKineticsError(
+                f"observations: {name!r} (for {a!r}) is not an observation of {model.name}; "
+                f"it has {names}"
+            )
+        out[k] = name
+    return out
+
+
 def _default_effects(model: Any) -> tuple[str, ...]:
     names = model.param_names
     eff = tuple(n for n in ("cmax", "tmax") if n in names)
@@ -636,6 +722,7 @@ def build_model(
     centred: tuple[str, ...] | list[str] | None = None,
     mutable_data: bool = False,
     truncate: bool = True,
+    observations: dict[str, str] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Build the PyMC model (see the module docstring for the equations).
 
@@ -677,6 +764,11 @@ def build_model(
         ``alpha_above_beta``). Without them a patient whose peak falls between sampling days
         lets alpha run to infinity (a ridge where NUTS diverges) and a chain can get stuck in
         the label-switched mode alpha <-> beta (docs/population.md).
+    observations : dict output assay -> model observation name, optional
+        For data with several outputs (``prepare_population_data(assay=[...])``), which
+        model observation each output measures, e.g. ``{"qpcr": "car_t", "leukaemia":
+        "leukaemia"}`` for Liu 2022; the primary output defaults to the model's primary
+        observation. Each output has its own residual SD (``sigma`` over dim ``output``).
 
     Returns
     -------
@@ -703,6 +795,7 @@ def build_model(
                 f"infusion_effect: {e!r} is not a free parameter of {model.name} ({free})"
             )
     design = _covariate_design(pdata, covariates, names)
+    obs_of = _output_observations(model, pdata, observations)
 
     coords: dict[str, Any] = {
         "param": free,
@@ -727,6 +820,9 @@ def build_model(
         coords["effect"] = effects
     if design is not None and design.names:
         coords["covariate"] = design.names
+    multi = pdata.n_outputs > 1
+    if multi:
+        coords["output"] = list(pdata.outputs)
 
     mu_mean = np.array([pri["mu"][n][0] for n in free])
     mu_sd = np.array([pri["mu"][n][1] for n in free])
@@ -830,19 +926,23 @@ def build_model(
             from cartkinetics.fit.pytensor_ops import ODEObservationOp
 
             # sensitivities only for the free parameters (the fixed ones are constants)
-            op = ODEObservationOp(model, pdata, wrt=free)
+            op = ODEObservationOp(model, pdata, wrt=free,
+                                  observations=[obs_of[k] for k in range(pdata.n_outputs)])
             log_pred = op(theta)
 
         s_pri = pri["sigma"]
+        # one residual SD per output (CAR-T levels and leukaemia counts differ in error)
+        sdims = "output" if multi else None
         if s_pri[0] == "lognormal":
-            sigma = pm.LogNormal("sigma", mu=math.log(s_pri[1]), sigma=s_pri[2])
+            sigma = pm.LogNormal("sigma", mu=math.log(s_pri[1]), sigma=s_pri[2], dims=sdims)
         else:
-            sigma = pm.HalfNormal("sigma", sigma=s_pri[1])
+            sigma = pm.HalfNormal("sigma", sigma=s_pri[1], dims=sdims)
+        sig_row = sigma[pdata.obs_output] if multi else sigma
         if residual == "normal":
-            dist = pm.Normal.dist(mu=log_pred, sigma=sigma)
+            dist = pm.Normal.dist(mu=log_pred, sigma=sig_row)
         else:
             nu = pm.Gamma("nu", alpha=pri["nu"][1], beta=pri["nu"][2])
-            dist = pm.StudentT.dist(nu=nu, mu=log_pred, sigma=sigma)
+            dist = pm.StudentT.dist(nu=nu, mu=log_pred, sigma=sig_row)
         if mutable_data:
             # data containers: nutpie's compiled model can then take new data sets of the
             # same design without recompiling (``compiled.with_data``), e.g. for SBC
@@ -866,6 +966,7 @@ def build_model(
         "priors": pri,
         "stein": stein,
         "centred": centred,
+        "observations": obs_of,
     }
     return pm_model, info
 
@@ -988,6 +1089,15 @@ def _sample(
     return idata, info
 
 
+def row_sigma(sigma: np.ndarray, pdata: PopulationData) -> np.ndarray:
+    """Residual SD of every row from draws of ``sigma``: (...) for one output, (..., n_outputs)
+    for several -> (..., 1) or (..., n_obs), broadcastable against (..., n_obs)."""
+    sig = np.asarray(sigma)
+    if pdata.n_outputs > 1:
+        return sig[..., pdata.obs_output]
+    return sig[..., None]
+
+
 def log_likelihood_np(
     log_pred: np.ndarray,
     pdata: PopulationData,
@@ -1008,7 +1118,7 @@ def log_likelihood_np(
     """
     from scipy import stats
 
-    sig = np.asarray(sigma)[..., None]
+    sig = row_sigma(sigma, pdata)
     if nu is None:
         dist = stats.norm(loc=log_pred, scale=sig)
     else:
@@ -1061,12 +1171,15 @@ class PopulationFit:
             self._theta = self._stack("theta")
         return self._theta
 
-    def predict_log(self, t: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        """ln prediction at days ``t`` for parameter rows ``theta`` (m, n_params) -> (m, nt)."""
+    def predict_log(
+        self, t: np.ndarray, theta: np.ndarray, observation: str | None = None
+    ) -> np.ndarray:
+        """ln prediction at days ``t`` for parameter rows ``theta`` (m, n_params) -> (m, nt);
+        ``observation``: a model observation (default: the primary one, the CAR-T level)."""
         if self.info["stein"]:
             return stein_log_curve_np(t[None, :], theta[:, None, :])
         sol = self.model.solve_batch(t, theta)
-        obs = sol.observed[self.model.primary_observation]
+        obs = sol.observed[observation or self.model.primary_observation]
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(obs > 0, np.log(np.where(obs > 0, obs, 1.0)), -np.inf)
 
@@ -1113,7 +1226,13 @@ class PopulationFit:
                             ("covariate", f"{c} on {n}", *_ci(b[:, ci, j]),
                              *diag_of(f"b[{c}, {n}]"))
                         )
-        rows.append(("sigma", "residual", *_ci(self._stack("sigma")), *diag_of("sigma")))
+        sig = self._stack("sigma")
+        if sig.ndim == 1:
+            rows.append(("sigma", "residual", *_ci(sig), *diag_of("sigma")))
+        else:  # one residual SD per output
+            for k, a in enumerate(self.data.outputs):
+                rows.append(("sigma", f"residual {a}", *_ci(sig[:, k]),
+                             *diag_of(f"sigma[{a}]")))
         if "nu" in post:
             rows.append(("nu", "residual", *_ci(self._stack("nu")), *diag_of("nu")))
         return pd.DataFrame(
@@ -1492,10 +1611,13 @@ def _add_groups(idata: Any, pdata: PopulationData, info: dict[str, Any], seed: i
     nc, nd = post.sizes["chain"], post.sizes["draw"]
     theta = fit.theta  # (nc*nd, series, params)
     log_pred = np.empty((theta.shape[0], pdata.n_obs))
+    obs_names = info["observations"]
     for s in range(pdata.n_series):
-        sel = pdata.obs_series == s
-        t_s = pdata.t[sel]
-        log_pred[:, sel] = fit.predict_log(t_s, theta[:, s, :])
+        for k in range(pdata.n_outputs):
+            sel = (pdata.obs_series == s) & (pdata.obs_output == k)
+            if sel.any():
+                log_pred[:, sel] = fit.predict_log(pdata.t[sel], theta[:, s, :],
+                                                   observation=obs_names[k])
     sigma = fit._stack("sigma")
     nu = fit._stack("nu") if "nu" in post else None
     ll = log_likelihood_np(log_pred, pdata, sigma, nu)
@@ -1504,7 +1626,7 @@ def _add_groups(idata: Any, pdata: PopulationData, info: dict[str, Any], seed: i
         eps = rng.standard_normal(log_pred.shape)
     else:
         eps = rng.standard_t(nu[:, None], size=log_pred.shape)
-    y_rep = log_pred + sigma[:, None] * eps
+    y_rep = log_pred + row_sigma(sigma, pdata) * eps
     # censored exactly as pm.Censored: values below the row's lower bound sit at the bound
     y_rep = np.maximum(y_rep, pdata.log_lower[None, :])
     coords = {"chain": post.coords["chain"].values, "draw": post.coords["draw"].values,
@@ -1559,6 +1681,7 @@ def fit_population(
     fixed: dict[str, Any] | None = None,
     centred: tuple[str, ...] | list[str] | None = None,
     truncate: bool = True,
+    observations: dict[str, str] | None = None,
     censoring: str = "M3",
     warn: bool = True,
 ) -> PopulationFit:
@@ -1568,8 +1691,9 @@ def fit_population(
     ----------
     data : KineticsData, list of Series, DataFrame or CSV path
     model : str or Model, default ``"stein2019"``
-    assay : str, optional
-        Assay to fit when the data hold several.
+    assay : str or sequence of str, optional
+        Assay to fit when the data hold several; a sequence fits several outputs jointly
+        (the first is the CAR-T level; see :func:`prepare_population_data`).
     draws, tune, chains : int
         Posterior draws and warm-up iterations per chain, number of chains.
     seed : int, optional
@@ -1581,8 +1705,8 @@ def fit_population(
     target_accept : float, optional
         NUTS target acceptance; default ``DEFAULT_TARGET_ACCEPT`` (0.9: smaller steps, fewer
         divergences in hierarchical funnels).
-    infusion_effect, infusion_effect_random, covariates, residual, priors, fixed, centred, truncate
-        See :func:`build_model`.
+    infusion_effect, infusion_effect_random, covariates, residual, priors, fixed, centred
+        See :func:`build_model`; so are ``truncate`` and ``observations``.
     censoring : "M3" (default) or "M1" (BLQ rows discarded; for comparison only)
     warn : bool
         Warn when a diagnostic fails (R-hat > 1.01, ESS < 400, divergences, E-BFMI < 0.3).
@@ -1612,6 +1736,7 @@ def fit_population(
         fixed=fixed,
         centred=centred,
         truncate=truncate,
+        observations=observations,
     )
     info["build_seconds"] = time.perf_counter() - t0
     idata, sinfo = _sample(

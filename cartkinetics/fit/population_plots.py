@@ -32,6 +32,7 @@ def _thin(n: int, max_draws: int) -> np.ndarray:
 
 def _observations(fit: Any, ax: Any, sel: np.ndarray, color: Any) -> None:
     d = fit.data
+    sel = sel & d.primary  # the CAR-T levels (other outputs have their own units)
     q = sel & ~d.censored
     c = sel & d.censored
     ax.plot(d.t[q], d.value[q], "o", color=color, ms=4)
@@ -183,7 +184,7 @@ def vpc_censored_table(fit: Any, bins: np.ndarray | None = None,
     ``level`` interval.
     """
     d = fit.data
-    has = np.isfinite(d.lloq)
+    has = np.isfinite(d.lloq) & d.primary  # the CAR-T levels
     if not has.any():
         raise ValueError("no row has an LLOQ: a censored VPC needs the limits")
     if bins is None:
@@ -191,6 +192,8 @@ def vpc_censored_table(fit: Any, bins: np.ndarray | None = None,
         edges[-1] += 1e-9
     else:
         edges = np.asarray(bins, dtype=float)
+    from cartkinetics.fit.population import row_sigma
+
     log_pred = fit._log_pred
     sigma = fit._stack("sigma")
     rng = np.random.default_rng(1)
@@ -199,7 +202,7 @@ def vpc_censored_table(fit: Any, bins: np.ndarray | None = None,
         eps = rng.standard_t(fit._stack("nu")[idx, None], size=(idx.size, d.n_obs))
     else:
         eps = rng.standard_normal((idx.size, d.n_obs))
-    y_rep = log_pred[idx] + sigma[idx, None] * eps
+    y_rep = log_pred[idx] + row_sigma(sigma[idx], d) * eps
     below_rep = y_rep < np.log(np.where(has, d.lloq, 1.0))[None, :]
     mids, obs, lo, med, hi, n = [], [], [], [], [], []
     a = (1 - level) / 2

@@ -62,11 +62,14 @@ class ODEObservationOp:
     wrt : None (all parameters) or the names / indices of the parameters that vary
         Sensitivities are computed for these columns of theta only; the Jacobian (and so the
         gradient) of the other columns is zero, which is exact when they are constants.
+    observations : None or a list of model observation names, one per output of ``pdata``
+        (``pdata.outputs``); row i is predicted by ``observations[pdata.obs_output[i]]``.
+        Default: the model's primary observation for every row.
     """
 
     def __init__(
         self, model: Any, pdata: Any, rtol: float = 1e-6, method: str = "auto",
-        batch: bool = True, wrt: Any = None,
+        batch: bool = True, wrt: Any = None, observations: list[str] | None = None,
     ) -> None:
         self.model = model
         self.pdata = pdata
@@ -79,6 +82,19 @@ class ODEObservationOp:
         from cartkinetics.solvers.api import sens_indices
 
         self.sidx = sens_indices(wrt, self.n_params, getattr(model, "param_names", None))
+        names = list(model.obs_names)
+        self.observations = list(observations or [model.primary_observation])
+        for o in self.observations:
+            if o not in names:
+                raise CartKineticsError(f"ODE op: {o!r} is not an observation of the model "
+                                        f"({names})")
+        out = getattr(pdata, "obs_output", None)
+        out = np.zeros(self.n_obs, dtype=np.int64) if out is None else np.asarray(out)
+        if out.size and out.max() >= len(self.observations):
+            raise CartKineticsError("ODE op: the data have more outputs than observations")
+        # the model observation function of every row
+        self.obs_k = np.asarray([names.index(o) for o in self.observations],
+                                dtype=np.int64)[out]
         self._cache_key: bytes | None = None
         self._cache: tuple[np.ndarray, np.ndarray] | None = None
         self.n_solves = 0
@@ -102,19 +118,24 @@ class ODEObservationOp:
             return out
         logp = np.full(self.n_obs, np.nan)
         jac = np.zeros((self.n_obs, self.n_params))
+        names = self.model.obs_names
         for s, (idx, tt, inv, dose) in enumerate(self.blocks):
             d = None if not np.isfinite(dose) else float(dose)
-            try:
-                obs, dobs, status = self.model.sensitivities(
-                    tt, theta[s], dose=d, rtol=self.rtol, method=self.method, wrt=self.sidx
-                )
-            except CartKineticsError:
-                continue
-            self.n_solves += 1
-            if status != 0 or not np.all(np.isfinite(obs)) or np.any(obs <= 0):
-                continue
-            logp[idx] = np.log(obs)[inv]
-            jac[np.ix_(idx, self.sidx)] = (dobs / obs[:, None])[inv]
+            for k in np.unique(self.obs_k[idx]):  # one solve per observation of the series
+                mine = self.obs_k[idx] == k
+                try:
+                    obs, dobs, status = self.model.sensitivities(
+                        tt, theta[s], dose=d, rtol=self.rtol, method=self.method,
+                        wrt=self.sidx, observation=names[k],
+                    )
+                except CartKineticsError:
+                    continue
+                self.n_solves += 1
+                if status != 0 or not np.all(np.isfinite(obs)) or np.any(obs <= 0):
+                    continue
+                rows, at = idx[mine], inv[mine]
+                logp[rows] = np.log(obs)[at]
+                jac[np.ix_(rows, self.sidx)] = (dobs / obs[:, None])[at]
         self._cache_key, self._cache = key, (logp, jac)
         return logp, jac
 
@@ -167,7 +188,7 @@ class ODEObservationOp:
             rtol=self.rtol, atol=np.full(n, 1e-10), t0=0.0, wrt=sidx,
         )
         self.n_solves += ns
-        k = m.obs_names.index(m.primary_observation)
+        kk = self.obs_k
         n_fn = len(m.obs_names)
         dy = np.empty((n_fn, n))
         dp = np.empty((n_fn, npar))
@@ -184,6 +205,7 @@ class ODEObservationOp:
             f.obs(t, y, P[s], ob)
             f.obs_dy(t, y, P[s], dy)
             f.obs_dp(t, y, P[s], dp)
+            k = kk[i]
             OB[i], DY[i], DP[i] = ob[k], dy[k], dp[k]
         ok &= np.isfinite(OB) & (OB > 0)
         rows = np.flatnonzero(ok)
@@ -292,7 +314,7 @@ def _numba_evaluator(owner: ODEObservationOp) -> Any:
     sidx = owner.sidx.astype(np.int64)
     nsel = np.int64(sidx.shape[0])
     n_obs_fn = len(model.obs_names)
-    k = model.obs_names.index(model.primary_observation)
+    obs_k = owner.obs_k.astype(np.int64)
     t_all = owner._t_all.copy()
     t_pos = owner._t_pos.astype(np.int64)
     obs_series = owner.pdata.obs_series.astype(np.int64)
@@ -352,6 +374,7 @@ def _numba_evaluator(owner: ODEObservationOp) -> Any:
         y = np.empty(n)
         for i in range(n_obs):
             s = obs_series[i]
+            k = obs_k[i]
             if STATUS[s] != 0:
                 continue
             jt = t_pos[i]
