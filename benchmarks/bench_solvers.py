@@ -18,6 +18,11 @@ the same run against scipy solve_ivp (LSODA, Radau; on a subsample, scaled per p
 numbalsoda (lsoda called inside a numba loop) and diffrax (Tsit5, Kvaerno5; jit + vmap on
 CPU, float64); peers that are not installed are skipped with a note.
 
+Explicit methods (tsit5, dopri5) run by default in the lock-step kernel (two problems stepped
+side by side per thread, ``cartkinetics.solvers._lockstep``); the rows "(one at a time)" run
+the same solves in the generic kernel (``solve_batch(..., lockstep=False)``, the kernel that
+also serves "auto"), with bitwise the same results.
+
 Run: ``PYTHONPATH=. python benchmarks/bench_solvers.py [--quick]``
 """
 
@@ -228,6 +233,8 @@ _COMPILE_SCRIPT = textwrap.dedent(
     t2 = time.perf_counter()
     solve(b.CART4, b.T_EVAL, b.Y0, b.TYPICAL_STIFF, method="rodas5p")
     t3 = time.perf_counter()
+    solve(b.CART4, b.T_EVAL, b.Y0, b.TYPICAL, method="tsit5")  # the lock-step kernel
+    t3b = time.perf_counter()
     # a model never seen before (new module file): only its own functions compile
     sys.path.insert(0, {tmp!r})
     import newmodel
@@ -236,7 +243,7 @@ _COMPILE_SCRIPT = textwrap.dedent(
     t4 = time.perf_counter()
     solve(new, b.T_EVAL, b.Y0, b.TYPICAL)
     t5 = time.perf_counter()
-    print(t1 - t0, t2 - t1, c2 - c1, t3 - t2, t5 - t4)
+    print(t1 - t0, t2 - t1, c2 - c1, t3 - t2, t3b - t3, t5 - t4)
     """
 )
 
@@ -264,7 +271,7 @@ def compile_times() -> dict[str, float]:
                                  env=env, timeout=1800)
             if out.returncode != 0:
                 raise RuntimeError(out.stderr)
-            res[label] = [float(v) for v in out.stdout.split()[-5:]]
+            res[label] = [float(v) for v in out.stdout.split()[-6:]]
     return res
 
 
@@ -287,32 +294,38 @@ def main() -> None:
     for stiff in (False, True):
         typical = TYPICAL_STIFF if stiff else TYPICAL
         label = "stiff" if stiff else "non-stiff"
-        methods = ["rodas5p", "auto"] if stiff else ["tsit5", "dopri5", "auto"]
+        # (method, lockstep): explicit methods also in the generic kernel, one problem at a time
+        methods = ([("rodas5p", True), ("auto", True)] if stiff else
+                   [("tsit5", True), ("tsit5", False), ("dopri5", True), ("auto", True)])
         for m in sizes:
             P = population(m, typical, seed=m)
-            for method in methods:
+            for method, lockstep in methods:
+                if not lockstep and m > 1000 and args.quick:
+                    continue
+                name = method if lockstep else f"{method} (one at a time)"
                 for threads in (1, 2):
                     reps = 5 if m <= 1000 else 1
                     holder = {}
 
-                    def run(P=P, method=method, threads=threads, holder=holder):
+                    def run(P=P, method=method, threads=threads, holder=holder, ls=lockstep):
                         holder["r"] = solve_batch(CART4, T_EVAL, Y0, P, method=method,
-                                                  rtol=RTOL, atol=ATOL, n_threads=threads)
+                                                  rtol=RTOL, atol=ATOL, n_threads=threads,
+                                                  lockstep=ls)
 
                     # CPU time for one thread; wall time for the thread speed-up
                     cpu = best_of(run, reps) / m * 1e6
                     wall = best_of(run, reps, time.perf_counter) / m * 1e6
                     fails = int(np.sum(holder["r"].status != 0))
                     us = cpu if threads == 1 else wall
-                    rows.append((label, f"cartkinetics {method}", m, threads, us, fails))
-                    ours[(label, method, m, threads)] = us
-                    ours[(label, method, m, threads, "wall")] = wall
+                    rows.append((label, f"cartkinetics {name}", m, threads, us, fails))
+                    ours[(label, name, m, threads)] = us
+                    ours[(label, name, m, threads, "wall")] = wall
                     if threads == 2:
                         # CPU / wall time = cores the process actually got: on a loaded machine
                         # (fair per-session scheduling) 2 threads may share one core's worth
                         cores = cpu / wall if wall > 0 else float("nan")
                         if cores < 1.5:
-                            notes.append(f"{label} {method} {m} patients on 2 threads: the "
+                            notes.append(f"{label} {name} {m} patients on 2 threads: the "
                                          f"process got {cores:.2f} cores on average (CPU time "
                                          "/ wall time), so the thread speed-up cannot show")
 
@@ -402,20 +415,30 @@ def main() -> None:
           f"{m0} patients)\n")
     print("| comparison | ratio | target |")
     print("|---|---:|---:|")
-    ex = ("non-stiff", "tsit5", m0, 1)
     st = ("stiff", "rodas5p", m0, 1)
-    print(f"| Tsit5 vs scipy LSODA | {ratio(('non-stiff', 'scipy LSODA', 0, 1), ex)} | >= 100x |")
-    print(f"| Tsit5 vs scipy Radau | {ratio(('non-stiff', 'scipy Radau', 0, 1), ex)} | |")
-    print(f"| Tsit5 vs numbalsoda | {ratio(('non-stiff', 'numbalsoda', 0, 1), ex)} | >= 1.5x |")
-    print(f"| Tsit5 vs diffrax Tsit5 | {ratio(('non-stiff', 'diffrax Tsit5', 0, 1), ex)} "
-          "| >= 2x |")
+    for kernel, name in (("lock-step", "tsit5"), ("one at a time", "tsit5 (one at a time)")):
+        ex = ("non-stiff", name, m0, 1)
+        print(f"| Tsit5 ({kernel}) vs scipy LSODA | "
+              f"{ratio(('non-stiff', 'scipy LSODA', 0, 1), ex)} | >= 100x |")
+        print(f"| Tsit5 ({kernel}) vs scipy Radau | "
+              f"{ratio(('non-stiff', 'scipy Radau', 0, 1), ex)} | |")
+        print(f"| Tsit5 ({kernel}) vs numbalsoda | "
+              f"{ratio(('non-stiff', 'numbalsoda', 0, 1), ex)} | >= 1.5x |")
+        print(f"| Tsit5 ({kernel}) vs diffrax Tsit5 | "
+              f"{ratio(('non-stiff', 'diffrax Tsit5', 0, 1), ex)} | >= 2x |")
+    print("| Tsit5 lock-step vs one at a time (same results) | "
+          f"{ratio(('non-stiff', 'tsit5 (one at a time)', m0, 1), ('non-stiff', 'tsit5', m0, 1))} "
+          "| |")
     print(f"| Rodas5P vs diffrax Kvaerno5 (stiff) | "
           f"{ratio(('stiff', 'diffrax Kvaerno5', 0, 1), st)} | >= 20x |")
     print(f"| Rodas5P vs scipy Radau (stiff) | {ratio(('stiff', 'scipy Radau', 0, 1), st)} | |")
     print(f"| Rodas5P vs numbalsoda (stiff) | {ratio(('stiff', 'numbalsoda', 0, 1), st)} | |")
     for m in sizes:
-        for lab, meth in (("non-stiff", "tsit5"), ("stiff", "rodas5p")):
+        for lab, meth in (("non-stiff", "tsit5"), ("non-stiff", "tsit5 (one at a time)"),
+                          ("stiff", "rodas5p")):
             one = (lab, meth, m, 1, "wall")
+            if one not in ours:
+                continue
             two = (lab, meth, m, 2, "wall")
             print(f"| 2 threads vs 1 (wall), {meth} {lab}, {m} patients | {ratio(one, two)} "
                   "| >= 1.8x |")
@@ -426,16 +449,17 @@ def main() -> None:
         ct = compile_times()
         print("\n### Compile time (fresh processes, first solve of the model)\n")
         print("| numba cache | import (s) | first solve (s, wall) | first solve (s, CPU) | "
-              "then rodas5p (s) | a new model (s) |")
-        print("|---|---:|---:|---:|---:|---:|")
+              "then rodas5p (s) | then tsit5, lock-step (s) | a new model (s) |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
         for label in ("empty cache", "from cache"):
-            imp, first, first_cpu, second, new = ct[label]
+            imp, first, first_cpu, second, lock, new = ct[label]
             print(f"| {label} | {imp:.2f} | {first:.2f} | {first_cpu:.2f} | {second:.2f} | "
-                  f"{new:.2f} |")
-        print("\n(first solve with an empty cache compiles the shared solver kernel once for "
-              "every model, without the sensitivity code, compiled on the first sensitivity "
-              "solve; 'a new model' compiles only that model's functions; CPU time is the "
-              "compile work itself, wall time includes waiting for a shared CPU)")
+                  f"{lock:.2f} | {new:.2f} |")
+        print("\n(first solve (method 'auto') with an empty cache compiles the shared solver "
+              "kernel once for every model, without the sensitivity code, compiled on the first "
+              "sensitivity solve; the first tsit5/dopri5 solve compiles the lock-step kernel, "
+              "also shared by every model; 'a new model' compiles only that model's functions; "
+              "CPU time is the compile work itself, wall time includes waiting for a shared CPU)")
     if notes:
         print("\nNotes:")
         for n in notes:

@@ -316,19 +316,29 @@ def _select(x, name: str, m: int, head: tuple[int, ...], npar: int, sidx: np.nda
     return _broadcast(a, name, m, (*head, ns))
 
 
-def _run(system, t_eval, T0, Y0, P, BPS, JUMPS, DTB, ATOL, method, rtol, max_steps, first_step,
-         sens, parallel, n_threads=None, sidx=None):
-    kind, et, rt = _tableaus(method)
-    from cartkinetics.solvers import _kernels  # compiled (or loaded from cache) on first use
+def _kernel(sens: bool, kind: int, lockstep: bool):
+    """The numba entry point for a call (each compiled, or loaded from the cache, on first use)."""
+    from cartkinetics.solvers import _kernels
 
+    if sens:
+        return _kernels.solve_serial
+    if kind == _EXPLICIT and lockstep:
+        from cartkinetics.solvers import _lockstep
+
+        return _lockstep.solve_explicit  # two problems side by side: same results, faster
+    return _kernels.solve_plain  # compiled without the sensitivity code
+
+
+def _run(system, t_eval, T0, Y0, P, BPS, JUMPS, DTB, ATOL, method, rtol, max_steps, first_step,
+         sens, parallel, n_threads=None, sidx=None, lockstep=True):
+    kind, et, rt = _tableaus(method)
     f_rhs, f_jac, f_dfdp = system.functions()
     m, N = Y0.shape
     OUT = np.empty((m, t_eval.shape[0], N))
     STATS = np.zeros((m, len(STATS_FIELDS)), dtype=np.int64)
     STATUS = np.zeros(m, dtype=np.int64)
 
-    # plain solves use an entry point compiled without the sensitivity code
-    kernel = _kernels.solve_serial if sens else _kernels.solve_plain
+    kernel = _kernel(sens, kind, lockstep)
     SIDX = np.ascontiguousarray(sidx if sidx is not None else np.empty(0), dtype=np.int64)
 
     def run_share(idx: np.ndarray) -> None:
@@ -431,6 +441,7 @@ def solve_batch(
     t0=None,
     parallel: bool = True,
     n_threads: int | None = None,
+    lockstep: bool = True,
 ) -> BatchResult:
     """Solve m problems (parameter sets) in one call, in parallel over numba threads.
 
@@ -444,6 +455,11 @@ def solve_batch(
     n_threads : number of threads; default ``numba.get_num_threads()`` (so
         ``numba.set_num_threads`` applies). Every problem is solved by the same serial code,
         so results do not depend on the thread count.
+    lockstep : with an explicit method ("tsit5", "dopri5"), step two problems side by side in
+        each thread (the CPU overlaps their dependency chains: about 1.3x faster on the
+        benchmark, bitwise the same results). False: one problem at a time, with the kernel
+        that also serves "auto" (saves compiling a second kernel, about 8 s once per
+        installation). Other methods and sensitivities ignore it.
 
     Returns
     -------
@@ -454,7 +470,7 @@ def solve_batch(
         system, t_eval, Y0, P, breakpoints, jumps, None, None, t0, atol, False, False
     )
     OUT, STATS, STATUS = _run(system, t_eval, T0, Y0, P, BPS, JUMPS, DTB, ATOL, method, rtol,
-                              max_steps, first_step, False, parallel, n_threads)
+                              max_steps, first_step, False, parallel, n_threads, lockstep=lockstep)
     return BatchResult(t_eval, OUT, STATUS, STATS, str(method))
 
 
@@ -564,6 +580,8 @@ def _warmup(system: OdeSystem, sensitivities: bool = False, parallel: bool = Tru
     solve(system, t, y0, p, max_steps=10)
     if parallel:
         solve_batch(system, t, np.ones((2, n)), np.ones((2, npar)), max_steps=10)
+        # the lock-step kernel of plain explicit batches
+        solve_batch(system, t, np.ones((2, n)), np.ones((2, npar)), method="tsit5", max_steps=10)
     if sensitivities and system.dfdp is not None:
         solve_sensitivities(system, t, y0, p, max_steps=10)
         if parallel:
