@@ -1684,6 +1684,7 @@ def fit_population(
     observations: dict[str, str] | None = None,
     censoring: str = "M3",
     warn: bool = True,
+    low_rank_mass_matrix: bool = False,
 ) -> PopulationFit:
     """Hierarchical Bayesian fit of a kinetics data set (see the module docstring).
 
@@ -1710,6 +1711,9 @@ def fit_population(
     censoring : "M3" (default) or "M1" (BLQ rows discarded; for comparison only)
     warn : bool
         Warn when a diagnostic fails (R-hat > 1.01, ESS < 400, divergences, E-BFMI < 0.3).
+    low_rank_mass_matrix : bool
+        nutpie's low-rank modified mass matrix (adapts to correlated parameters; costs a little
+        per step). Default False (diagonal).
 
     Returns
     -------
@@ -1749,6 +1753,7 @@ def fit_population(
         progress=progress,
         target_accept=target_accept,
         cores=cores,
+        low_rank=low_rank_mass_matrix,
     )
     info["sampling"] = sinfo
     info["settings"] = {"draws": draws, "tune": tune, "chains": chains, "seed": seed,
