@@ -246,3 +246,28 @@ def test_two_outputs_pymc_likelihood(liu_two_outputs):
             total += stats.norm.logpdf(y[~c], mu[~c], sd).sum()
             total += stats.norm.logcdf(y[c], mu[c], sd).sum()
     assert float(lp) == pytest.approx(total, rel=1e-5)
+
+
+def test_two_outputs_fit_population_end_to_end(liu_two_outputs, tmp_path):
+    """A (short) two-output sampling run: one residual SD per output in the posterior and the
+    summary, every row of both outputs in the log-likelihood and posterior predictive groups,
+    per-patient CAR-T outcomes, and the saved report files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    pdata, model, _ = liu_two_outputs
+    free = ("rTA0", "lTA0")
+    fixed = {n: v for n, v in zip(model.param_names, model.typical, strict=True)
+             if n not in free}
+    fit = P.fit_population(pdata, model, observations={"leukaemia": "leukaemia"}, fixed=fixed,
+                           draws=30, tune=30, chains=1, seed=1, progress=False, warn=False)
+    assert fit.idata.posterior["sigma"].dims == ("chain", "draw", "output")
+    summ = fit.summary()
+    assert {"residual qpcr", "residual leukaemia"} <= set(summ["name"])
+    assert fit.idata.log_likelihood["log_y"].shape[-1] == pdata.n_obs == 64
+    assert np.all(np.isfinite(fit.idata.log_likelihood["log_y"].values))
+    assert fit.idata.posterior_predictive["log_y"].shape[-1] == 64
+    assert len(fit.patient_outcomes()) == 4
+    assert fit.to_dict()["outputs"] == ["qpcr", "leukaemia"]
+    saved = fit.save(tmp_path)
+    assert saved["vpc_censored"].exists() and saved["individual_pred"].exists()

@@ -1503,6 +1503,7 @@ class PopulationFit:
             {
                 "model": self.model.name,
                 "assay": self.data.assay,
+                "outputs": list(self.data.outputs),
                 "unit": self.data.unit,
                 "n_patients": self.data.n_patients,
                 "n_series": self.data.n_series,
