@@ -8,6 +8,8 @@ import pytest
 pytest.importorskip("pymc")
 pt = pytest.importorskip("pytensor.tensor")
 
+from population_cohorts import liu_cohort  # noqa: E402
+
 from cartkinetics import models  # noqa: E402
 from cartkinetics.data import read_kinetics  # noqa: E402
 from cartkinetics.fit import population as P  # noqa: E402
@@ -84,23 +86,7 @@ def test_ode_op_gradient_against_closed_form_gradient(setup):
 
 @pytest.fixture(scope="module")
 def liu_setup():
-    import pandas as pd
-
-    model = models.get("liu2022")
-    rng = np.random.default_rng(4)
-    days = np.array([2.0, 5.0, 7.0, 10.0, 14.0, 21.0, 28.0, 60.0])
-    rows = []
-    thetas = []
-    for i in range(4):
-        th = model.typical * np.exp(0.2 * rng.standard_normal(model.n_params))
-        thetas.append(th)
-        c = model.solve(days, th).observed[model.primary_observation]
-        y = c * np.exp(0.3 * rng.standard_normal(days.size))
-        for d, v in zip(days, y, strict=True):
-            rows.append({"patient": f"L{i}", "infusion": 1, "day": d, "value": max(v, 0.2),
-                         "lloq": 0.2, "assay": "qpcr", "blq": int(v < 0.2)})
-    pdata = P.prepare_population_data(read_kinetics(pd.DataFrame(rows)))
-    return pdata, model, np.array(thetas)
+    return liu_cohort(seed=4)
 
 
 def test_ode_op_numba_implementation_matches_python(liu_setup):
@@ -135,26 +121,9 @@ def test_ode_op_numba_implementation_matches_python(liu_setup):
 @pytest.fixture(scope="module")
 def liu_two_outputs():
     """Liu 2022 cohort with CAR-T levels (qpcr) and leukaemia counts, simulated from known
-    parameters; each patient's baseline leukaemia differs (a per-patient fixed regressor)."""
-    import pandas as pd
-
-    model = models.get("liu2022")
-    rng = np.random.default_rng(8)
-    days = np.array([2.0, 5.0, 7.0, 10.0, 14.0, 21.0, 28.0, 60.0])
-    rows, thetas = [], []
-    for i in range(4):
-        th = model.typical * np.exp(0.2 * rng.standard_normal(model.n_params))
-        thetas.append(th)
-        sol = model.solve(days, th, rtol=1e-10)
-        for assay, obs, sd in (("qpcr", "car_t", 0.3), ("leukaemia", "leukaemia", 0.5)):
-            y = sol.observed[obs] * np.exp(sd * rng.standard_normal(days.size))
-            for d, v in zip(days, y, strict=True):
-                rows.append({"patient": f"L{i}", "infusion": 1, "day": d, "value": max(v, 0.2),
-                             "lloq": 0.2, "assay": assay, "blq": int(v < 0.2),
-                             "unit": "cells/uL"})
-    data = read_kinetics(pd.DataFrame(rows), assays={"leukaemia": "cells/uL"})
-    pdata = P.prepare_population_data(data, assay=["qpcr", "leukaemia"])
-    return pdata, model, np.array(thetas)
+    parameters."""
+    return liu_cohort(seed=8, outputs=(("qpcr", "car_t", 0.3), ("leukaemia", "leukaemia", 0.5)),
+                      rtol=1e-10, unit="cells/uL")
 
 
 def test_two_outputs_layout_and_values(liu_two_outputs):

@@ -173,6 +173,16 @@ TWOPHASE = OdeSystem(twophase_rhs, twophase_jac, twophase_dfdp, 2, 5, name="twop
 TWOPHASE_P = np.array([0.9, 0.25, 0.05, 0.02, 9.0])
 
 
+def twophase_batch(m: int = 6, seed: int = 3):
+    """m TWOPHASE parameter sets (CV about 10%) with the switch at each set's p[4]: returns
+    (P, breakpoints (m, 1), dtb_dp (m, 1, 5) = d breakpoint / dp)."""
+    rng = np.random.default_rng(seed)
+    P = TWOPHASE_P * np.exp(0.1 * rng.standard_normal((m, 5)))
+    dtb = np.zeros((m, 1, 5))
+    dtb[:, 0, 4] = 1.0
+    return P, P[:, 4:5], dtb
+
+
 # --- one-compartment decay with piece-dependent rate (doses as jumps) -------------------------
 @njit(cache=True)
 def decay_rhs(t, y, p, piece, dydt):

@@ -5,7 +5,13 @@ and in the population fit's PyTensor Op (whose gradient is also checked against 
 
 import numpy as np
 import pytest
-from test_solvers_problems import LOGISTIC, TWOPHASE, TWOPHASE_P, logistic_exact
+from test_solvers_problems import (
+    LOGISTIC,
+    TWOPHASE,
+    TWOPHASE_P,
+    logistic_exact,
+    twophase_batch,
+)
 
 from cartkinetics import models
 from cartkinetics.errors import CartKineticsError
@@ -91,11 +97,7 @@ def test_subset_with_initial_state_derivative(method):
 
 
 def test_subset_batch_equals_single_and_is_thread_independent():
-    rng = np.random.default_rng(3)
-    P = TWOPHASE_P * np.exp(0.1 * rng.standard_normal((6, 5)))
-    bps = P[:, 4:5]
-    dtb = np.zeros((6, 1, 5))
-    dtb[:, 0, 4] = 1.0
+    P, bps, dtb = twophase_batch()
     kw = dict(breakpoints=bps, dtb_dp=dtb, rtol=1e-8, atol=1e-8, wrt=[0, 4])
     one = solve_sensitivities_batch(TWOPHASE, TE, Y0, P, n_threads=1, **kw)
     two = solve_sensitivities_batch(TWOPHASE, TE, Y0, P, n_threads=2, **kw)
@@ -192,25 +194,9 @@ def test_model_sensitivities_stein_breakpoint_subset():
 @pytest.fixture(scope="module")
 def liu_pop():
     pytest.importorskip("pymc")
-    import pandas as pd
+    from population_cohorts import liu_cohort
 
-    from cartkinetics.data import read_kinetics
-    from cartkinetics.fit import population as Pop
-
-    model = models.get("liu2022")
-    rng = np.random.default_rng(4)
-    days = np.array([2.0, 5.0, 7.0, 10.0, 14.0, 21.0, 28.0, 60.0])
-    rows, thetas = [], []
-    for i in range(4):
-        th = model.typical * np.exp(0.2 * rng.standard_normal(model.n_params))
-        thetas.append(th)
-        c = model.solve(days, th).observed[model.primary_observation]
-        y = c * np.exp(0.3 * rng.standard_normal(days.size))
-        for d, v in zip(days, y, strict=True):
-            rows.append({"patient": f"L{i}", "infusion": 1, "day": d, "value": max(v, 0.2),
-                         "lloq": 0.2, "assay": "qpcr", "blq": int(v < 0.2)})
-    pdata = Pop.prepare_population_data(read_kinetics(pd.DataFrame(rows)))
-    return pdata, model, np.array(thetas)
+    return liu_cohort(seed=4)
 
 
 def test_op_with_free_parameters_matches_full_op(liu_pop):

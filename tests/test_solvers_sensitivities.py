@@ -4,7 +4,13 @@ initial state."""
 
 import numpy as np
 import pytest
-from test_solvers_problems import LOGISTIC, TWOPHASE, TWOPHASE_P, logistic_exact
+from test_solvers_problems import (
+    LOGISTIC,
+    TWOPHASE,
+    TWOPHASE_P,
+    logistic_exact,
+    twophase_batch,
+)
 
 from cartkinetics.errors import CartKineticsError
 from cartkinetics.solvers import (
@@ -75,11 +81,7 @@ def test_sensitivities_closed_form_with_initial_state_derivative(method):
 
 
 def test_batch_sensitivities_equal_single():
-    rng = np.random.default_rng(3)
-    P = TWOPHASE_P * np.exp(0.1 * rng.standard_normal((6, 5)))
-    bps = P[:, 4:5]
-    dtb = np.zeros((6, 1, 5))
-    dtb[:, 0, 4] = 1.0
+    P, bps, dtb = twophase_batch()
     res = solve_sensitivities_batch(TWOPHASE, TE, Y0, P, breakpoints=bps, dtb_dp=dtb,
                                     rtol=1e-8, atol=1e-8)
     assert res.S.shape == (6, TE.size, 2, 5)
