@@ -778,7 +778,6 @@ def _solve_plain(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, np
 # loops load four doubles right after the model stored them one by one, and store-to-load
 # forwarding fails); sensitivity solves, with n (1 + n_params) equations, keep it
 _ENTRIES = {"solve_serial": (_solve_serial, True), "solve_plain": (_solve_plain, False)}
-_ENTRY_LOCK = threading.Lock()
 
 
 def compile_entry(impl, vectorize: bool = True):
@@ -796,13 +795,25 @@ def compile_entry(impl, vectorize: bool = True):
             _numba_config.LOOP_VECTORIZE = old
 
 
-def __getattr__(name: str):
-    entry = _ENTRIES.get(name)
-    if entry is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    with _ENTRY_LOCK:
-        func = globals().get(name)
-        if func is None:
-            func = compile_entry(*entry)
-            globals()[name] = func
-    return func
+def lazy_entries(namespace: dict, entries: dict):
+    """A module ``__getattr__`` that compiles (or loads from the cache) each entry point of
+    ``entries`` (name -> (implementation, vectorize)) on first access and keeps it in the
+    module's ``namespace``; one lock per module, so two threads never compile it twice."""
+    lock = threading.Lock()
+    module = namespace["__name__"]
+
+    def __getattr__(name: str):
+        entry = entries.get(name)
+        if entry is None:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        with lock:
+            func = namespace.get(name)
+            if func is None:
+                func = compile_entry(*entry)
+                namespace[name] = func
+        return func
+
+    return __getattr__
+
+
+__getattr__ = lazy_entries(globals(), _ENTRIES)

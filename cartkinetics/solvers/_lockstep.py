@@ -41,7 +41,6 @@ touch this file after editing them.
 
 # ruff: noqa: E501
 import math
-import threading
 
 import numpy as np
 from numba import njit
@@ -57,7 +56,7 @@ from cartkinetics.solvers._kernels import (
     _reject_factor,
     _step_head,
     _write_until,
-    compile_entry,
+    lazy_entries,
 )
 
 __all__ = ["solve_explicit"]  # noqa: F822 (module __getattr__)
@@ -365,15 +364,5 @@ def _solve_explicit(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n,
             S[l, _H] = min(hnew, tend - tnew)
 
 
-_ENTRY_LOCK = threading.Lock()
-
-
-def __getattr__(name: str):
-    if name != "solve_explicit":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    with _ENTRY_LOCK:
-        func = globals().get(name)
-        if func is None:
-            func = compile_entry(_solve_explicit, vectorize=False)
-            globals()[name] = func
-    return func
+# compiled on first use, without LLVM loop vectorisation (see the module docstring)
+__getattr__ = lazy_entries(globals(), {"solve_explicit": (_solve_explicit, False)})
