@@ -1176,12 +1176,21 @@ class PopulationFit:
     ) -> np.ndarray:
         """ln prediction at days ``t`` for parameter rows ``theta`` (m, n_params) -> (m, nt);
         ``observation``: a model observation (default: the primary one, the CAR-T level)."""
+        return self.predict_logs(t, theta, [observation or self.model.primary_observation])[0]
+
+    def predict_logs(
+        self, t: np.ndarray, theta: np.ndarray, observations: list[str]
+    ) -> list[np.ndarray]:
+        """As :meth:`predict_log` for several model observations from one solve."""
         if self.info["stein"]:
-            return stein_log_curve_np(t[None, :], theta[:, None, :])
+            return [stein_log_curve_np(t[None, :], theta[:, None, :])] * len(observations)
         sol = self.model.solve_batch(t, theta)
-        obs = sol.observed[observation or self.model.primary_observation]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(obs > 0, np.log(np.where(obs > 0, obs, 1.0)), -np.inf)
+        out = []
+        for name in observations:
+            obs = sol.observed[name]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out.append(np.where(obs > 0, np.log(np.where(obs > 0, obs, 1.0)), -np.inf))
+        return out
 
     # ------------------------------------------------------------ summaries
     def summary(self) -> pd.DataFrame:
@@ -1612,13 +1621,15 @@ def _add_groups(idata: Any, pdata: PopulationData, info: dict[str, Any], seed: i
     nc, nd = post.sizes["chain"], post.sizes["draw"]
     theta = fit.theta  # (nc*nd, series, params)
     log_pred = np.empty((theta.shape[0], pdata.n_obs))
-    obs_names = info["observations"]
+    obs_names = [info["observations"][k] for k in range(pdata.n_outputs)]
     for s in range(pdata.n_series):
+        # one solve per series serves the rows of every output
+        rows = np.flatnonzero(pdata.obs_series == s)
+        tt, inv = np.unique(pdata.t[rows], return_inverse=True)
+        logs = fit.predict_logs(tt, theta[:, s, :], obs_names)
         for k in range(pdata.n_outputs):
-            sel = (pdata.obs_series == s) & (pdata.obs_output == k)
-            if sel.any():
-                log_pred[:, sel] = fit.predict_log(pdata.t[sel], theta[:, s, :],
-                                                   observation=obs_names[k])
+            mine = pdata.obs_output[rows] == k
+            log_pred[:, rows[mine]] = logs[k][:, inv[mine]]
     sigma = fit._stack("sigma")
     nu = fit._stack("nu") if "nu" in post else None
     ll = log_likelihood_np(log_pred, pdata, sigma, nu)
