@@ -235,6 +235,20 @@ def test_two_outputs_fit_population_end_to_end(liu_two_outputs, tmp_path):
     assert {"residual qpcr", "residual leukaemia"} <= set(summ["name"])
     assert fit.idata.log_likelihood["log_y"].shape[-1] == pdata.n_obs == 64
     assert np.all(np.isfinite(fit.idata.log_likelihood["log_y"].values))
+    # the group's pointwise values of one draw against scipy, each row from its own output
+    from scipy import stats
+
+    th = fit.idata.posterior["theta"].values[0, 5]
+    sd = fit.idata.posterior["sigma"].values[0, 5]
+    ll = fit.idata.log_likelihood["log_y"].values[0, 5]
+    for s in range(pdata.n_series):
+        sol = model.solve(np.unique(pdata.t), th[s], rtol=1e-10)
+        for k, name in enumerate(("car_t", "leukaemia")):
+            sel = (pdata.obs_series == s) & (pdata.obs_output == k)
+            mu = np.log(np.interp(pdata.t[sel], sol.t, sol.observed[name]))
+            y, c = pdata.log_y[sel], pdata.censored[sel]
+            ref = np.where(c, stats.norm.logcdf(y, mu, sd[k]), stats.norm.logpdf(y, mu, sd[k]))
+            np.testing.assert_allclose(ll[sel], ref, rtol=1e-4, atol=1e-4)
     assert fit.idata.posterior_predictive["log_y"].shape[-1] == 64
     assert len(fit.patient_outcomes()) == 4
     assert fit.to_dict()["outputs"] == ["qpcr", "leukaemia"]
