@@ -29,7 +29,9 @@ Run: ``PYTHONPATH=. python benchmarks/bench_solvers.py [--quick]``
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -93,7 +95,38 @@ def cart4_jac(t, y, p, piece, J):
     J[3, 3] = p[9] - p[8] * E * (K + E) / (den * den)
 
 
-CART4 = OdeSystem(cart4_rhs, cart4_jac, None, 4, len(PARAM_NAMES), name="bench_cart4",
+@njit(cache=True)
+def cart4_dfdp(t, y, p, piece, Jp):
+    """df/dp (4 x 11), for the compile time of a first sensitivity solve."""
+    E, M, X, T = y[0], y[1], y[2], y[3]
+    K = p[10]
+    stim = T / (T + K)
+    dsk = -T / ((T + K) * (T + K))  # d stim / dK
+    den = T + K + E
+    for i in range(4):
+        for j in range(11):
+            Jp[i, j] = 0.0
+    Jp[0, 0] = stim * E
+    Jp[0, 1] = -stim * E
+    Jp[0, 2] = X
+    Jp[0, 3] = -E
+    Jp[0, 4] = stim * M
+    Jp[0, 5] = -E
+    Jp[0, 10] = (p[0] - p[1]) * dsk * E + p[4] * dsk * M
+    Jp[1, 3] = E
+    Jp[1, 4] = -stim * M
+    Jp[1, 6] = -M
+    Jp[1, 10] = -p[4] * dsk * M
+    Jp[2, 1] = stim * E
+    Jp[2, 2] = -X
+    Jp[2, 7] = -X
+    Jp[2, 10] = p[1] * dsk * E
+    Jp[3, 8] = -E * T / den
+    Jp[3, 9] = T
+    Jp[3, 10] = p[8] * E * T / (den * den)
+
+
+CART4 = OdeSystem(cart4_rhs, cart4_jac, cart4_dfdp, 4, len(PARAM_NAMES), name="bench_cart4",
                   autonomous=True)
 
 
@@ -225,54 +258,74 @@ _COMPILE_SCRIPT = textwrap.dedent(
     sys.path.insert(0, {bench_dir!r})
     import numpy as np
     import bench_solvers as b
-    from cartkinetics.solvers import solve
+    from cartkinetics.solvers import solve, solve_sensitivities
     t1 = time.perf_counter()
-    c1 = time.process_time()
-    solve(b.CART4, b.T_EVAL, b.Y0, b.TYPICAL)
-    c2 = time.process_time()
-    t2 = time.perf_counter()
-    solve(b.CART4, b.T_EVAL, b.Y0, b.TYPICAL_STIFF, method="rodas5p")
-    t3 = time.perf_counter()
-    solve(b.CART4, b.T_EVAL, b.Y0, b.TYPICAL, method="tsit5")  # the lock-step kernel
-    t3b = time.perf_counter()
+    for name in sys.argv[1:]:
+        stiff = name.endswith("stiff")
+        method = name.split()[0]
+        p = b.TYPICAL_STIFF if stiff else b.TYPICAL
+        c, w = time.process_time(), time.perf_counter()
+        if method == "sensitivities":
+            r = solve_sensitivities(b.CART4, b.T_EVAL, b.Y0, p)
+        else:
+            r = solve(b.CART4, b.T_EVAL, b.Y0, p, method=method)
+        assert r.status == 0, r.message
+        print(name, time.process_time() - c, time.perf_counter() - w, flush=True)
     # a model never seen before (new module file): only its own functions compile
     sys.path.insert(0, {tmp!r})
     import newmodel
     from cartkinetics.solvers import OdeSystem
     new = OdeSystem(newmodel.cart4_rhs, newmodel.cart4_jac, None, 4, 11, autonomous=True)
-    t4 = time.perf_counter()
+    c, w = time.process_time(), time.perf_counter()
     solve(new, b.T_EVAL, b.Y0, b.TYPICAL)
-    t5 = time.perf_counter()
-    print(t1 - t0, t2 - t1, c2 - c1, t3 - t2, t3b - t3, t5 - t4)
+    print("new", time.process_time() - c, time.perf_counter() - w)
+    print("import", t1 - t0, t1 - t0)
     """
 )
 
+#: first calls timed in a fresh process each with an empty numba cache (what a user waits for
+#: on the first solve of that kind after installing), then all in one process from the cache
+FIRST_CALLS = ("auto", "tsit5", "rodas5p stiff", "auto stiff", "sensitivities")
 
-def compile_times() -> dict[str, float]:
-    """First call with an empty numba cache, then again from the cache (fresh processes)."""
+
+def compile_times() -> dict[str, dict[str, tuple[float, float]]]:
+    """{"empty cache" | "from cache": {call: (CPU s, wall s)}}; "new" is a model compiled in a
+    process whose cache holds the kernels, "import" the import time of the package."""
     env = dict(os.environ)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
-    import inspect
-
-    res = {}
+    res: dict[str, dict[str, tuple[float, float]]] = {"empty cache": {}, "from cache": {}}
     with tempfile.TemporaryDirectory() as tmp:
         script = _COMPILE_SCRIPT.format(
             bench_dir=os.path.dirname(os.path.abspath(__file__)), tmp=tmp
         )
-        src = "import numpy as np\nfrom numba import njit\n\n" + "\n".join(
-            inspect.getsource(f) for f in (cart4_rhs, cart4_jac)
-        )
-        env["NUMBA_CACHE_DIR"] = os.path.join(tmp, "numba")
-        for label in ("empty cache", "from cache"):
-            with open(os.path.join(tmp, "newmodel.py"), "w") as fh:  # new file each time
-                fh.write(f"# {label}\n" + src)
-            out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                                 env=env, timeout=1800)
-            if out.returncode != 0:
-                raise RuntimeError(out.stderr)
-            res[label] = [float(v) for v in out.stdout.split()[-6:]]
+        runs = [("empty cache", [call], os.path.join(tmp, f"numba{i}"))
+                for i, call in enumerate(FIRST_CALLS)]
+        runs.append(("from cache", list(FIRST_CALLS), os.path.join(tmp, "numba0")))
+        for i, (label, calls, cache) in enumerate(runs):
+            if label == "from cache":  # fill the cache the first run left with all kernels
+                _run_compile_script(script, list(FIRST_CALLS), cache, env, tmp, f"fill{i}")
+            out = _run_compile_script(script, calls, cache, env, tmp, f"{label}{i}")
+            for line in out.splitlines():
+                key, cpu, wall = line.rsplit(maxsplit=2)
+                if label == "empty cache" and key in ("new", "import") and key in res[label]:
+                    continue  # keep the first process's figures
+                res[label][key] = (float(cpu), float(wall))
     return res
+
+
+def _run_compile_script(script: str, calls: list[str], cache: str, env: dict, tmp: str,
+                        tag: str) -> str:
+    env = dict(env, NUMBA_CACHE_DIR=cache)
+    with open(os.path.join(tmp, "newmodel.py"), "w") as fh:  # a new file each time
+        fh.write(f"# {tag}\nimport numpy as np\nfrom numba import njit\n\n"
+                 + "\n".join(inspect.getsource(f) for f in (cart4_rhs, cart4_jac)))
+    shutil.rmtree(os.path.join(tmp, "__pycache__"), ignore_errors=True)  # no stale bytecode
+    out = subprocess.run([sys.executable, "-c", script, *calls], capture_output=True, text=True,
+                         env=env, timeout=1800)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr)
+    return out.stdout
 
 
 # --------------------------------------------------------------------------------- main
@@ -447,19 +500,23 @@ def main() -> None:
         print(f"- {label}: max |error| / (rtol |y| + atol) = {worst:.2f}")
     if not args.no_compile:
         ct = compile_times()
-        print("\n### Compile time (fresh processes, first solve of the model)\n")
-        print("| numba cache | import (s) | first solve (s, wall) | first solve (s, CPU) | "
-              "then rodas5p (s) | then tsit5, lock-step (s) | a new model (s) |")
-        print("|---|---:|---:|---:|---:|---:|---:|")
-        for label in ("empty cache", "from cache"):
-            imp, first, first_cpu, second, lock, new = ct[label]
-            print(f"| {label} | {imp:.2f} | {first:.2f} | {first_cpu:.2f} | {second:.2f} | "
-                  f"{lock:.2f} | {new:.2f} |")
-        print("\n(first solve (method 'auto') with an empty cache compiles the shared solver "
-              "kernel once for every model, without the sensitivity code, compiled on the first "
-              "sensitivity solve; the first tsit5/dopri5 solve compiles the lock-step kernel, "
-              "also shared by every model; 'a new model' compiles only that model's functions; "
-              "CPU time is the compile work itself, wall time includes waiting for a shared CPU)")
+        print("\n### Compile time (fresh processes)\n")
+        print("| first call | empty cache: CPU (s) | wall (s) | from cache: CPU (s) | wall (s) |")
+        print("|---|---:|---:|---:|---:|")
+        labels = {"auto": "solve, method 'auto' (non-stiff: the explicit entry point)",
+                  "tsit5": "solve, method 'tsit5' (lock-step kernel)",
+                  "rodas5p stiff": "solve, method 'rodas5p'",
+                  "auto stiff": "solve, method 'auto', stiff problem (both methods)",
+                  "sensitivities": "solve_sensitivities (both methods + sensitivities)",
+                  "new": "a new model, kernels compiled", "import": "import (not a compile)"}
+        for key, label in labels.items():
+            e, c = ct["empty cache"].get(key), ct["from cache"].get(key)
+            cells = [f"{v[0]:.2f} | {v[1]:.2f}" if v else "- | -" for v in (e, c)]
+            print(f"| {label} | {cells[0]} | {cells[1]} |")
+        print("\n(each empty-cache row is its own process with an empty numba cache: what a "
+              "user waits for on the first solve of that kind after installing; the kernels are "
+              "shared by every model, so 'a new model' is the cost of each further model; CPU "
+              "time is the compile work itself, wall time includes waiting for a shared CPU)")
     if notes:
         print("\nNotes:")
         for n in notes:

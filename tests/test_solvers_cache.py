@@ -19,7 +19,7 @@ from test_solvers_problems import LOGISTIC
 r = solve(LOGISTIC, [0.0, 1.0], [1.0], [1.0, 10.0])
 rs = solve_sensitivities(LOGISTIC, [0.0, 1.0], [1.0], [1.0, 10.0])
 out = [r.status, rs.status]
-for kernel in (_kernels.solve_plain, _kernels.solve_serial):
+for kernel in (_kernels.solve_erk, _kernels.solve_serial):  # auto without a switch, sens
     out += [sum(kernel.stats.cache_hits.values()), sum(kernel.stats.cache_misses.values())]
 print(*out)
 """

@@ -43,15 +43,6 @@ def assert_same(a, b):
     np.testing.assert_array_equal(a.stats, b.stats)
 
 
-def test_routes_use_different_kernels():
-    from cartkinetics.solvers import _kernels, _lockstep, api
-
-    assert api._kernel(False, api._EXPLICIT, True) is _lockstep.solve_explicit
-    assert api._kernel(False, api._EXPLICIT, False) is _kernels.solve_plain
-    assert api._kernel(False, api._AUTO, True) is _kernels.solve_plain
-    assert api._kernel(True, api._EXPLICIT, True) is _kernels.solve_serial
-
-
 def both(system, *args, **kw):
     """(lock-step, generic) results of the same batch."""
     return (solve_batch(system, *args, lockstep=True, **kw),

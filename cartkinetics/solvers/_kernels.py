@@ -6,14 +6,21 @@ shared by all models; a new model only compiles its own three small functions. (
 on dispatcher arguments instead would recompile the whole solver for each model in every
 process: numba cannot file-cache such specialisations.)
 
-Compile time (measured with an empty cache, CPU seconds on the shared 2-core machine): the
-first plain solve compiles ``solve_plain`` in about 10 s (was 15 s for the single eager
-kernel, 8.7 s before the explicit stepper was unrolled), a first sensitivity solve compiles
-``solve_serial`` in about 13 s more; both load from the cache in well under a second. What
-made the difference: no slice assignment in the kernel (numba compiles its broadcasting error
-messages, about 3 s), ``integrate`` inlined into the entry points (every call level
-re-optimises the whole linked code below it), and the sensitivity branches written
-``if sens is not None and sens`` so that passing ``sens=None`` prunes them before typing.
+Compile time (measured with an empty cache, CPU seconds on the shared 2-core machine; see
+docs/benchmarks.md): plain solves use one entry point per method family, so that a first
+solve compiles one method: ``solve_erk`` (Tsit5 / DOPRI5 one problem at a time, and the
+explicit part of auto) about 6.7 s, ``solve_ros`` (Rodas) about 7.3 s; an auto solve continues
+the problems the stiffness test stopped with ``solve_ros``, so a first auto solve of a stiff
+problem compiles both (about 12 s; it was 10.9 s for one kernel holding both methods, which
+every first solve paid). ``solve_serial`` holds both methods and the sensitivity code (first
+sensitivity solve). All load from the cache in well under a second. What made the
+difference: one method per entry point (the other is pruned before typing, as the sensitivity
+code is with ``sens=None``), no slice assignment in the kernel (numba compiles its
+broadcasting error messages, about 3 s), ``integrate`` inlined into the entry points (every
+call level re-optimises the whole linked code below it; not inlining it measured 9.5 s instead
+of 6.7 s), helpers compiled without the CPython wrapper nobody calls (0.4 s), and the
+sensitivity branches written ``if sens is not None and sens`` so that passing ``sens=None``
+prunes them before typing.
 
 Speed (profiled with perf on the benchmark's Tsit5 solve): what cost time was not arithmetic
 but atomic reference counting (a row view ``K[i]`` made for every model call, slices
@@ -49,7 +56,7 @@ from cartkinetics.solvers._core import (
     lu_solve,
 )
 
-__all__ = ["JAC_SIG", "RHS_SIG", "solve_plain", "solve_serial"]  # noqa: F822 (module __getattr__)
+__all__ = ["JAC_SIG", "RHS_SIG", "solve_erk", "solve_ros", "solve_sens_erk", "solve_sens_ros", "solve_serial"]  # noqa: F822 (module __getattr__)
 
 _RHS_T = types.FunctionType(RHS_SIG)
 _JAC_T = types.FunctionType(JAC_SIG)
@@ -63,7 +70,7 @@ _SWITCH = -1  # internal: the explicit method detected stiffness
 _LOG_1EM4 = math.log(1e-4)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _jacobian(rhs, jac, dfdp, t, y, p, piece, n, has_jac, J, f0, ytmp, ftmp):
     """df/dy of the model at (t, y[:n]); forward differences if the model has no jac."""
     if has_jac:
@@ -79,7 +86,7 @@ def _jacobian(rhs, jac, dfdp, t, y, p, piece, n, has_jac, J, f0, ytmp, ftmp):
                 J[i, m] = (ftmp[i] - f0[i]) / dm
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _eval(rhs, jac, dfdp, t, y, p, piece, n, sidx, sens, has_jac, out, J, Jp, ytmp, ftmp, ys, fs):
     """out = f(t, y) for the plain or the augmented (states + sensitivities) system.
 
@@ -110,7 +117,7 @@ def _eval(rhs, jac, dfdp, t, y, p, piece, n, sidx, sens, has_jac, out, J, Jp, yt
     rhs(t, y, p, piece, out)  # no slicing: views cost reference counting on every call
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _hinit(rhs, jac, dfdp, t, y, f0, p, piece, n, sidx, sens, has_jac, order, hmax, rtol, atol, ytmp, f1, J, Jp, yt2, ft2, ys, fs):
     """Hairer's automatic initial step (HINIT of DOPRI5), RMS norms; one f evaluation."""
     N = y.shape[0]
@@ -218,7 +225,7 @@ def _dense_weights(edense, th, bth):
         bth[i] = acc
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _write_until(t_eval, ie, tnew, out, ynew):
     nt = t_eval.shape[0]
     while ie < nt and t_eval[ie] <= tnew:
@@ -228,7 +235,7 @@ def _write_until(t_eval, ie, tnew, out, ynew):
     return ie
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _piece_erk(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, etab, eorder, ethresh, detect,
                rtol, atol, max_steps, first_step, t_eval, ie, out, stats, work):
     """Explicit embedded RK (FSAL) from t to tend with Hairer's PI control and dense output.
@@ -382,7 +389,7 @@ def _piece_erk(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, eta
             h = hnew
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, autonomous, rtab, rgamma, rorder,
                rtol, atol, max_steps, first_step, t_eval, ie, out, stats, work):
     """Rosenbrock (Rodas) from t to tend with the model Jacobian, PI control, dense output.
@@ -568,7 +575,7 @@ def _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, aut
             h = hnew
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _apply_break(rhs, jac, dfdp, t, y, p, piece, k, n, sidx, sens, jumps, dtb, fb, fa):
     """Add jumps[k] at breakpoint k; in sens mode S += (f_before - f_after) dtb/dp
     (dtb columns are the selected parameters sidx)."""
@@ -590,34 +597,45 @@ def _apply_break(rhs, jac, dfdp, t, y, p, piece, k, n, sidx, sens, jumps, dtb, f
 # callee at each call level, so each level of wrappers costs seconds of compilation
 @njit(cache=True, inline="always", error_model="numpy")
 def integrate(rhs, jac, dfdp, t0, t_eval, y0, p, bps, jumps, dtb, sidx, n, npar, sens, kind, has_jac, autonomous,
-              etab, rtab, reals, atol, max_steps, out, stats, y, fb, fa, work_e, work_r):
-    """Solve one problem over all pieces; returns the status code and fills out (nt, N), stats.
+              etab, rtab, reals, atol, max_steps, out, stats, y, fb, fa, work_e, work_r, resume):
+    """Solve one problem over all pieces; returns (status code, t reached), fills out (nt, N), stats.
 
     kind: 0 explicit, 1 Rosenbrock, 2 auto (explicit, switching to Rosenbrock for the rest of
     the solve when Hairer's stiffness test fires 15 times). stats: accepted steps, rejected
     steps, f evaluations, Jacobians, LU factorisations, 1 if auto switched to the stiff method.
     etab = (a, b, e, c, dense) and rtab = (a, C, c, d, b, e, H) are the tableaus; reals =
     (explicit error order, stiffness threshold, gamma, Rosenbrock error order, rtol, first_step).
+
+    An entry point that passes ``rtab=None`` (or ``etab=None``) compiles without the Rosenbrock
+    (explicit) method: an auto solve without it stops at the switch with status _SWITCH, and
+    the caller continues it with ``resume``: t0, y0 are then the switch point, stats and the
+    output rows up to t0 those of the explicit part (the same operations as a switch inside
+    one call, so the same results).
     """
     eorder, ethresh, rgamma, rorder, rtol, first_step = reals
     N = y0.shape[0]
     nt = t_eval.shape[0]
-    for i in range(stats.shape[0]):
-        stats[i] = 0
-    for i in range(nt):
-        for k in range(N):
-            out[i, k] = np.nan
-    if not check_inputs(t0, t_eval, y0, p, bps, jumps, rtol, atol, max_steps, first_step):
-        return 4
-    if sens is not None and sens:
-        # the selected columns index Jp and fill the augmented state: never read out of bounds
-        if N != n * (1 + sidx.shape[0]) or dtb.shape[1] < sidx.shape[0]:
-            return 4
-        for j in range(sidx.shape[0]):
-            if sidx[j] < 0 or sidx[j] >= npar:
-                return 4
+    if not resume:
+        for i in range(stats.shape[0]):
+            stats[i] = 0
+        for i in range(nt):
+            for k in range(N):
+                out[i, k] = np.nan
+        if not check_inputs(t0, t_eval, y0, p, bps, jumps, rtol, atol, max_steps, first_step):
+            return 4, t0
+        if sens is not None and sens:
+            # the selected columns index Jp and fill the augmented state: never read out of bounds
+            if N != n * (1 + sidx.shape[0]) or dtb.shape[1] < sidx.shape[0]:
+                return 4, t0
+            for j in range(sidx.shape[0]):
+                if sidx[j] < 0 or sidx[j] >= npar:
+                    return 4, t0
     if nt == 0:
-        return 0
+        return 0, t0
+    # a method the entry point was compiled without: refuse instead of looping
+    stiff = kind == 1 or resume
+    if (stiff and rtab is None) or (not stiff and etab is None):
+        return 4, t0
     for k in range(N):
         y[k] = y0[k]
     # the workspace is shared by the problems of a call: start every problem from zero
@@ -632,34 +650,47 @@ def integrate(rhs, jac, dfdp, t0, t_eval, y0, p, bps, jumps, dtb, sidx, n, npar,
             Jp[i, k] = 0.0
             Jpt[i, k] = 0.0
     t = t0
-    ie = _write_until(t_eval, 0, t, out, y)
     nb = bps.shape[0]
     ib = 0
-    piece = 0
-    while ib < nb and bps[ib] <= t0:
-        _apply_break(rhs, jac, dfdp, t0, y, p, piece, ib, n, sidx, sens, jumps, dtb, fb, fa)
-        ib += 1
-        piece += 1
+    if resume:
+        # the explicit part wrote the outputs up to t and applied the breakpoints up to t (the
+        # switch happens inside a piece, so none lies at t itself)
+        ie = 0
+        while ie < nt and t_eval[ie] <= t:
+            ie += 1
+        while ib < nb and bps[ib] <= t:
+            ib += 1
+        piece = ib
+    else:
+        ie = _write_until(t_eval, 0, t, out, y)
+        piece = 0
+        while ib < nb and bps[ib] <= t0:
+            _apply_break(rhs, jac, dfdp, t0, y, p, piece, ib, n, sidx, sens, jumps, dtb, fb, fa)
+            ib += 1
+            piece += 1
     t_final = t_eval[nt - 1]
-    stiff = kind == 1
     status = 0
     while t < t_final:
         tend = t_final
         if ib < nb and bps[ib] < tend:
             tend = bps[ib]
         if not stiff:
-            status, t, ie = _piece_erk(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, etab, eorder,
-                                       ethresh, kind == 2, rtol, atol, max_steps, first_step, t_eval, ie, out, stats,
-                                       work_e)
+            if etab is not None:  # pruned (never typed) in an entry point without it
+                status, t, ie = _piece_erk(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, etab,
+                                           eorder, ethresh, kind == 2, rtol, atol, max_steps, first_step, t_eval,
+                                           ie, out, stats, work_e)
             if status == _SWITCH:
-                stiff = True
                 stats[5] = 1
+                if rtab is None:
+                    return _SWITCH, t  # the caller resumes with the Rosenbrock entry point
+                stiff = True
                 status = 0
                 continue  # the rest of this piece with the Rosenbrock method
         else:
-            status, t, ie = _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, autonomous, rtab,
-                                       rgamma, rorder, rtol, atol, max_steps, first_step, t_eval, ie, out, stats,
-                                       work_r)
+            if rtab is not None:
+                status, t, ie = _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac,
+                                           autonomous, rtab, rgamma, rorder, rtol, atol, max_steps, first_step,
+                                           t_eval, ie, out, stats, work_r)
         if status != 0:
             break
         if ib < nb and bps[ib] == tend and t < t_final:
@@ -674,10 +705,10 @@ def integrate(rhs, jac, dfdp, t0, t_eval, y0, p, bps, jumps, dtb, sidx, n, npar,
         for i in range(ie, nt):
             for k in range(N):
                 out[i, k] = np.nan
-    return status
+    return status, t
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _workspace(n, npar, ns, N, sens, se, sr):
     """Work arrays of the solves of one kernel call, allocated once (per-problem allocation
     was a measurable share of a 35 us solve)."""
@@ -710,8 +741,8 @@ def _workspace(n, npar, ns, N, sens, se, sr):
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _serial(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, sens, kind, has_jac, autonomous,
-            etab, rtab, reals, ATOL, max_steps, OUT, STATS, STATUS, IDX):
-    y, fb, fa, work_e, work_r = _workspace(n, npar, SIDX.shape[0], Y0.shape[1], sens, etab[0].shape[0], rtab[0].shape[0])
+            etab, rtab, reals, ATOL, max_steps, OUT, STATS, STATUS, IDX, se, sr):
+    y, fb, fa, work_e, work_r = _workspace(n, npar, SIDX.shape[0], Y0.shape[1], sens, se, sr)
     # counters in a private array, copied at the end: the rows of STATS of problems solved by
     # other threads share cache lines (false sharing on every step otherwise)
     st = np.zeros(STATS.shape[1], dtype=np.int64)
@@ -719,9 +750,20 @@ def _serial(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, s
         m = IDX[q]
         if m < 0 or m >= P.shape[0]:
             continue
-        STATUS[m] = integrate(rhs, jac, dfdp, t0[m], t_eval, Y0[m], P[m], BPS[m], JUMPS[m], DTB[m], SIDX, n, npar, sens,
-                              kind, has_jac, autonomous, etab, rtab, reals, ATOL[m], max_steps, OUT[m], st,
-                              y, fb, fa, work_e, work_r)
+        # only an entry point without the explicit method resumes (STATUS is output only for
+        # the others: a caller's stale -1 is never read as a switch point)
+        resume = etab is None and STATUS[m] == _SWITCH
+        if resume:
+            for i in range(st.shape[0]):
+                st[i] = STATS[m, i]
+        status, t = integrate(rhs, jac, dfdp, t0[m], t_eval, Y0[m], P[m], BPS[m], JUMPS[m], DTB[m], SIDX, n, npar,
+                              sens, kind, has_jac, autonomous, etab, rtab, reals, ATOL[m], max_steps, OUT[m], st,
+                              y, fb, fa, work_e, work_r, resume)
+        STATUS[m] = status
+        if status == _SWITCH:  # hand the switch point to the Rosenbrock entry point
+            t0[m] = t
+            for k in range(Y0.shape[1]):
+                Y0[m, k] = y[k]
         for i in range(st.shape[0]):
             STATS[m, i] = st[i]
 
@@ -745,39 +787,83 @@ SOLVE_SERIAL_SIG = types.void(
 )
 
 
+@njit(cache=True, inline="always", error_model="numpy")
+def _tables(ea, eb, ee, ec, edense, eorder, ethresh, ra, rC, rgamma, rc, rd, rb, re, rH, rorder, rtol, first_step):
+    return ((ea, eb, ee, ec, edense), (ra, rC, rc, rd, rb, re, rH),
+            (eorder, ethresh, rgamma, rorder, rtol, first_step))
+
+
+# The entry points (signature SOLVE_SERIAL_SIG). Each plain or sensitivity entry holds one
+# method family, so that a first solve compiles one method: the other tableau is passed as a
+# literal None (pruned before typing, as the sensitivity code is with sens=None). Callers of
+# the one-method entries run auto solves in two calls (api._run): the explicit entry stops a
+# problem where the stiffness test fires (STATUS _SWITCH, the switch time and state written
+# to t0[m], Y0[m], so callers pass copies, the counters to STATS[m]) and the Rosenbrock entry
+# continues it from there. ``solve_serial`` holds both methods and switches inside the call
+# (for callers inside numba code, e.g. the PyTensor Op). STATUS is output only, except that a
+# Rosenbrock-only entry resumes the problems whose STATUS is _SWITCH on entry.
 def _solve_serial(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, sens, kind, has_jac, autonomous,
                   ea, eb, ee, ec, edense, eorder, ethresh, ra, rC, rgamma, rc, rd, rb, re, rH, rorder,
                   rtol, ATOL, max_steps, first_step, OUT, STATS, STATUS, IDX):  # pragma: no cover - numba
     """Solve the problems IDX one after the other; releases the GIL so that the Python API can
     run shares of a batch on several threads (each problem is solved by the same code whatever
     the thread count, hence identical results). Plain (sens False) or sensitivity solves."""
-    etab = (ea, eb, ee, ec, edense)
-    rtab = (ra, rC, rc, rd, rb, re, rH)
-    reals = (eorder, ethresh, rgamma, rorder, rtol, first_step)
+    etab, rtab, reals = _tables(ea, eb, ee, ec, edense, eorder, ethresh, ra, rC, rgamma, rc, rd, rb, re, rH, rorder,
+                                rtol, first_step)
     _serial(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, sens, kind, has_jac, autonomous,
-            etab, rtab, reals, ATOL, max_steps, OUT, STATS, STATUS, IDX)
+            etab, rtab, reals, ATOL, max_steps, OUT, STATS, STATUS, IDX, ea.shape[0], ra.shape[0])
 
 
-def _solve_plain(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, sens, kind, has_jac, autonomous,
-                 ea, eb, ee, ec, edense, eorder, ethresh, ra, rC, rgamma, rc, rd, rb, re, rH, rorder,
-                 rtol, ATOL, max_steps, first_step, OUT, STATS, STATUS, IDX):  # pragma: no cover - numba
-    """As solve_serial without sensitivities (``sens`` is ignored): the sensitivity code is
-    pruned before typing (``sens`` is None below), so plain solves never compile it."""
-    etab = (ea, eb, ee, ec, edense)
-    rtab = (ra, rC, rc, rd, rb, re, rH)
-    reals = (eorder, ethresh, rgamma, rorder, rtol, first_step)
+def _solve_erk(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, sens, kind, has_jac, autonomous,
+               ea, eb, ee, ec, edense, eorder, ethresh, ra, rC, rgamma, rc, rd, rb, re, rH, rorder,
+               rtol, ATOL, max_steps, first_step, OUT, STATS, STATUS, IDX):  # pragma: no cover - numba
+    """Plain explicit solves (kind 0), or the explicit part of plain auto solves (kind 2)."""
+    etab, rtab, reals = _tables(ea, eb, ee, ec, edense, eorder, ethresh, ra, rC, rgamma, rc, rd, rb, re, rH, rorder,
+                                rtol, first_step)
     _serial(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, None, kind, has_jac, autonomous,
-            etab, rtab, reals, ATOL, max_steps, OUT, STATS, STATUS, IDX)
+            etab, None, reals, ATOL, max_steps, OUT, STATS, STATUS, IDX, ea.shape[0], ra.shape[0])
+
+
+def _solve_ros(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, sens, kind, has_jac, autonomous,
+               ea, eb, ee, ec, edense, eorder, ethresh, ra, rC, rgamma, rc, rd, rb, re, rH, rorder,
+               rtol, ATOL, max_steps, first_step, OUT, STATS, STATUS, IDX):  # pragma: no cover - numba
+    """Plain Rosenbrock solves (kind 1) and the continuation of plain auto solves."""
+    etab, rtab, reals = _tables(ea, eb, ee, ec, edense, eorder, ethresh, ra, rC, rgamma, rc, rd, rb, re, rH, rorder,
+                                rtol, first_step)
+    _serial(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, None, 1, has_jac, autonomous,
+            None, rtab, reals, ATOL, max_steps, OUT, STATS, STATUS, IDX, ea.shape[0], ra.shape[0])
+
+
+def _solve_sens_erk(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, sens, kind, has_jac,
+                    autonomous, ea, eb, ee, ec, edense, eorder, ethresh, ra, rC, rgamma, rc, rd, rb, re, rH, rorder,
+                    rtol, ATOL, max_steps, first_step, OUT, STATS, STATUS, IDX):  # pragma: no cover - numba
+    """As ``solve_erk`` with sensitivities (``sens`` must be True)."""
+    etab, rtab, reals = _tables(ea, eb, ee, ec, edense, eorder, ethresh, ra, rC, rgamma, rc, rd, rb, re, rH, rorder,
+                                rtol, first_step)
+    _serial(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, sens, kind, has_jac, autonomous,
+            etab, None, reals, ATOL, max_steps, OUT, STATS, STATUS, IDX, ea.shape[0], ra.shape[0])
+
+
+def _solve_sens_ros(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, sens, kind, has_jac,
+                    autonomous, ea, eb, ee, ec, edense, eorder, ethresh, ra, rC, rgamma, rc, rd, rb, re, rH, rorder,
+                    rtol, ATOL, max_steps, first_step, OUT, STATS, STATUS, IDX):  # pragma: no cover - numba
+    """As ``solve_ros`` with sensitivities (``sens`` must be True)."""
+    etab, rtab, reals = _tables(ea, eb, ee, ec, edense, eorder, ethresh, ra, rC, rgamma, rc, rd, rb, re, rH, rorder,
+                                rtol, first_step)
+    _serial(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, sens, 1, has_jac, autonomous,
+            None, rtab, reals, ATOL, max_steps, OUT, STATS, STATUS, IDX, ea.shape[0], ra.shape[0])
 
 
 # Entry points are compiled (or loaded from numba's cache) on first use, not at import, so that
-# plain solves never compile the sensitivity code: ``_kernels.solve_serial`` (module
+# a plain solve compiles its method only, never the sensitivity code: ``_kernels.solve_serial`` (module
 # __getattr__) keeps its historical name, signature and meaning for callers inside numba code.
 # (entry point, LLVM loop vectorisation): plain solves without it (measured bitwise the same
 # results, 5% faster for "auto" on the benchmark, Rosenbrock unchanged: the vectorised stage
 # loops load four doubles right after the model stored them one by one, and store-to-load
 # forwarding fails); sensitivity solves, with n (1 + n_params) equations, keep it
-_ENTRIES = {"solve_serial": (_solve_serial, True), "solve_plain": (_solve_plain, False)}
+_ENTRIES = {"solve_serial": (_solve_serial, True), "solve_erk": (_solve_erk, False),
+            "solve_ros": (_solve_ros, False), "solve_sens_erk": (_solve_sens_erk, True),
+            "solve_sens_ros": (_solve_sens_ros, True)}
 
 
 def compile_entry(impl, vectorize: bool = True):
@@ -790,7 +876,7 @@ def compile_entry(impl, vectorize: bool = True):
         old = _numba_config.LOOP_VECTORIZE
         _numba_config.LOOP_VECTORIZE = old if vectorize else 0
         try:
-            return njit(SOLVE_SERIAL_SIG, cache=True, nogil=True, error_model="numpy")(impl)
+            return njit(SOLVE_SERIAL_SIG, cache=True, nogil=True, error_model="numpy", no_cfunc_wrapper=True)(impl)
         finally:
             _numba_config.LOOP_VECTORIZE = old
 

@@ -7,7 +7,7 @@ of the stage vectors, libm) rather than on throughput. Two independent problems 
 stage by stage, one after the other, let the out-of-order core overlap the two chains.
 Measured on the benchmark model (benchmarks/bench_solvers.py, Tsit5, 1,000 patients, one
 thread, CPU time, 12 fresh processes): median 19.3 us per patient (19.0-21.9) against 27.6
-(27.3-28.2) for the generic kernel (``_kernels.solve_plain``; 26.2 since it too is compiled
+(27.3-28.2) for the generic kernel (``_kernels.solve_erk``; 26.2 since it too is compiled
 without loop vectorisation), with bitwise identical results: each problem goes through the
 same operations in the same order, only the interleaving of problems differs, so results do
 not depend on which problems share a call, the thread count or the batch order.

@@ -317,31 +317,38 @@ def _select(x, name: str, m: int, head: tuple[int, ...], npar: int, sidx: np.nda
 
 
 def _kernel(sens: bool, kind: int, lockstep: bool):
-    """The numba entry point for a call (each compiled, or loaded from the cache, on first use)."""
+    """The numba entry point for a call (each compiled, or loaded from the cache, on first use).
+
+    Each entry point holds one method family, so that a first solve compiles one method only
+    (the first-call compile time users see); an auto solve runs the explicit entry point and
+    continues the problems it found stiff with the Rosenbrock one (see ``_run``)."""
     from cartkinetics.solvers import _kernels
 
-    if sens:
-        return _kernels.solve_serial
-    if kind == _EXPLICIT and lockstep:
+    if kind == _EXPLICIT and lockstep and not sens:
         from cartkinetics.solvers import _lockstep
 
         return _lockstep.solve_explicit  # two problems side by side: same results, faster
-    return _kernels.solve_plain  # compiled without the sensitivity code
+    if kind == _ROSENBROCK:
+        return _kernels.solve_sens_ros if sens else _kernels.solve_ros
+    return _kernels.solve_sens_erk if sens else _kernels.solve_erk
 
 
 def _run(system, t_eval, T0, Y0, P, BPS, JUMPS, DTB, ATOL, method, rtol, max_steps, first_step,
          sens, parallel, n_threads=None, sidx=None, lockstep=True):
+    from cartkinetics.solvers._kernels import _SWITCH
+
     kind, et, rt = _tableaus(method)
     f_rhs, f_jac, f_dfdp = system.functions()
     m, N = Y0.shape
     OUT = np.empty((m, t_eval.shape[0], N))
     STATS = np.zeros((m, len(STATS_FIELDS)), dtype=np.int64)
     STATUS = np.zeros(m, dtype=np.int64)
-
-    kernel = _kernel(sens, kind, lockstep)
+    split = kind == _AUTO
+    if split:  # the explicit part writes each switch point (t, y) into T0, Y0: not the caller's
+        T0, Y0 = T0.copy(), Y0.copy()
     SIDX = np.ascontiguousarray(sidx if sidx is not None else np.empty(0), dtype=np.int64)
 
-    def run_share(idx: np.ndarray) -> None:
+    def run_share(kernel, idx: np.ndarray) -> None:
         kernel(
             f_rhs, f_jac, f_dfdp, T0, t_eval, Y0, P, BPS, JUMPS, DTB,
             SIDX, np.int64(system.n_states), np.int64(system.n_params), bool(sens), np.int64(kind),
@@ -353,22 +360,33 @@ def _run(system, t_eval, T0, Y0, P, BPS, JUMPS, DTB, ATOL, method, rtol, max_ste
         )
 
     threads = n_threads if n_threads is not None else numba.get_num_threads()
-    threads = min(int(threads), m)
-    if not parallel or threads <= 1:
-        run_share(np.arange(m, dtype=np.int64))
-        return OUT, STATS, STATUS
-    # the kernel releases the GIL: one call per thread, thread r solving problems r, r + T,
-    # r + 2T, ... Interleaving balances batches whose cost trends along the rows; one call
-    # per thread because each call costs ~50 us of argument conversion under the GIL (16
-    # chunks on 2 threads lost ~7% of the 2-thread speed-up to it). Every problem is solved
-    # by the same serial code, so results do not depend on the thread count.
-    shares = [np.arange(r, m, threads, dtype=np.int64) for r in range(threads)]
+    threads = max(1, int(threads)) if parallel else 1
+    _threaded(run_share, _kernel(sens, kind, lockstep), np.arange(m, dtype=np.int64), threads)
+    if split:
+        switched = np.flatnonzero(STATUS == _SWITCH).astype(np.int64)
+        if switched.size:
+            _threaded(run_share, _kernel(sens, _ROSENBROCK, lockstep), switched, threads)
+    return OUT, STATS, STATUS
+
+
+def _threaded(run_share, kernel, idx: np.ndarray, threads: int) -> None:
+    """Solve problems ``idx`` with ``kernel`` on up to ``threads`` threads.
+
+    The kernel releases the GIL: one call per thread, thread r solving problems idx[r],
+    idx[r + T], idx[r + 2T], ... Interleaving balances batches whose cost trends along the
+    rows; one call per thread because each call costs ~50 us of argument conversion under the
+    GIL (16 chunks on 2 threads lost ~7% of the 2-thread speed-up to it). Every problem is
+    solved by the same serial code, so results do not depend on the thread count."""
+    threads = min(threads, idx.shape[0])
+    if threads <= 1:
+        run_share(kernel, idx)
+        return
+    shares = [np.ascontiguousarray(idx[r::threads]) for r in range(threads)]
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        futures = [pool.submit(run_share, idx) for idx in shares[1:]]
-        run_share(shares[0])  # this thread takes a share too
+        futures = [pool.submit(run_share, kernel, share) for share in shares[1:]]
+        run_share(kernel, shares[0])  # this thread takes a share too
         for fut in futures:
             fut.result()
-    return OUT, STATS, STATUS
 
 
 def _stats_dict(row: np.ndarray) -> dict:
