@@ -364,10 +364,11 @@ def _numba_evaluator(owner: ODEObservationOp) -> Any:
         # closure arrays are read-only constants in numba: the kernel's signature wants
         # writable ones
         solve_serial(f_rhs, f_jac, f_dfdp, T0, t_all.copy(), Y0, P, BPS, JUMPS, DTB, sidx.copy(),
-                     n, npar, True, kind, has_jac, autonomous, ea.copy(), eb.copy(), ee.copy(),
-                     ec.copy(), edense.copy(), eorder, ethresh, ra.copy(), rC.copy(), rgamma,
-                     rc.copy(), rd.copy(), rb.copy(), re.copy(), rH.copy(), rorder, rtol, ATOL,
-                     max_steps, 0.0, OUT, STATS, STATUS, np.arange(ns))
+                     n, npar, True, kind, has_jac, autonomous,
+                     (ea.copy(), eb.copy(), ee.copy(), ec.copy(), edense.copy()),
+                     (ra.copy(), rC.copy(), rc.copy(), rd.copy(), rb.copy(), re.copy(), rH.copy()),
+                     (eorder, ethresh, rgamma, rorder, rtol, 0.0), ATOL, max_steps, OUT, STATS,
+                     STATUS, np.arange(ns))
         ob = np.empty(n_obs_fn)
         dy = np.empty((n_obs_fn, n))
         dp = np.empty((n_obs_fn, npar))

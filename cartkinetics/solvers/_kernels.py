@@ -7,20 +7,18 @@ on dispatcher arguments instead would recompile the whole solver for each model 
 process: numba cannot file-cache such specialisations.)
 
 Compile time (measured with an empty cache, CPU seconds on the shared 2-core machine; see
-docs/benchmarks.md): plain solves use one entry point per method family, so that a first
-solve compiles one method: ``solve_erk`` (Tsit5 / DOPRI5 one problem at a time, and the
-explicit part of auto) about 6.7 s, ``solve_ros`` (Rodas) about 7.3 s; an auto solve continues
-the problems the stiffness test stopped with ``solve_ros``, so a first auto solve of a stiff
-problem compiles both (about 12 s; it was 10.9 s for one kernel holding both methods, which
-every first solve paid). ``solve_serial`` holds both methods and the sensitivity code (first
-sensitivity solve). All load from the cache in well under a second. What made the
-difference: one method per entry point (the other is pruned before typing, as the sensitivity
-code is with ``sens=None``), no slice assignment in the kernel (numba compiles its
-broadcasting error messages, about 3 s), ``integrate`` inlined into the entry points (every
-call level re-optimises the whole linked code below it; not inlining it measured 9.5 s instead
-of 6.7 s), helpers compiled without the CPython wrapper nobody calls (0.4 s), and the
-sensitivity branches written ``if sens is not None and sens`` so that passing ``sens=None``
-prunes them before typing.
+docs/benchmarks.md for the figures): one implementation, ``_solve``, is compiled for several
+signatures (``_ENTRIES``), each holding one method family, so that a first solve compiles one
+method: ``solve_erk`` (Tsit5 / DOPRI5 one problem at a time, and the explicit part of auto) or
+``solve_ros`` (Rodas, and the rest of an auto solve after a switch), and their sensitivity
+forms. A first auto solve of a stiff problem compiles both; a kernel holding both methods,
+which every first solve paid before, took 10.9 s. What made the difference: one method per
+entry point (the other's tableau is typed None, its code pruned before typing, as the
+sensitivity code is with ``sens=None``; -4 s for a first auto solve), no slice assignment in
+the kernel (numba compiles its broadcasting error messages, about 3 s), ``integrate`` inlined
+into the entry point (every call level re-optimises the whole linked code below it: not
+inlining it cost 2.8 s) and no wrapper level above it (inlining one cost 0.65 s, numba copies
+the inlined IR twice), helpers compiled without the CPython wrapper nobody calls (0.4 s).
 
 Speed (profiled with perf on the benchmark's Tsit5 solve): what cost time was not arithmetic
 but atomic reference counting (a row view ``K[i]`` made for every model call, slices
@@ -632,9 +630,10 @@ def integrate(rhs, jac, dfdp, t0, t_eval, y0, p, bps, jumps, dtb, sidx, n, npar,
                     return 4, t0
     if nt == 0:
         return 0, t0
-    # a method the entry point was compiled without: refuse instead of looping
-    stiff = kind == 1 or resume
-    if (stiff and rtab is None) or (not stiff and etab is None):
+    # an entry point compiled without the explicit method solves with Rosenbrock (and resumes
+    # auto solves); one without Rosenbrock refuses kind 1 instead of looping
+    stiff = kind == 1 or resume or etab is None
+    if stiff and rtab is None:
         return 4, t0
     for k in range(N):
         y[k] = y0[k]
@@ -739,9 +738,22 @@ def _workspace(n, npar, ns, N, sens, se, sr):
     return y, fb, fa, work_e, work_r
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _serial(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, sens, kind, has_jac, autonomous,
-            etab, rtab, reals, ATOL, max_steps, OUT, STATS, STATUS, IDX, se, sr):
+def _solve(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, sens, kind, has_jac, autonomous,
+           etab, rtab, reals, ATOL, max_steps, OUT, STATS, STATUS, IDX):  # pragma: no cover - numba
+    """Solve the problems IDX one after the other (the entry points: see ``_ENTRIES``).
+
+    Releases the GIL so that the Python API can run shares of a batch on several threads
+    (each problem is solved by the same code whatever the thread count, hence identical
+    results). etab / rtab: the explicit / Rosenbrock tableau, or None in an entry point
+    compiled without that method; sens: None (plain solves, the sensitivity code is not
+    compiled) or a bool. STATUS is output only, except in an entry point without the explicit
+    method, which resumes the problems whose STATUS is _SWITCH on entry."""
+    se = 1
+    sr = 1
+    if etab is not None:  # pruned before typing when etab is None, as below
+        se = etab[0].shape[0]
+    if rtab is not None:
+        sr = rtab[0].shape[0]
     y, fb, fa, work_e, work_r = _workspace(n, npar, SIDX.shape[0], Y0.shape[1], sens, se, sr)
     # counters in a private array, copied at the end: the rows of STATS of problems solved by
     # other threads share cache lines (false sharing on every step otherwise)
@@ -750,9 +762,9 @@ def _serial(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, s
         m = IDX[q]
         if m < 0 or m >= P.shape[0]:
             continue
-        # only an entry point without the explicit method resumes (STATUS is output only for
-        # the others: a caller's stale -1 is never read as a switch point)
-        resume = etab is None and STATUS[m] == _SWITCH
+        resume = False
+        if etab is None:
+            resume = STATUS[m] == _SWITCH
         if resume:
             for i in range(st.shape[0]):
                 st[i] = STATS[m, i]
@@ -773,101 +785,62 @@ def _c(nd, dtype=types.float64):
 
 
 _f8, _i8, _b1 = types.float64, types.int64, types.boolean
-#: explicit signature of the entry points: compiled once and cached for all models
-SOLVE_SERIAL_SIG = types.void(
-    _RHS_T, _JAC_T, _JAC_T,
-    _c(1), _c(1), _c(2), _c(2), _c(2), _c(3), _c(3),  # t0, t_eval, Y0, P, BPS, JUMPS, DTB
-    _c(1, _i8),  # SIDX: sensitivity column j is d/d P[:, SIDX[j]]
-    _i8, _i8, _b1, _i8, _b1, _b1,  # n, npar, sens, kind, has_jac, autonomous
-    _c(2), _c(1), _c(1), _c(1), _c(2), _f8, _f8,  # explicit tableau, error order, stiff threshold
-    _c(2), _c(2), _f8, _c(1), _c(1), _c(1), _c(1), _c(2), _f8,  # Rosenbrock tableau, error order
-    _f8, _c(2), _i8, _f8,  # rtol, ATOL, max_steps, first_step
-    _c(3), _c(2, _i8), _c(1, _i8),  # OUT, STATS, STATUS
-    _c(1, _i8),  # IDX: the problems this call solves (a thread's share of a batch)
-)
+#: types of the tableaus: explicit (a, b, e, c, dense), Rosenbrock (a, C, c, d, b, e, H), and
+#: reals (explicit error order, stiffness threshold, gamma, Rosenbrock error order, rtol,
+#: first_step)
+ETAB_T = types.Tuple((_c(2), _c(1), _c(1), _c(1), _c(2)))
+RTAB_T = types.Tuple((_c(2), _c(2), _c(1), _c(1), _c(1), _c(1), _c(2)))
+REALS_T = types.UniTuple(_f8, 6)
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _tables(ea, eb, ee, ec, edense, eorder, ethresh, ra, rC, rgamma, rc, rd, rb, re, rH, rorder, rtol, first_step):
-    return ((ea, eb, ee, ec, edense), (ra, rC, rc, rd, rb, re, rH),
-            (eorder, ethresh, rgamma, rorder, rtol, first_step))
+def signature(sens, etab, rtab):
+    """Signature of an entry point: ``sens`` types.none or boolean, ``etab`` / ``rtab`` the
+    tableau type or types.none (the method left out)."""
+    return types.void(
+        _RHS_T, _JAC_T, _JAC_T,
+        _c(1), _c(1), _c(2), _c(2), _c(2), _c(3), _c(3),  # t0, t_eval, Y0, P, BPS, JUMPS, DTB
+        _c(1, _i8),  # SIDX: sensitivity column j is d/d P[:, SIDX[j]]
+        _i8, _i8, sens, _i8, _b1, _b1,  # n, npar, sens, kind, has_jac, autonomous
+        etab, rtab, REALS_T,
+        _c(2), _i8,  # ATOL, max_steps
+        _c(3), _c(2, _i8), _c(1, _i8),  # OUT, STATS, STATUS
+        _c(1, _i8),  # IDX: the problems this call solves (a thread's share of a batch)
+    )
 
 
-# The entry points (signature SOLVE_SERIAL_SIG). Each plain or sensitivity entry holds one
-# method family, so that a first solve compiles one method: the other tableau is passed as a
-# literal None (pruned before typing, as the sensitivity code is with sens=None). Callers of
-# the one-method entries run auto solves in two calls (api._run): the explicit entry stops a
-# problem where the stiffness test fires (STATUS _SWITCH, the switch time and state written
-# to t0[m], Y0[m], so callers pass copies, the counters to STATS[m]) and the Rosenbrock entry
-# continues it from there. ``solve_serial`` holds both methods and switches inside the call
-# (for callers inside numba code, e.g. the PyTensor Op). STATUS is output only, except that a
-# Rosenbrock-only entry resumes the problems whose STATUS is _SWITCH on entry.
-def _solve_serial(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, sens, kind, has_jac, autonomous,
-                  ea, eb, ee, ec, edense, eorder, ethresh, ra, rC, rgamma, rc, rd, rb, re, rH, rorder,
-                  rtol, ATOL, max_steps, first_step, OUT, STATS, STATUS, IDX):  # pragma: no cover - numba
-    """Solve the problems IDX one after the other; releases the GIL so that the Python API can
-    run shares of a batch on several threads (each problem is solved by the same code whatever
-    the thread count, hence identical results). Plain (sens False) or sensitivity solves."""
-    etab, rtab, reals = _tables(ea, eb, ee, ec, edense, eorder, ethresh, ra, rC, rgamma, rc, rd, rb, re, rH, rorder,
-                                rtol, first_step)
-    _serial(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, sens, kind, has_jac, autonomous,
-            etab, rtab, reals, ATOL, max_steps, OUT, STATS, STATUS, IDX, ea.shape[0], ra.shape[0])
+_none = types.none
+_SENS_ARG, _ETAB_ARG, _RTAB_ARG = 13, 17, 18  # positions in signature()
 
 
-def _solve_erk(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, sens, kind, has_jac, autonomous,
-               ea, eb, ee, ec, edense, eorder, ethresh, ra, rC, rgamma, rc, rd, rb, re, rH, rorder,
-               rtol, ATOL, max_steps, first_step, OUT, STATS, STATUS, IDX):  # pragma: no cover - numba
-    """Plain explicit solves (kind 0), or the explicit part of plain auto solves (kind 2)."""
-    etab, rtab, reals = _tables(ea, eb, ee, ec, edense, eorder, ethresh, ra, rC, rgamma, rc, rd, rb, re, rH, rorder,
-                                rtol, first_step)
-    _serial(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, None, kind, has_jac, autonomous,
-            etab, None, reals, ATOL, max_steps, OUT, STATS, STATUS, IDX, ea.shape[0], ra.shape[0])
+def entry_arguments(kernel, sens: bool, etab: tuple, rtab: tuple) -> tuple:
+    """(sens, etab, rtab) as the entry point ``kernel`` takes them: None where its signature
+    has None (a plain entry point, or a method it was compiled without)."""
+    sig = kernel.signatures[0]
+    return tuple(None if sig[i] == _none else v
+                 for i, v in ((_SENS_ARG, sens), (_ETAB_ARG, etab), (_RTAB_ARG, rtab)))
+# Entry points: (implementation, signature, LLVM loop vectorisation), compiled (or loaded from
+# numba's cache) on first use, not at import. Each plain or sensitivity entry holds one method
+# family, so that a first solve compiles one method: the other tableau is typed None and its
+# code pruned before typing, as the sensitivity code is with sens None. Callers of these run
+# an auto solve in two calls (api._run): the explicit entry stops a problem where the
+# stiffness test fires (STATUS _SWITCH, the switch time and state written to t0[m], Y0[m], so
+# callers pass copies, the counters to STATS[m]) and the Rosenbrock entry continues it.
+# ``solve_serial`` holds both methods and switches inside the call (for callers inside numba
+# code: the PyTensor Op). Loop vectorisation: plain solves without it (bitwise the same
+# results, 5% faster for "auto" on the benchmark: the vectorised stage loops load four doubles
+# right after the model stored them one by one, and store-to-load forwarding fails);
+# sensitivity solves, with n (1 + n_params) equations, keep it.
+_ENTRIES = {
+    "solve_erk": (_solve, signature(_none, ETAB_T, _none), False),
+    "solve_ros": (_solve, signature(_none, _none, RTAB_T), False),
+    "solve_sens_erk": (_solve, signature(_b1, ETAB_T, _none), True),
+    "solve_sens_ros": (_solve, signature(_b1, _none, RTAB_T), True),
+    "solve_serial": (_solve, signature(_b1, ETAB_T, RTAB_T), True),
+}
 
 
-def _solve_ros(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, sens, kind, has_jac, autonomous,
-               ea, eb, ee, ec, edense, eorder, ethresh, ra, rC, rgamma, rc, rd, rb, re, rH, rorder,
-               rtol, ATOL, max_steps, first_step, OUT, STATS, STATUS, IDX):  # pragma: no cover - numba
-    """Plain Rosenbrock solves (kind 1) and the continuation of plain auto solves."""
-    etab, rtab, reals = _tables(ea, eb, ee, ec, edense, eorder, ethresh, ra, rC, rgamma, rc, rd, rb, re, rH, rorder,
-                                rtol, first_step)
-    _serial(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, None, 1, has_jac, autonomous,
-            None, rtab, reals, ATOL, max_steps, OUT, STATS, STATUS, IDX, ea.shape[0], ra.shape[0])
-
-
-def _solve_sens_erk(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, sens, kind, has_jac,
-                    autonomous, ea, eb, ee, ec, edense, eorder, ethresh, ra, rC, rgamma, rc, rd, rb, re, rH, rorder,
-                    rtol, ATOL, max_steps, first_step, OUT, STATS, STATUS, IDX):  # pragma: no cover - numba
-    """As ``solve_erk`` with sensitivities (``sens`` must be True)."""
-    etab, rtab, reals = _tables(ea, eb, ee, ec, edense, eorder, ethresh, ra, rC, rgamma, rc, rd, rb, re, rH, rorder,
-                                rtol, first_step)
-    _serial(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, sens, kind, has_jac, autonomous,
-            etab, None, reals, ATOL, max_steps, OUT, STATS, STATUS, IDX, ea.shape[0], ra.shape[0])
-
-
-def _solve_sens_ros(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, sens, kind, has_jac,
-                    autonomous, ea, eb, ee, ec, edense, eorder, ethresh, ra, rC, rgamma, rc, rd, rb, re, rH, rorder,
-                    rtol, ATOL, max_steps, first_step, OUT, STATS, STATUS, IDX):  # pragma: no cover - numba
-    """As ``solve_ros`` with sensitivities (``sens`` must be True)."""
-    etab, rtab, reals = _tables(ea, eb, ee, ec, edense, eorder, ethresh, ra, rC, rgamma, rc, rd, rb, re, rH, rorder,
-                                rtol, first_step)
-    _serial(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, sens, 1, has_jac, autonomous,
-            None, rtab, reals, ATOL, max_steps, OUT, STATS, STATUS, IDX, ea.shape[0], ra.shape[0])
-
-
-# Entry points are compiled (or loaded from numba's cache) on first use, not at import, so that
-# a plain solve compiles its method only, never the sensitivity code: ``_kernels.solve_serial`` (module
-# __getattr__) keeps its historical name, signature and meaning for callers inside numba code.
-# (entry point, LLVM loop vectorisation): plain solves without it (measured bitwise the same
-# results, 5% faster for "auto" on the benchmark, Rosenbrock unchanged: the vectorised stage
-# loops load four doubles right after the model stored them one by one, and store-to-load
-# forwarding fails); sensitivity solves, with n (1 + n_params) equations, keep it
-_ENTRIES = {"solve_serial": (_solve_serial, True), "solve_erk": (_solve_erk, False),
-            "solve_ros": (_solve_ros, False), "solve_sens_erk": (_solve_sens_erk, True),
-            "solve_sens_ros": (_solve_sens_ros, True)}
-
-
-def compile_entry(impl, vectorize: bool = True):
-    """Compile (or load from numba's cache) an entry point with SOLVE_SERIAL_SIG.
+def compile_entry(impl, sig, vectorize: bool = True):
+    """Compile (or load from numba's cache) an entry point with the signature ``sig``.
 
     ``vectorize=False`` turns LLVM loop vectorisation off for this function only: numba reads
     the setting while it optimises, under its compiler lock, so holding the lock while the
@@ -876,14 +849,14 @@ def compile_entry(impl, vectorize: bool = True):
         old = _numba_config.LOOP_VECTORIZE
         _numba_config.LOOP_VECTORIZE = old if vectorize else 0
         try:
-            return njit(SOLVE_SERIAL_SIG, cache=True, nogil=True, error_model="numpy", no_cfunc_wrapper=True)(impl)
+            return njit(sig, cache=True, nogil=True, error_model="numpy", no_cfunc_wrapper=True)(impl)
         finally:
             _numba_config.LOOP_VECTORIZE = old
 
 
 def lazy_entries(namespace: dict, entries: dict):
     """A module ``__getattr__`` that compiles (or loads from the cache) each entry point of
-    ``entries`` (name -> (implementation, vectorize)) on first access and keeps it in the
+    ``entries`` (name -> (implementation, signature, vectorize)) on first access and keeps it in the
     module's ``namespace``; one lock per module, so two threads never compile it twice."""
     lock = threading.Lock()
     module = namespace["__name__"]

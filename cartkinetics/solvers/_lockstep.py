@@ -32,9 +32,9 @@ What made it fast (each measured):
   the model call is not the cost, its latency is, so the kernel stays generic (the model's
   functions are first-class function arguments, compiled once for every model and cached).
 
-Entry point ``solve_explicit`` has the signature of ``_kernels.SOLVE_SERIAL_SIG`` (the
-Rosenbrock tableau, ``sens``, ``kind``, ``has_jac`` and ``autonomous`` are ignored: callers send
-only plain solves with an explicit 7-stage FSAL method here). Development note: numba's cache
+Entry point ``solve_explicit`` has the signature of ``_kernels.solve_erk`` (``kind``,
+``has_jac`` and ``autonomous`` are ignored: callers send only plain solves with an explicit
+7-stage FSAL method here). Development note: numba's cache
 does not see edits of the helpers imported from ``_kernels`` / ``_core`` (inlined here);
 touch this file after editing them.
 """
@@ -43,10 +43,11 @@ touch this file after editing them.
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, types
 
 from cartkinetics.solvers._core import all_finite, check_inputs
 from cartkinetics.solvers._kernels import (
+    ETAB_T,
     _accept_factor,
     _apply_break,
     _dense_weights,
@@ -57,6 +58,7 @@ from cartkinetics.solvers._kernels import (
     _step_head,
     _write_until,
     lazy_entries,
+    signature,
 )
 
 __all__ = ["solve_explicit"]  # noqa: F822 (module __getattr__)
@@ -182,13 +184,14 @@ def _next_piece(l, rhs, jac, dfdp, t_eval, BPS, JUMPS, DTB, SIDX, n, OUT, STATS,
 
 
 def _solve_explicit(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, sens, kind, has_jac, autonomous,
-                    ea, eb, ee, ec, edense, eorder, ethresh, ra, rC, rgamma, rc, rd, rb, re, rH, rorder,
-                    rtol, ATOL, max_steps, first_step, OUT, STATS, STATUS, IDX):  # pragma: no cover - numba
+                    etab, rtab, reals, ATOL, max_steps, OUT, STATS, STATUS, IDX):  # pragma: no cover - numba
     """Plain explicit solves of the problems IDX, two at a time in lock-step (lanes 0 and 1).
 
     Each lane runs the loop of ``_kernels._piece_erk`` (Hairer's PI control, FSAL, dense
     output) for its current problem; a lane whose problem ends takes the next one. Releases
-    the GIL (see ``_kernels._solve_serial``)."""
+    the GIL (see ``_kernels._solve``)."""
+    ea, eb, ee, ec, edense = etab
+    eorder, ethresh, rgamma, rorder, rtol, first_step = reals
     N = Y0.shape[1]
     L = 2  # lanes: the stages below are written out for each (see the module docstring)
     Y = np.empty((L, N))
@@ -365,4 +368,6 @@ def _solve_explicit(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n,
 
 
 # compiled on first use, without LLVM loop vectorisation (see the module docstring)
-__getattr__ = lazy_entries(globals(), {"solve_explicit": (_solve_explicit, False)})
+__getattr__ = lazy_entries(
+    globals(), {"solve_explicit": (_solve_explicit, signature(types.none, ETAB_T, types.none), False)}
+)

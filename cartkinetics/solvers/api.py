@@ -335,7 +335,7 @@ def _kernel(sens: bool, kind: int, lockstep: bool):
 
 def _run(system, t_eval, T0, Y0, P, BPS, JUMPS, DTB, ATOL, method, rtol, max_steps, first_step,
          sens, parallel, n_threads=None, sidx=None, lockstep=True):
-    from cartkinetics.solvers._kernels import _SWITCH
+    from cartkinetics.solvers._kernels import _SWITCH, entry_arguments
 
     kind, et, rt = _tableaus(method)
     f_rhs, f_jac, f_dfdp = system.functions()
@@ -347,15 +347,17 @@ def _run(system, t_eval, T0, Y0, P, BPS, JUMPS, DTB, ATOL, method, rtol, max_ste
     if split:  # the explicit part writes each switch point (t, y) into T0, Y0: not the caller's
         T0, Y0 = T0.copy(), Y0.copy()
     SIDX = np.ascontiguousarray(sidx if sidx is not None else np.empty(0), dtype=np.int64)
+    etab = (et.a, et.b, et.e, et.c, et.dense)
+    rtab = (rt.a, rt.C, rt.c, rt.d, rt.b, rt.e, rt.H)
+    reals = (float(et.error_order), float(et.stiff_threshold), float(rt.gamma),
+             float(rt.error_order), float(rtol), float(first_step))
 
     def run_share(kernel, idx: np.ndarray) -> None:
+        s, e, r = entry_arguments(kernel, bool(sens), etab, rtab)
         kernel(
             f_rhs, f_jac, f_dfdp, T0, t_eval, Y0, P, BPS, JUMPS, DTB,
-            SIDX, np.int64(system.n_states), np.int64(system.n_params), bool(sens), np.int64(kind),
-            system.jac is not None, system.autonomous,
-            et.a, et.b, et.e, et.c, et.dense, float(et.error_order), float(et.stiff_threshold),
-            rt.a, rt.C, float(rt.gamma), rt.c, rt.d, rt.b, rt.e, rt.H, float(rt.error_order),
-            float(rtol), ATOL, np.int64(max_steps), float(first_step),
+            SIDX, np.int64(system.n_states), np.int64(system.n_params), s, np.int64(kind),
+            system.jac is not None, system.autonomous, e, r, reals, ATOL, np.int64(max_steps),
             OUT, STATS, STATUS, idx,
         )
 
