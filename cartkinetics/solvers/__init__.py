@@ -44,11 +44,13 @@ with ``"tsit5"`` / ``"dopri5"`` step two problems side by side in each thread (t
 overlaps their dependency chains: about 1.3x faster, bitwise the same results;
 ``solve_batch(..., lockstep=False)`` solves one at a time).
 
-Compilation: one generic kernel receives the model functions as numba first-class functions,
-so it is compiled once and cached on disk for every model (about 10 s of CPU for plain solves;
-the sensitivity entry point compiles separately, about 13 s, the first time sensitivities
-are asked for, and the lock-step explicit kernel, about 8 s, on the first plain tsit5/dopri5
-solve); a new model then compiles only its own three functions (about 1 s), and later
+Compilation: the generic kernels receive the model functions as numba first-class functions,
+so they are compiled once and cached on disk for every model. Each holds one method family, so
+a first solve compiles only what it needs (CPU time with an empty cache, see
+docs/benchmarks.md: a first auto solve of a non-stiff model about 6.5 s, a first rodas5p
+solve about 7 s, a first plain tsit5/dopri5 solve, the lock-step kernel, about 8 s, a first auto
+solve that switches both methods, about 11 s; sensitivity forms the first time sensitivities
+are asked for); a new model then compiles only its own three functions (about 0.3 s), and later
 processes load everything from numba's cache in well under a second. ``system.compile()``
 does it up front.
 """

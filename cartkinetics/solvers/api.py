@@ -592,17 +592,21 @@ def status_name(code: int) -> str:
 
 
 def _warmup(system: OdeSystem, sensitivities: bool = False, parallel: bool = True) -> None:
-    """Trigger compilation (or cache loading) of the kernels with a tiny problem."""
+    """Trigger compilation (or cache loading) of the kernels with a tiny problem: the explicit
+    and the Rosenbrock entry points (both parts of an auto solve), the lock-step kernel, and
+    with ``sensitivities`` their sensitivity forms."""
     n, npar = system.n_states, system.n_params
     y0 = np.ones(n)
     p = np.ones(npar)
     t = np.array([0.0, 1e-3])
     solve(system, t, y0, p, max_steps=10)
+    solve(system, t, y0, p, method="rodas5p", max_steps=10)
     if parallel:
         solve_batch(system, t, np.ones((2, n)), np.ones((2, npar)), max_steps=10)
         # the lock-step kernel of plain explicit batches
         solve_batch(system, t, np.ones((2, n)), np.ones((2, npar)), method="tsit5", max_steps=10)
     if sensitivities and system.dfdp is not None:
         solve_sensitivities(system, t, y0, p, max_steps=10)
+        solve_sensitivities(system, t, y0, p, method="rodas5p", max_steps=10)
         if parallel:
             solve_sensitivities_batch(system, t, np.ones((2, n)), np.ones((2, npar)), max_steps=10)
