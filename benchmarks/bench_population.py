@@ -32,6 +32,14 @@ LIU_MAPPING = {"columns": {"TIME": "time", "DV": "y"}, "filter": {"y_ID": 1},
 # with rTA0, lTA0 and ka, ka was not identified (log-SD 8 between patients) and the residual SD
 # was 1.0; with rTA0, lTA0, eBp and nTN0 it was 0.7. ``--liu-free`` selects others.
 LIU_FREE = ("rTA0", "lTA0", "eBp", "nTN0")
+# Default sampling setup of the Liu fit (runs in docs/population.md, "Parameterisation, residual
+# and priors"): eBp and lTA0 centred (eBp's population parameters had a bulk ESS of 9-11
+# non-centred), a normal residual (with Student-t, nu 2-3, sparse series had one mode per choice
+# of outliers and the chains split: max R-hat 1.5-1.8), and the between-patient SD of nTN0 (the
+# dose) with a prior LogNormal(median 1.0, sd_log 0.25): CAR-T doses vary within about a factor 10.
+LIU_CENTRED = ("eBp", "lTA0")
+LIU_RESIDUAL = "normal"
+LIU_OMEGA_OF = (("nTN0", 1.0, 0.25),)
 
 
 def _best(f, repeat: int = 5) -> float:
@@ -267,12 +275,21 @@ def part_b_sampling(args: argparse.Namespace, pdata, model) -> tuple:
                for p, v in zip(model.param_names, model.typical, strict=True) if p in free},
         "omega": {p: ("lognormal", args.liu_omega[0], args.liu_omega[1]) for p in free},
     }
-    print(f"Liu priors: {priors}")
+    omega_of = LIU_OMEGA_OF if args.liu_omega_of is None else args.liu_omega_of
+    for p, med, sdl in omega_of:
+        # per-parameter between-patient SD prior (overrides --liu-omega for that parameter)
+        if p in free:
+            priors["omega"][p] = ("lognormal", float(med), float(sdl))
+    # the default centred set applies to those of its parameters that have a random effect
+    centred = [c for c in args.liu_centred if c in free and c not in (args.liu_pooled or [])]
+    print(f"Liu priors: {priors}; centred: {centred}; pooled: {args.liu_pooled or []}; "
+          f"residual: {args.liu_residual}")
     obs = {"leukaemia": "leukaemia"} if pdata.n_outputs > 1 else None
     fit = fit_population(pdata, model, fixed=fixed, priors=priors, draws=n, tune=tune,
-                         chains=2, seed=1, progress=args.progress, warn=False,
-                         residual=args.liu_residual, centred=args.liu_centred,
-                         observations=obs, low_rank_mass_matrix=args.liu_low_rank)
+                         chains=2, seed=args.liu_seed, progress=args.progress, warn=False,
+                         residual=args.liu_residual, centred=centred,
+                         pooled=args.liu_pooled, observations=obs,
+                         low_rank_mass_matrix=args.liu_low_rank)
     total = time.perf_counter() - t0
     cpu = time.process_time() - c0
     print(f"Liu sampling: {total:.1f} s wall, {cpu:.1f} s CPU (this process), load average "
@@ -282,12 +299,32 @@ def part_b_sampling(args: argparse.Namespace, pdata, model) -> tuple:
         print(fit.summary().to_string())
     except Exception as exc:  # the summary is informative only
         print(f"summary unavailable: {type(exc).__name__}: {exc}")
+    _print_worst(fit)
+    if args.liu_save:
+        fit.idata.to_netcdf(args.liu_save)  # for a look at the chains afterwards
+        print(f"posterior saved to {args.liu_save}")
     return (f"Liu 2022, {pdata.n_patients} patients, free {','.join(free)}",
             f"2x{n} (+{tune})", fit.info["sampling"].get("compile_seconds", float("nan")),
             fit.info["sampling"]["sample_seconds"], total, d["divergences"], d["max_rhat"],
             fit.info["sampling"]["sampler"], d["min_ess_bulk"], d["min_ess_tail"],
             min(d["bfmi"]) if d["bfmi"] else float("nan"),
             float(fit.idata.sample_stats["n_steps"].values.mean()))
+
+
+def _print_worst(fit, k: int = 12) -> None:
+    """The k sampled quantities with the largest R-hat (bulk ESS beside them): where a run
+    that fails the convergence checks fails."""
+    import arviz as az
+
+    try:
+        d = az.summary(fit.idata, var_names=fit._sampled_vars(), kind="diagnostics")
+    except Exception as exc:  # informative only
+        print(f"diagnostics table unavailable: {type(exc).__name__}: {exc}")
+        return
+    print(f"worst {k} by R-hat (of {len(d)} sampled quantities):")
+    print(d.sort_values("r_hat", ascending=False).head(k)[["r_hat", "ess_bulk", "ess_tail"]]
+          .to_string())
+    print(f"lowest bulk ESS: {d['ess_bulk'].idxmin()} {d['ess_bulk'].min():.0f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -298,8 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-liu-sampling", action="store_true")
     ap.add_argument("--skip-liu-peers", action="store_true",
                     help="skip the PyMC-ODE and scipy peers of B1 (slow)")
-    ap.add_argument("--liu-draws", type=int, default=500, help="Liu draws per chain (500)")
-    ap.add_argument("--liu-tune", type=int, default=500, help="Liu warm-up per chain (500)")
+    # 2 x (250 + 750): max R-hat 1.028, min bulk ESS 128, 512 s (docs/population.md)
+    ap.add_argument("--liu-draws", type=int, default=750, help="Liu draws per chain (750)")
+    ap.add_argument("--liu-tune", type=int, default=250, help="Liu warm-up per chain (250)")
     ap.add_argument("--liu-free", nargs="+", default=list(LIU_FREE),
                     help=f"Liu parameters with random effects ({' '.join(LIU_FREE)})")
     ap.add_argument("--liu-mu-sd", type=float, default=0.5,
@@ -307,14 +345,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--liu-omega", type=float, nargs=2, default=[0.5, 0.5],
                     metavar=("MEDIAN", "SD_LOG"),
                     help="LogNormal prior of the Liu between-patient SDs (0.5 0.5)")
-    ap.add_argument("--liu-residual", choices=("normal", "student"), default="student",
-                    help="residual distribution of the Liu fit (student: heavy-tailed data)")
-    ap.add_argument("--liu-centred", nargs="*", default=None,
-                    help="Liu parameters sampled centred (default: none of them)")
+    ap.add_argument("--liu-residual", choices=("normal", "student"), default=LIU_RESIDUAL,
+                    help=f"residual distribution of the Liu fit ({LIU_RESIDUAL})")
+    ap.add_argument("--liu-centred", nargs="*", default=list(LIU_CENTRED),
+                    help=f"Liu parameters sampled centred ({' '.join(LIU_CENTRED)}; none: "
+                         "pass the option without names)")
+    ap.add_argument("--liu-pooled", nargs="*", default=None,
+                    help="Liu free parameters estimated at the population level only (no "
+                         "random effect)")
+    ap.add_argument("--liu-omega-of", nargs=3, action="append", default=None,
+                    metavar=("PARAM", "MEDIAN", "SD_LOG"),
+                    help="LogNormal prior of one parameter's between-patient SD (repeatable; "
+                         "default " + " ".join(" ".join(map(str, x)) for x in LIU_OMEGA_OF)
+                         + "; overrides --liu-omega for that parameter)")
     ap.add_argument("--liu-leukaemia", action="store_true",
                     help="fit the leukaemia counts (y_ID 2) as a second output, as the authors")
     ap.add_argument("--liu-low-rank", action="store_true",
                     help="nutpie's low-rank modified mass matrix for the Liu fit")
+    ap.add_argument("--liu-seed", type=int, default=1, help="seed of the Liu sampler (1)")
+    ap.add_argument("--liu-save", default=None, metavar="NC",
+                    help="save the Liu posterior (arviz InferenceData) to this netCDF file")
     ap.add_argument("--progress", action="store_true", help="show the Liu sampler's progress")
     args = ap.parse_args(argv)
     import os

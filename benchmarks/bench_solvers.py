@@ -507,7 +507,7 @@ def main() -> None:
                   "tsit5": "solve, method 'tsit5' (lock-step kernel)",
                   "rodas5p stiff": "solve, method 'rodas5p'",
                   "auto stiff": "solve, method 'auto', stiff problem (both methods)",
-                  "sensitivities": "solve_sensitivities (both methods + sensitivities)",
+                  "sensitivities": "solve_sensitivities, method 'auto' (non-stiff)",
                   "new": "a new model, kernels compiled", "import": "import (not a compile)"}
         for key, label in labels.items():
             e, c = ct["empty cache"].get(key), ct["from cache"].get(key)

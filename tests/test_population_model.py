@@ -232,3 +232,66 @@ def test_fixed_per_patient_values(small_data):
             P.build_model(pdata, fixed={"gamma": 1.0})
     finally:
         pdata.patient_table = None
+
+
+def test_pooled_parameters_have_no_random_effect(small_data):
+    """pooled= estimates a parameter at the population level only: no between-patient SD, no
+    z, every series takes exp(mu); log p equals the full model's at z = 0 for the pooled
+    parameters minus the terms of their (absent) random effects, computed with scipy."""
+    from scipy import stats
+
+    pdata, _ = small_data
+    pooled = ("foldx", "fb")
+    m, info = P.build_model(pdata, "stein2019", pooled=pooled)
+    full, finfo = P.build_model(pdata, "stein2019")
+    free = info["free"]
+    assert info["pooled"] == list(pooled)
+    assert [v.name for v in m.free_RVs if v.name.startswith("omega")] == ["omega_re"]
+    assert list(m.coords["param_re"]) == [n for n in free if n not in pooled]
+    assert list(m.coords["param_nc"]) == ["beta"]  # non-centred and random
+    assert info["centred"] == finfo["centred"] == ["tmax", "cmax", "alpha"]
+
+    rng = np.random.default_rng(3)
+    point = {k: v + 0.3 * rng.standard_normal(np.shape(v))
+             for k, v in m.initial_point().items()}
+    fn = m.compile_fn(m.replace_rvs_by_values([m["theta"], m["omega"]]),
+                      inputs=m.value_vars, on_unused_input="ignore")
+    theta, omega = fn(point)
+    for n in pooled:
+        j, k = info["names"].index(n), free.index(n)
+        typ = P._backward(point["mu"][k], info["kinds"][j])
+        np.testing.assert_allclose(theta[:, j], typ, rtol=1e-12)  # the same for every series
+        assert omega[k] == 0.0
+    np.testing.assert_allclose(
+        omega[[free.index(n) for n in m.coords["param_re"]]], np.exp(point["omega_re_log__"]),
+        rtol=1e-12)
+
+    # the same parameters in the full model: z = 0 for the pooled ones, any omega
+    om_pooled = {"foldx": 0.8, "fb": 1.3}
+    fpoint = dict(point)
+    fpoint.pop("omega_re_log__")
+    log_om = np.empty(len(free))
+    for k, n in enumerate(free):
+        log_om[k] = (np.log(om_pooled[n]) if n in pooled
+                     else point["omega_re_log__"][list(m.coords["param_re"]).index(n)])
+    fpoint["omega_log__"] = log_om
+    nc_full = list(full.coords["param_nc"])
+    z = np.zeros((pdata.n_patients, len(nc_full)))
+    z[:, nc_full.index("beta")] = point["z"][:, 0]
+    fpoint["z"] = z
+    lp_pooled = float(m.compile_logp()(point))
+    lp_full = float(full.compile_logp()(fpoint))
+    pri = P.default_priors("stein2019")["omega"]
+    extra = 0.0
+    for n in pooled:
+        fam, med, sdl = pri[n]
+        assert fam == "lognormal"
+        # omega's prior density on the log scale (log-transform Jacobian: + ln omega)
+        extra += stats.lognorm.logpdf(om_pooled[n], s=sdl, scale=med) + np.log(om_pooled[n])
+        extra += stats.norm.logpdf(0.0) * pdata.n_patients  # the z of each patient
+    assert lp_full == pytest.approx(lp_pooled + extra, rel=1e-10, abs=1e-8)
+
+    with pytest.raises(CartKineticsError, match="pooled: 'gamma'"):
+        P.build_model(pdata, pooled=("gamma",))
+    with pytest.raises(CartKineticsError, match="both centred and pooled"):
+        P.build_model(pdata, pooled=("cmax",), centred=("cmax",))

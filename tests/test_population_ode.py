@@ -254,3 +254,33 @@ def test_two_outputs_fit_population_end_to_end(liu_two_outputs, tmp_path):
     assert fit.to_dict()["outputs"] == ["qpcr", "leukaemia"]
     saved = fit.save(tmp_path)
     assert saved["vpc_censored"].exists() and saved["individual_pred"].exists()
+
+
+def test_pooled_parameter_fit_end_to_end(liu_two_outputs):
+    """A short run with lTA0 estimated at the population level only (``pooled=``): every
+    series takes the same lTA0 = exp(mu) in every draw, omega is 0 for it and is sampled as
+    omega_re for rTA0 only; summary, diagnostics and shrinkage leave the pooled parameter's
+    (absent) random effect out."""
+    pdata, model, _ = liu_two_outputs
+    free = ("rTA0", "lTA0")
+    fixed = {n: v for n, v in zip(model.param_names, model.typical, strict=True)
+             if n not in free}
+    fit = P.fit_population(pdata, model, observations={"leukaemia": "leukaemia"}, fixed=fixed,
+                           pooled=("lTA0",), draws=30, tune=30, chains=1, seed=2,
+                           progress=False, warn=False)
+    post = fit.idata.posterior
+    assert list(post["omega_re"].coords["param_re"].values) == ["rTA0"]
+    np.testing.assert_array_equal(post["omega"].sel(param="lTA0").values, 0.0)
+    np.testing.assert_allclose(post["omega"].sel(param="rTA0").values,
+                               post["omega_re"].sel(param_re="rTA0").values)
+    j = list(model.param_names).index("lTA0")
+    lta0 = post["theta"].values[..., j]  # (chain, draw, series)
+    typical = np.exp(post["mu"].sel(param="lTA0").values)[..., None]
+    np.testing.assert_allclose(lta0, np.broadcast_to(typical, lta0.shape), rtol=1e-12)
+    assert np.ptp(post["theta"].values[..., list(model.param_names).index("rTA0")], -1).min() > 0
+    summ = fit.summary()
+    assert list(summ.loc[summ["kind"] == "omega", "name"]) == ["rTA0"]
+    assert np.isfinite(summ.loc[summ["kind"] == "omega", "ess_bulk"]).all()
+    assert list(fit.shrinkage()["parameter"]) == ["rTA0"]
+    d = fit.diagnostics(warn=False)
+    assert np.isfinite(d["min_ess_bulk"])

@@ -65,7 +65,7 @@ BFMI_MIN = 0.3
 
 STEIN_NAMES = ("foldx", "tmax", "cmax", "alpha", "fb", "beta")
 # the population part of the model: variable names of every sampled quantity
-_FREE_VARS = ("mu", "omega", "z", "phi_c", "delta", "tau", "u", "b", "sigma", "nu")
+_FREE_VARS = ("mu", "omega", "omega_re", "z", "phi_c", "delta", "tau", "u", "b", "sigma", "nu")
 # random effects sampled centred by default: the parameters every CK series pins down
 # (peak level, peak time, contraction rate); the others non-centred (see build_model)
 DEFAULT_CENTRED = ("tmax", "cmax", "alpha")
@@ -720,6 +720,7 @@ def build_model(
     priors: dict[str, Any] | None = None,
     fixed: dict[str, Any] | None = None,
     centred: tuple[str, ...] | list[str] | None = None,
+    pooled: tuple[str, ...] | list[str] | None = None,
     mutable_data: bool = False,
     truncate: bool = True,
     observations: dict[str, str] | None = None,
@@ -754,6 +755,14 @@ def build_model(
         alpha: every CK series pins them down, and the non-centred form then mixes poorly:
         bulk ESS of the typical Tmax 37 versus >1000 for 2 x 500 draws on the 20-patient
         recovery cohort); pass ``()`` for the fully non-centred model.
+    pooled : sequence of parameter names, optional
+        Free parameters estimated at the population level only: a typical value ``mu`` and no
+        between-patient random effect (every patient takes ``mu``, plus covariate and infusion
+        effects if any). For parameters the data do not identify per patient, whose
+        between-patient SD and random effects then mix poorly (Liu 2022's eBp,
+        docs/population.md). The posterior's ``omega`` keeps one entry per free parameter,
+        0 for the pooled ones; the sampled SDs of the others are ``omega_re`` (dim
+        ``param_re``).
     mutable_data : bool
         Hold ``log_y`` and the censoring bounds in ``pm.Data`` containers (``log_y_data``,
         ``log_lower``) so that one compiled model serves many data sets of the same design.
@@ -804,15 +813,26 @@ def build_model(
         "obs": np.arange(pdata.n_obs),
         "all_param": names,
     }
+    pooled = list(pooled or ())
+    for n in pooled:
+        if n not in free:
+            raise CartKineticsError(f"pooled: {n!r} is not a free parameter ({free})")
     if centred is None:
-        centred = [n for n in DEFAULT_CENTRED if n in free]
+        centred = [n for n in DEFAULT_CENTRED if n in free and n not in pooled]
     else:
         for n in centred:
             if n not in free:
                 raise CartKineticsError(f"centred: {n!r} is not a free parameter ({free})")
+            if n in pooled:
+                raise CartKineticsError(
+                    f"{n!r} is both centred and pooled (a pooled parameter has no random effect)"
+                )
         centred = list(centred)
-    if [n for n in free if n not in centred]:
-        coords["param_nc"] = [n for n in free if n not in centred]
+    random = [n for n in free if n not in pooled]  # parameters with a random effect
+    if pooled and random:
+        coords["param_re"] = random
+    if [n for n in random if n not in centred]:
+        coords["param_nc"] = [n for n in random if n not in centred]
     cen_order = [n for n in free if n in centred]  # the order of ``cen`` below
     if cen_order:
         coords["param_c"] = cen_order
@@ -826,20 +846,38 @@ def build_model(
 
     mu_mean = np.array([pri["mu"][n][0] for n in free])
     mu_sd = np.array([pri["mu"][n][1] for n in free])
-    om_family, om_args = _omega_prior_arrays(pri["omega"], free)
+    om_family, om_args = (
+        _omega_prior_arrays(pri["omega"], random) if random else ("halfnormal", [])
+    )
     stein = _is_stein(model)
 
     with pm.Model(coords=coords) as pm_model:
         mu = pm.Normal("mu", mu=mu_mean, sigma=mu_sd, dims="param")
-        if om_family == "gamma":
-            omega = pm.Gamma("omega", alpha=om_args[0], beta=om_args[1], dims="param")
-        elif om_family == "lognormal":
-            omega = pm.LogNormal("omega", mu=np.log(om_args[0]), sigma=om_args[1], dims="param")
-        else:
-            omega = pm.HalfNormal("omega", sigma=om_args[0], dims="param")
-        nc = [n for n in free if n not in centred]
-        cen = [n for n in free if n in centred]
         cols_pat = {}
+        if random:
+            # the sampled SDs: over all free parameters ("omega"), or, with pooled parameters,
+            # over those with a random effect ("omega_re"; "omega" is then a Deterministic
+            # over all free parameters, 0 for the pooled ones, so summaries and simulations
+            # index it as before)
+            om_name, om_dims = ("omega_re", "param_re") if pooled else ("omega", "param")
+            if om_family == "gamma":
+                om_re = pm.Gamma(om_name, alpha=om_args[0], beta=om_args[1], dims=om_dims)
+            elif om_family == "lognormal":
+                om_re = pm.LogNormal(om_name, mu=np.log(om_args[0]), sigma=om_args[1],
+                                     dims=om_dims)
+            else:
+                om_re = pm.HalfNormal(om_name, sigma=om_args[0], dims=om_dims)
+        if pooled:
+            om_cols = [om_re[random.index(n)] if n in random else pt.as_tensor(0.0)
+                       for n in free]
+            omega = pm.Deterministic("omega", pt.stack(om_cols), dims="param")
+            for n in pooled:
+                # no random effect: every patient takes the typical value
+                cols_pat[n] = pt.repeat(mu[free.index(n)][None], pdata.n_patients)
+        else:
+            omega = om_re
+        nc = [n for n in random if n not in centred]
+        cen = [n for n in random if n in centred]
         if nc:
             # non-centred: phi = mu + omega z, z ~ N(0, 1) (weakly informed parameters)
             jn = [free.index(n) for n in nc]
@@ -966,6 +1004,7 @@ def build_model(
         "priors": pri,
         "stein": stein,
         "centred": centred,
+        "pooled": pooled,
         "observations": obs_of,
     }
     return pm_model, info
@@ -1158,6 +1197,15 @@ class PopulationFit:
         self._outcomes: dict[str, np.ndarray] | None = None
 
     # ------------------------------------------------------------ draws
+    def _sampled_vars(self) -> list[str]:
+        """Names of the sampled population and random-effect variables in the posterior
+        (``omega`` is a Deterministic, not sampled, when some parameters are pooled)."""
+        post = self.idata.posterior
+        vn = [v for v in _FREE_VARS if v in post]
+        if "omega_re" in post or self.info.get("pooled"):
+            vn = [v for v in vn if v != "omega"]
+        return vn
+
     def _stack(self, name: str) -> np.ndarray:
         """Posterior draws of a variable with chain and draw merged first."""
         da = self.idata.posterior[name]
@@ -1204,9 +1252,8 @@ class PopulationFit:
 
         post = self.idata.posterior
         rows = []
-        diag = az.summary(
-            self.idata, var_names=[v for v in _FREE_VARS if v in post], kind="diagnostics"
-        )
+        diag = az.summary(self.idata, var_names=self._sampled_vars(), kind="diagnostics")
+        pooled = self.info.get("pooled", [])
         kinds = dict(zip(self.info["names"], self.info["kinds"], strict=True))
 
         def diag_of(label: str) -> tuple[float, float, float]:
@@ -1219,7 +1266,10 @@ class PopulationFit:
             mu = self._stack("mu")[:, j]
             typ = _backward(mu, kinds[n])
             rows.append(("typical", n, *_ci(typ), *diag_of(f"mu[{n}]")))
-            rows.append(("omega", n, *_ci(self._stack("omega")[:, j]), *diag_of(f"omega[{n}]")))
+            if n in pooled:  # no random effect, no between-patient SD
+                continue
+            om_label = f"omega_re[{n}]" if pooled else f"omega[{n}]"
+            rows.append(("omega", n, *_ci(self._stack("omega")[:, j]), *diag_of(om_label)))
         for j, e in enumerate(self.info["effects"]):
             d = self._stack("delta")[:, j]
             rows.append(("ratio", e, *_ci(np.exp(d)), *diag_of(f"delta[{e}]")))
@@ -1263,14 +1313,15 @@ class PopulationFit:
         import arviz as az
 
         post = self.idata.posterior
-        vn = [v for v in _FREE_VARS if v in post]
+        vn = self._sampled_vars()
         n_chains = int(post.sizes["chain"])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # R-hat is NaN with one chain
             rhat = az.rhat(self.idata, var_names=vn)
         ess_b = az.ess(self.idata, var_names=vn, method="bulk")
         ess_t = az.ess(self.idata, var_names=vn, method="tail")
-        pop = [v for v in ("mu", "omega", "delta", "tau", "b", "sigma", "nu") if v in vn]
+        pop = [v for v in ("mu", "omega", "omega_re", "delta", "tau", "b", "sigma", "nu")
+               if v in vn]
         if n_chains >= 2:
             max_rhat = float(max(np.nanmax(rhat[v].values) for v in vn))
             max_rhat_pop = float(max(np.nanmax(rhat[v].values) for v in pop))
@@ -1328,6 +1379,8 @@ class PopulationFit:
         eta = self._stack("eta")
         om = self._stack("omega")
         for j, n in enumerate(self.info["free"]):
+            if n in self.info.get("pooled", []):  # no random effect to shrink
+                continue
             sd = float(np.std(eta[:, :, j].mean(axis=0), ddof=1)) if eta.shape[1] > 1 else np.nan
             rows.append(("omega", n, 1.0 - sd / float(np.mean(om[:, j]))))
         if "tau" in self.idata.posterior:
@@ -1692,6 +1745,7 @@ def fit_population(
     priors: dict[str, Any] | None = None,
     fixed: dict[str, Any] | None = None,
     centred: tuple[str, ...] | list[str] | None = None,
+    pooled: tuple[str, ...] | list[str] | None = None,
     truncate: bool = True,
     observations: dict[str, str] | None = None,
     censoring: str = "M3",
@@ -1719,7 +1773,7 @@ def fit_population(
         NUTS target acceptance; default ``DEFAULT_TARGET_ACCEPT`` (0.9: smaller steps, fewer
         divergences in hierarchical funnels).
     infusion_effect, infusion_effect_random, covariates, residual, priors, fixed, centred
-        See :func:`build_model`; so are ``truncate`` and ``observations``.
+        See :func:`build_model`; so are ``pooled``, ``truncate`` and ``observations``.
     censoring : "M3" (default) or "M1" (BLQ rows discarded; for comparison only)
     warn : bool
         Warn when a diagnostic fails (R-hat > 1.01, ESS < 400, divergences, E-BFMI < 0.3).
@@ -1751,6 +1805,7 @@ def fit_population(
         priors=priors,
         fixed=fixed,
         centred=centred,
+        pooled=pooled,
         truncate=truncate,
         observations=observations,
     )
