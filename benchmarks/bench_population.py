@@ -335,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-liu-sampling", action="store_true")
     ap.add_argument("--skip-liu-peers", action="store_true",
                     help="skip the PyMC-ODE and scipy peers of B1 (slow)")
-    # 2 x (250 + 750): max R-hat 1.028, min bulk ESS 128, 512 s (docs/population.md)
+    # 2 x (250 + 750): seed 1 max R-hat 1.028, min bulk ESS 128, 512 s; seed 2 not converged
+    # (max R-hat 1.81: two patients bimodal), docs/population.md
     ap.add_argument("--liu-draws", type=int, default=750, help="Liu draws per chain (750)")
     ap.add_argument("--liu-tune", type=int, default=250, help="Liu warm-up per chain (250)")
     ap.add_argument("--liu-free", nargs="+", default=list(LIU_FREE),
