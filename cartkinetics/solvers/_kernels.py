@@ -630,9 +630,9 @@ def integrate(rhs, jac, dfdp, t0, t_eval, y0, p, bps, jumps, dtb, sidx, n, npar,
                     return 4, t0
     if nt == 0:
         return 0, t0
-    # an entry point compiled without the explicit method solves with Rosenbrock (and resumes
-    # auto solves); one without Rosenbrock refuses kind 1 instead of looping
-    stiff = kind == 1 or resume or etab is None
+    # an entry point compiled without the explicit method solves with Rosenbrock (the only
+    # one that resumes auto solves); one without Rosenbrock refuses kind 1 instead of looping
+    stiff = kind == 1 or etab is None
     if stiff and rtab is None:
         return 4, t0
     for k in range(N):
@@ -820,6 +820,8 @@ def entry_arguments(kernel, sens: bool, etab: tuple, rtab: tuple) -> tuple:
     sig = kernel.signatures[0]
     return tuple(None if sig[i] == _none else v
                  for i, v in ((_SENS_ARG, sens), (_ETAB_ARG, etab), (_RTAB_ARG, rtab)))
+
+
 # Entry points: (implementation, signature, LLVM loop vectorisation), compiled (or loaded from
 # numba's cache) on first use, not at import. Each plain or sensitivity entry holds one method
 # family, so that a first solve compiles one method: the other tableau is typed None and its
