@@ -295,3 +295,44 @@ def test_pooled_parameters_have_no_random_effect(small_data):
         P.build_model(pdata, pooled=("gamma",))
     with pytest.raises(CartKineticsError, match="both centred and pooled"):
         P.build_model(pdata, pooled=("cmax",), centred=("cmax",))
+
+
+def test_map_start_is_the_conditional_mode_with_omegas_held(small_data):
+    """init="map": the between-patient SDs stay at their start (the prior median), every other
+    variable sits at a local maximum of the log posterior given them: zero gradient, and no
+    small step in any random direction increases the log density."""
+    pdata, _ = small_data
+    m, _ = P.build_model(pdata, "stein2019")
+    info: dict = {}
+    start = P._initial_point(m, "map", 0, info)
+    support = m.initial_point()
+    assert np.allclose(start["omega"], np.exp(support["omega_log__"]))
+    # the constrained start in the value variables' (transformed) space, as the samplers
+    # take it (nutpie's initial_points, PyMC's initvals)
+    from pymc.initial_point import make_initial_point_fn
+
+    point = make_initial_point_fn(model=m, overrides=start, jitter_rvs=set(),
+                                  return_transformed=True)(0)
+    # the mode of the density of the constrained parameters (find_MAP's objective: no
+    # Jacobian of the transforms)
+    logp = m.compile_logp(jacobian=False)
+    dlogp = m.compile_dlogp(jacobian=False)
+    assert logp(point) > logp(support) + 1.0
+    assert info["init_logp"] == pytest.approx(float(logp(point)), abs=1e-6)
+    moving = [m.rvs_to_values[rv].name for rv in m.free_RVs if rv.name != "omega"]
+    sizes = [np.size(point[v.name]) for v in m.value_vars]
+    grad = np.split(dlogp(point), np.cumsum(sizes)[:-1])
+    grad0 = np.split(dlogp(support), np.cumsum(sizes)[:-1])
+    # L-BFGS-B's tolerance: gradients of O(10-100) at the support point, < 0.05 at the start
+    assert max(np.max(np.abs(g)) for g in grad0) > 5.0
+    for v, g in zip(m.value_vars, grad, strict=True):
+        if v.name in moving:
+            assert np.max(np.abs(g)) < 0.05, v.name
+    rng = np.random.default_rng(1)
+    best = float(logp(point))
+    for _ in range(20):
+        trial = {k: (v + 1e-2 * rng.standard_normal(np.shape(v)) if k in moving else v)
+                 for k, v in point.items()}
+        assert float(logp(trial)) < best
+    with pytest.raises(CartKineticsError, match="init must be"):
+        P._initial_point(m, "prior", 0, {})

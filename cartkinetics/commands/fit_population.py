@@ -37,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="residual distribution of ln(level) (normal)",
     )
     parser.add_argument(
+        "--init", choices=("support_point", "map"), default="support_point",
+        help="where the chains start: PyMC's support point, jittered per chain, or the "
+        "conditional posterior mode with the between-patient SDs at their prior medians "
+        "(for ODE models whose patients have more than one local mode)",
+    )
+    parser.add_argument(
         "--effect", default=None, metavar="P1,P2",
         help="parameters shifted by the second infusion (default: cmax,tmax)",
     )
@@ -125,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
         infusion_effect=effects,
         fixed=_parse_fixed(args.fix),
         covariates=_parse_covariates(args.covariates),
+        init=args.init,
         warn=False,
         **({} if args.target_accept is None else {"target_accept": args.target_accept}),
     )

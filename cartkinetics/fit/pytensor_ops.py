@@ -55,6 +55,8 @@ class ODEObservationOp:
     model : ODEModel (``models.get(...)``)
     pdata : PopulationData (observation times per series; the series' doses where known)
     rtol : relative tolerance of the solves (sensitivities are error-controlled too)
+    atol : absolute tolerance of the states (model units, e.g. cells/uL); a sensitivity
+        column's is atol / |parameter|
     method : solver method passed to ``model.sensitivities``
     batch : solve all series in one call of ``cartkinetics.solvers.solve_sensitivities_batch``
         (numba kernels on threads) when the model has no parameter-dependent breakpoints and
@@ -70,10 +72,12 @@ class ODEObservationOp:
     def __init__(
         self, model: Any, pdata: Any, rtol: float = 1e-6, method: str = "auto",
         batch: bool = True, wrt: Any = None, observations: list[str] | None = None,
+        atol: float = 1e-10,
     ) -> None:
         self.model = model
         self.pdata = pdata
         self.rtol = float(rtol)
+        self.atol = float(atol)
         self.method = method
         self.blocks = _series_blocks(pdata)
         self.n_obs = int(pdata.n_obs)
@@ -125,7 +129,7 @@ class ODEObservationOp:
                 mine = self.obs_k[idx] == k
                 try:
                     obs, dobs, status = self.model.sensitivities(
-                        tt, theta[s], dose=d, rtol=self.rtol, method=self.method,
+                        tt, theta[s], dose=d, rtol=self.rtol, atol=self.atol, method=self.method,
                         wrt=self.sidx, observation=names[k],
                     )
                 except CartKineticsError:
@@ -185,7 +189,7 @@ class ODEObservationOp:
             return logp, jac
         res = solve_sensitivities_batch(
             self._system, self._t_all, Y0, P, dY0_dp=S0, method=self.method,
-            rtol=self.rtol, atol=np.full(n, 1e-10), t0=0.0, wrt=sidx,
+            rtol=self.rtol, atol=np.full(n, self.atol), t0=0.0, wrt=sidx,
         )
         self.n_solves += ns
         kk = self.obs_k
@@ -320,7 +324,7 @@ def _numba_evaluator(owner: ODEObservationOp) -> Any:
     obs_series = owner.pdata.obs_series.astype(np.int64)
     n_obs = owner.n_obs
     rtol = float(owner.rtol)
-    atol = 1e-10
+    atol = float(owner.atol)
     max_steps = np.int64(100_000)
 
     @numba.njit(cache=False)

@@ -47,9 +47,9 @@ overlaps their dependency chains: about 1.3x faster, bitwise the same results;
 Compilation: the generic kernels receive the model functions as numba first-class functions,
 so they are compiled once and cached on disk for every model. Each holds one method family, so
 a first solve compiles only what it needs (CPU time with an empty cache, see
-docs/benchmarks.md: a first auto solve of a non-stiff model about 6.5 s, a first rodas5p
-solve about 7 s, a first plain tsit5/dopri5 solve, the lock-step kernel, about 8 s, a first auto
-solve that switches both methods, about 11 s; sensitivity forms the first time sensitivities
+docs/benchmarks.md: a first auto solve of a non-stiff model about 5.5 s, a first rodas5p
+solve about 6 s, a first plain tsit5/dopri5 solve, the lock-step kernel, about 8 s, a first auto
+solve that switches, both methods, 9-9.6 s; sensitivity forms the first time sensitivities
 are asked for); a new model then compiles only its own three functions (about 0.3 s), and later
 processes load everything from numba's cache in well under a second. ``system.compile()``
 does it up front.

@@ -15,10 +15,10 @@ forms. A first auto solve of a stiff problem compiles both; a kernel holding bot
 which every first solve paid before, took 10.9 s. What made the difference: one method per
 entry point (the other's tableau is typed None, its code pruned before typing, as the
 sensitivity code is with ``sens=None``; -4 s for a first auto solve), no slice assignment in
-the kernel (numba compiles its broadcasting error messages, about 3 s), ``integrate`` inlined
-into the entry point (every call level re-optimises the whole linked code below it: not
-inlining it cost 2.8 s) and no wrapper level above it (inlining one cost 0.65 s, numba copies
-the inlined IR twice), helpers compiled without the CPython wrapper nobody calls (0.4 s).
+the kernel (numba compiles its broadcasting error messages, about 3 s), the per-problem solve
+written out in the entry point, neither called (every call level re-optimises the whole linked
+code below it: 2.8 s) nor inlined by numba (which copies the inlined IR twice: 0.5 s per entry
+point), helpers compiled without the CPython wrapper nobody calls (0.4 s).
 
 Speed (profiled with perf on the benchmark's Tsit5 solve): what cost time was not arithmetic
 but atomic reference counting (a row view ``K[i]`` made for every model call, slices
@@ -591,126 +591,10 @@ def _apply_break(rhs, jac, dfdp, t, y, p, piece, k, n, sidx, sens, jumps, dtb, f
                     y[base + i] += (fb[i] - fa[i]) * g
 
 
-# inlined (numba IR) into the entry points: numba re-optimises the whole linked code of every
-# callee at each call level, so each level of wrappers costs seconds of compilation
-@njit(cache=True, inline="always", error_model="numpy")
-def integrate(rhs, jac, dfdp, t0, t_eval, y0, p, bps, jumps, dtb, sidx, n, npar, sens, kind, has_jac, autonomous,
-              etab, rtab, reals, atol, max_steps, out, stats, y, fb, fa, work_e, work_r, resume):
-    """Solve one problem over all pieces; returns (status code, t reached), fills out (nt, N), stats.
-
-    kind: 0 explicit, 1 Rosenbrock, 2 auto (explicit, switching to Rosenbrock for the rest of
-    the solve when Hairer's stiffness test fires 15 times). stats: accepted steps, rejected
-    steps, f evaluations, Jacobians, LU factorisations, 1 if auto switched to the stiff method.
-    etab = (a, b, e, c, dense) and rtab = (a, C, c, d, b, e, H) are the tableaus; reals =
-    (explicit error order, stiffness threshold, gamma, Rosenbrock error order, rtol, first_step).
-
-    An entry point that passes ``rtab=None`` (or ``etab=None``) compiles without the Rosenbrock
-    (explicit) method: an auto solve without it stops at the switch with status _SWITCH, and
-    the caller continues it with ``resume``: t0, y0 are then the switch point, stats and the
-    output rows up to t0 those of the explicit part (the same operations as a switch inside
-    one call, so the same results).
-    """
-    eorder, ethresh, rgamma, rorder, rtol, first_step = reals
-    N = y0.shape[0]
-    nt = t_eval.shape[0]
-    if not resume:
-        for i in range(stats.shape[0]):
-            stats[i] = 0
-        for i in range(nt):
-            for k in range(N):
-                out[i, k] = np.nan
-        if not check_inputs(t0, t_eval, y0, p, bps, jumps, rtol, atol, max_steps, first_step):
-            return 4, t0
-        if sens is not None and sens:
-            # the selected columns index Jp and fill the augmented state: never read out of bounds
-            if N != n * (1 + sidx.shape[0]) or dtb.shape[1] < sidx.shape[0]:
-                return 4, t0
-            for j in range(sidx.shape[0]):
-                if sidx[j] < 0 or sidx[j] >= npar:
-                    return 4, t0
-    if nt == 0:
-        return 0, t0
-    # an entry point compiled without the explicit method solves with Rosenbrock (the only
-    # one that resumes auto solves); one without Rosenbrock refuses kind 1 instead of looping
-    stiff = kind == 1 or etab is None
-    if stiff and rtab is None:
-        return 4, t0
-    for k in range(N):
-        y[k] = y0[k]
-    # the workspace is shared by the problems of a call: start every problem from zero
-    # Jacobians (models may write only their non-zero entries), so that results never depend
-    # on the other problems of the batch
-    J, Jp, Jt, Jpt = work_r[9], work_r[10], work_r[13], work_r[14]
-    for i in range(n):
-        for k in range(n):
-            J[i, k] = 0.0
-            Jt[i, k] = 0.0
-        for k in range(Jp.shape[1]):
-            Jp[i, k] = 0.0
-            Jpt[i, k] = 0.0
-    t = t0
-    nb = bps.shape[0]
-    ib = 0
-    if resume:
-        # the explicit part wrote the outputs up to t and applied the breakpoints up to t (the
-        # switch happens inside a piece, so none lies at t itself)
-        ie = 0
-        while ie < nt and t_eval[ie] <= t:
-            ie += 1
-        while ib < nb and bps[ib] <= t:
-            ib += 1
-        piece = ib
-    else:
-        ie = _write_until(t_eval, 0, t, out, y)
-        piece = 0
-        while ib < nb and bps[ib] <= t0:
-            _apply_break(rhs, jac, dfdp, t0, y, p, piece, ib, n, sidx, sens, jumps, dtb, fb, fa)
-            ib += 1
-            piece += 1
-    t_final = t_eval[nt - 1]
-    status = 0
-    while t < t_final:
-        tend = t_final
-        if ib < nb and bps[ib] < tend:
-            tend = bps[ib]
-        if not stiff:
-            if etab is not None:  # pruned (never typed) in an entry point without it
-                status, t, ie = _piece_erk(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, etab,
-                                           eorder, ethresh, kind == 2, rtol, atol, max_steps, first_step, t_eval,
-                                           ie, out, stats, work_e)
-            if status == _SWITCH:
-                stats[5] = 1
-                if rtab is None:
-                    return _SWITCH, t  # the caller resumes with the Rosenbrock entry point
-                stiff = True
-                status = 0
-                continue  # the rest of this piece with the Rosenbrock method
-        else:
-            if rtab is not None:
-                status, t, ie = _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac,
-                                           autonomous, rtab, rgamma, rorder, rtol, atol, max_steps, first_step,
-                                           t_eval, ie, out, stats, work_r)
-        if status != 0:
-            break
-        if ib < nb and bps[ib] == tend and t < t_final:
-            _apply_break(rhs, jac, dfdp, t, y, p, piece, ib, n, sidx, sens, jumps, dtb, fb, fa)
-            ib += 1
-            piece += 1
-            while ib < nb and bps[ib] == tend:  # coincident breakpoints
-                _apply_break(rhs, jac, dfdp, t, y, p, piece, ib, n, sidx, sens, jumps, dtb, fb, fa)
-                ib += 1
-                piece += 1
-    if status != 0:
-        for i in range(ie, nt):
-            for k in range(N):
-                out[i, k] = np.nan
-    return status, t
-
-
 @njit(cache=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _workspace(n, npar, ns, N, sens, se, sr):
     """Work arrays of the solves of one kernel call, allocated once (per-problem allocation
-    was a measurable share of a 35 us solve). All np.empty: integrate zeroes the Jacobians of
+    was a measurable share of a 35 us solve). All np.empty: _solve zeroes the Jacobians of
     every problem and everything else is written before it is read; each distinct np.zeros /
     np.empty call signature compiles its own implementation (0.1 s each)."""
     y = np.empty(N)
@@ -744,39 +628,145 @@ def _solve(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, se
            etab, rtab, reals, ATOL, max_steps, OUT, STATS, STATUS, IDX):  # pragma: no cover - numba
     """Solve the problems IDX one after the other (the entry points: see ``_ENTRIES``).
 
+    Each problem is solved over all its pieces: status code to STATUS[m], output rows to
+    OUT[m] (nt, N), counters to STATS[m]: accepted steps, rejected steps, f evaluations,
+    Jacobians, LU factorisations, 1 if auto switched to the stiff method. kind: 0 explicit,
+    1 Rosenbrock, 2 auto (explicit, switching to Rosenbrock for the rest of the solve when
+    Hairer's stiffness test fires 15 times). etab = (a, b, e, c, dense) and rtab = (a, C, c, d,
+    b, e, H) are the tableaus, or None in an entry point compiled without that method; reals
+    = (explicit error order, stiffness threshold, gamma, Rosenbrock error order, rtol,
+    first_step); sens: None (plain solves, the sensitivity code is not compiled) or a bool.
+
+    An auto solve in an entry point without Rosenbrock stops at the switch with STATUS
+    _SWITCH, the switch time and state written to t0[m] and Y0[m]; an entry point without
+    the explicit method resumes the problems whose STATUS is _SWITCH on entry (stats and the
+    output rows up to t0[m] those of the explicit part: the same operations as a switch
+    inside one call, so the same results). STATUS is output only otherwise.
+
     Releases the GIL so that the Python API can run shares of a batch on several threads
     (each problem is solved by the same code whatever the thread count, hence identical
-    results). etab / rtab: the explicit / Rosenbrock tableau, or None in an entry point
-    compiled without that method; sens: None (plain solves, the sensitivity code is not
-    compiled) or a bool. STATUS is output only, except in an entry point without the explicit
-    method, which resumes the problems whose STATUS is _SWITCH on entry."""
+    results). The body of the per-problem solve is written out here, not called: numba
+    re-optimises the whole linked code of every callee at each call level (a separate
+    ``integrate`` cost 2.8 s more per entry point) and its IR inlining copies the callee's IR
+    twice (0.5 s per entry point)."""
+    eorder, ethresh, rgamma, rorder, rtol, first_step = reals
     se = np.int64(1)  # not the literal 1: one _workspace specialisation for every entry point
     sr = np.int64(1)
     if etab is not None:  # pruned before typing when etab is None, as below
         se = etab[0].shape[0]
     if rtab is not None:
         sr = rtab[0].shape[0]
-    y, fb, fa, work_e, work_r = _workspace(n, npar, SIDX.shape[0], Y0.shape[1], sens, se, sr)
+    N = Y0.shape[1]
+    nt = t_eval.shape[0]
+    y, fb, fa, work_e, work_r = _workspace(n, npar, SIDX.shape[0], N, sens, se, sr)
+    J, Jp, Jt, Jpt = work_r[9], work_r[10], work_r[13], work_r[14]
     # counters in a private array, copied at the end: the rows of STATS of problems solved by
     # other threads share cache lines (false sharing on every step otherwise)
-    st = np.empty(STATS.shape[1], dtype=np.int64)  # zeroed (or resumed) by integrate
+    st = np.empty(STATS.shape[1], dtype=np.int64)
     for q in range(IDX.shape[0]):
         m = IDX[q]
         if m < 0 or m >= P.shape[0]:
             continue
+        p, bps, jumps, dtb, atol, out = P[m], BPS[m], JUMPS[m], DTB[m], ATOL[m], OUT[m]
         resume = False
         if etab is None:
             resume = STATUS[m] == _SWITCH
+        status = 0
         if resume:
             for i in range(st.shape[0]):
                 st[i] = STATS[m, i]
-        status, t = integrate(rhs, jac, dfdp, t0[m], t_eval, Y0[m], P[m], BPS[m], JUMPS[m], DTB[m], SIDX, n, npar,
-                              sens, kind, has_jac, autonomous, etab, rtab, reals, ATOL[m], max_steps, OUT[m], st,
-                              y, fb, fa, work_e, work_r, resume)
+        else:
+            for i in range(st.shape[0]):
+                st[i] = 0
+            for i in range(nt):
+                for k in range(N):
+                    out[i, k] = np.nan
+            if not check_inputs(t0[m], t_eval, Y0[m], p, bps, jumps, rtol, atol, max_steps, first_step):
+                status = 4
+            elif sens is not None and sens:
+                # the selected columns index Jp and fill the augmented state: never read out of bounds
+                if N != n * (1 + SIDX.shape[0]) or dtb.shape[1] < SIDX.shape[0]:
+                    status = 4
+                for j in range(SIDX.shape[0]):
+                    if SIDX[j] < 0 or SIDX[j] >= npar:
+                        status = 4
+        # an entry point compiled without the explicit method solves with Rosenbrock (the only
+        # one that resumes auto solves); one without Rosenbrock refuses kind 1 instead of looping
+        stiff = kind == 1 or etab is None
+        if stiff and rtab is None:
+            status = 4
+        t = t0[m]
+        if status == 0 and nt > 0:
+            for k in range(N):
+                y[k] = Y0[m, k]
+            # the workspace is shared by the problems of a call: start every problem from zero
+            # Jacobians (models may write only their non-zero entries), so that results never
+            # depend on the other problems of the batch
+            for i in range(n):
+                for k in range(n):
+                    J[i, k] = 0.0
+                    Jt[i, k] = 0.0
+                for k in range(Jp.shape[1]):
+                    Jp[i, k] = 0.0
+                    Jpt[i, k] = 0.0
+            nb = bps.shape[0]
+            ib = 0
+            if resume:
+                # the explicit part wrote the outputs up to t and applied the breakpoints up to
+                # t (the switch happens inside a piece, so none lies at t itself)
+                ie = 0
+                while ie < nt and t_eval[ie] <= t:
+                    ie += 1
+                while ib < nb and bps[ib] <= t:
+                    ib += 1
+                piece = ib
+            else:
+                ie = _write_until(t_eval, 0, t, out, y)
+                piece = 0
+                while ib < nb and bps[ib] <= t:
+                    _apply_break(rhs, jac, dfdp, t, y, p, piece, ib, n, SIDX, sens, jumps, dtb, fb, fa)
+                    ib += 1
+                    piece += 1
+            t_final = t_eval[nt - 1]
+            while t < t_final:
+                tend = t_final
+                if ib < nb and bps[ib] < tend:
+                    tend = bps[ib]
+                if not stiff:
+                    if etab is not None:  # pruned (never typed) in an entry point without it
+                        status, t, ie = _piece_erk(rhs, jac, dfdp, t, tend, y, p, piece, n, SIDX, sens, has_jac,
+                                                   etab, eorder, ethresh, kind == 2, rtol, atol, max_steps,
+                                                   first_step, t_eval, ie, out, st, work_e)
+                    if status == _SWITCH:
+                        st[5] = 1
+                        if rtab is None:
+                            break  # the caller resumes with the Rosenbrock entry point
+                        stiff = True
+                        status = 0
+                        continue  # the rest of this piece with the Rosenbrock method
+                else:
+                    if rtab is not None:
+                        status, t, ie = _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, SIDX, sens, has_jac,
+                                                   autonomous, rtab, rgamma, rorder, rtol, atol, max_steps,
+                                                   first_step, t_eval, ie, out, st, work_r)
+                if status != 0:
+                    break
+                if ib < nb and bps[ib] == tend and t < t_final:
+                    _apply_break(rhs, jac, dfdp, t, y, p, piece, ib, n, SIDX, sens, jumps, dtb, fb, fa)
+                    ib += 1
+                    piece += 1
+                    while ib < nb and bps[ib] == tend:  # coincident breakpoints
+                        _apply_break(rhs, jac, dfdp, t, y, p, piece, ib, n, SIDX, sens, jumps, dtb, fb, fa)
+                        ib += 1
+                        piece += 1
+            if status != 0 and status != _SWITCH:
+                for i in range(ie, nt):
+                    for k in range(N):
+                        out[i, k] = np.nan
         STATUS[m] = status
         if status == _SWITCH:  # hand the switch point to the Rosenbrock entry point
             t0[m] = t
-            for k in range(Y0.shape[1]):
+            for k in range(N):
                 Y0[m, k] = y[k]
         for i in range(st.shape[0]):
             STATS[m, i] = st[i]

@@ -73,7 +73,7 @@ _NEED, _START, _STEP, _IDLE = 0, 1, 2, 3
 @njit(cache=True, error_model="numpy")
 def _finish(l, status, t_eval, OUT, STATS, STATUS, I, ST):
     """Lane l's problem ends with ``status`` (int64): NaN outputs after the last reached one,
-    status and counters written (as at the end of ``_kernels.integrate``)."""
+    status and counters written (as at the end of a problem in ``_kernels._solve``)."""
     m = I[l, _Q]
     if status != 0:
         for i in range(I[l, _IE], t_eval.shape[0]):
@@ -91,7 +91,7 @@ def _load(l, rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, eorder
     """Rare path: give lane l a problem (IDX[nxt], ...) and start its pieces until it can step
     (phase _STEP) or no problem is left (_IDLE). Returns the next position in IDX.
 
-    The same operations as ``_kernels.integrate`` and the start of ``_piece_erk``."""
+    The same operations as the start of a problem in ``_kernels._solve`` and of ``_piece_erk``."""
     J, Jp, yt2, ft2, ys, fs = work[0], work[1], work[2], work[3], work[4], work[5]
     y, K0, K1, ytmp, pl = Y[l], KK[l, 0], KK[l, 1], YT[l], PL[l]
     nt = t_eval.shape[0]
@@ -164,7 +164,7 @@ def _load(l, rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, eorder
 def _next_piece(l, rhs, jac, dfdp, t_eval, BPS, JUMPS, DTB, SIDX, n, OUT, STATS, STATUS, S, I, ST, Y, PL, work):
     """Rare path, at the start of a problem or the end of a piece: apply the breakpoints at
     lane l's time (jumps, piece count) and start the next piece, or finish the problem at the
-    last output time (as in ``_kernels.integrate``: a piece ends at the next breakpoint)."""
+    last output time (as in ``_kernels._solve``: a piece ends at the next breakpoint)."""
     m = I[l, _Q]
     t = S[l, _T]
     if not t < S[l, _TFIN]:

@@ -338,7 +338,7 @@ def _run(system, t_eval, T0, Y0, P, BPS, JUMPS, DTB, ATOL, method, rtol, max_ste
     from cartkinetics.solvers._kernels import _SWITCH, entry_arguments
 
     kind, et, rt = _tableaus(method)
-    f_rhs, f_jac, f_dfdp = system.functions()
+    f_rhs, f_jac, f_dfdp = system.functions(sensitivities=bool(sens))
     m, N = Y0.shape
     OUT = np.empty((m, t_eval.shape[0], N))
     STATS = np.zeros((m, len(STATS_FIELDS)), dtype=np.int64)
