@@ -109,3 +109,32 @@ def test_counters():
     r = solve(LOGISTIC, np.linspace(0, 10, 5), [1.0], [1.0, 100.0], method="tsit5")
     assert r.stats["jacobians"] == 0
     assert r.stats["f_evaluations"] >= 6 * r.stats["steps"]
+
+
+def test_plain_solves_do_not_compile_dfdp():
+    """A model's dfdp is compiled at its first sensitivity solve, not before: a dfdp that does
+    not type-check leaves plain solves working and fails the sensitivity solve with an error
+    naming the model and the expected signatures."""
+    from numba import njit
+
+    from cartkinetics.solvers import OdeSystem, solve_sensitivities
+
+    @njit(cache=False)
+    def rhs(t, y, p, piece, dydt):
+        dydt[0] = -p[0] * y[0]
+
+    @njit(cache=False)
+    def jac(t, y, p, piece, J):
+        J[0, 0] = -p[0]
+
+    @njit(cache=False)
+    def bad_dfdp(t, y, p, piece, Jp):
+        Jp[0, 0] = -y  # an array into a float slot: a typing error
+
+    system = OdeSystem(rhs, jac, bad_dfdp, 1, 1, name="decay_bad_dfdp")
+    r = solve(system, [0.0, 1.0, 2.0], [1.0], [0.5])
+    assert r.status == SUCCESS
+    np.testing.assert_allclose(r.y[:, 0], np.exp(-0.5 * np.array([0.0, 1.0, 2.0])), rtol=1e-5)
+    assert not bad_dfdp.signatures  # never compiled
+    with pytest.raises(CartKineticsError, match="decay_bad_dfdp.*jac/dfdp"):
+        solve_sensitivities(system, [0.0, 1.0], [1.0], [0.5])
