@@ -120,18 +120,11 @@ def test_plain_solves_do_not_compile_dfdp():
     from cartkinetics.solvers import OdeSystem, solve_sensitivities
 
     @njit(cache=False)
-    def rhs(t, y, p, piece, dydt):
-        dydt[0] = -p[0] * y[0]
-
-    @njit(cache=False)
-    def jac(t, y, p, piece, J):
-        J[0, 0] = -p[0]
-
-    @njit(cache=False)
     def bad_dfdp(t, y, p, piece, Jp):
         Jp[0, 0] = -y  # an array into a float slot: a typing error
 
-    system = OdeSystem(rhs, jac, bad_dfdp, 1, 1, name="decay_bad_dfdp")
+    # DECAY's model functions (one rate per piece) with a dfdp that does not compile
+    system = OdeSystem(DECAY.rhs, DECAY.jac, bad_dfdp, 1, 1, name="decay_bad_dfdp")
     r = solve(system, [0.0, 1.0, 2.0], [1.0], [0.5])
     assert r.status == SUCCESS
     np.testing.assert_allclose(r.y[:, 0], np.exp(-0.5 * np.array([0.0, 1.0, 2.0])), rtol=1e-5)
