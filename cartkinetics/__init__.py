@@ -25,7 +25,7 @@ _LAZY: dict[str, str] = {
     "write_nonmem": "cartkinetics.data",
     "KineticsData": "cartkinetics.data",
     "Series": "cartkinetics.data",
-    "nca": "cartkinetics.nca",
+    "nca": "cartkinetics.noncompartmental",
     "compare_infusions": "cartkinetics.compare",
     "curve_outcomes": "cartkinetics.outcomes",
     "batch_curve_outcomes": "cartkinetics.outcomes",
@@ -44,7 +44,7 @@ _SUBMODULES = {
     "example",
     "outcomes",
     "data",
-    "nca",
+    "noncompartmental",
     "simulate",
 }
 

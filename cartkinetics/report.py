@@ -394,7 +394,7 @@ def _step_data(a: Analysis, kinetics: Any, patients: Any) -> str:
 
 
 def _step_nca(a: Analysis) -> str:
-    from cartkinetics.nca import nca
+    from cartkinetics.noncompartmental import nca
 
     a.nca = nca(a.data, assay=a.options.assay)
     a.write_table(a.data.join_patients(a.nca), "nca.csv")

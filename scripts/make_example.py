@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 from cartkinetics import models  # noqa: E402
 from cartkinetics.compare import compare_infusions  # noqa: E402
 from cartkinetics.data import read_kinetics  # noqa: E402
-from cartkinetics.nca import nca  # noqa: E402
+from cartkinetics.noncompartmental import nca  # noqa: E402
 
 OUT = ROOT / "cartkinetics" / "example"
 BASE_SEED = 20250101

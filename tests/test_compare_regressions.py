@@ -13,7 +13,7 @@ from cartkinetics import example
 from cartkinetics.cli import main
 from cartkinetics.compare import compare_infusions, compare_json, format_compare
 from cartkinetics.data import read_kinetics
-from cartkinetics.nca import nca
+from cartkinetics.noncompartmental import nca
 
 
 def _two_infusion_csv(tmp_path):

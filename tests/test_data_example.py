@@ -12,7 +12,7 @@ import pytest
 
 from cartkinetics import example
 from cartkinetics.compare import compare_infusions
-from cartkinetics.nca import nca
+from cartkinetics.noncompartmental import nca
 
 ROOT = Path(__file__).resolve().parents[1]
 ISSUE7_COLUMNS = [

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from cartkinetics.data import KineticsData, read_kinetics
-from cartkinetics.nca import nca
+from cartkinetics.noncompartmental import nca
 
 LIU = Path(__file__).resolve().parents[2] / "shared" / "data" / "liu2022-ball"
 GROUPS = {"CR": 14, "PR": 7, "NR": 7, "NegR": 4}

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from cartkinetics.data import Series, read_kinetics
-from cartkinetics.nca import JSON_KEYS, NCA_COLUMNS, nca, nca_records, nca_series
+from cartkinetics.noncompartmental import JSON_KEYS, NCA_COLUMNS, nca, nca_records, nca_series
 
 
 def _series(day, value, blq, lloq=50.0):

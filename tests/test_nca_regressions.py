@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cartkinetics.data import Series
-from cartkinetics.nca import NCA_COLUMNS, nca, nca_series
+from cartkinetics.noncompartmental import NCA_COLUMNS, nca, nca_series
 
 
 def _series():

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     """Run NCA, compare the infusions and print the result; 0 on success."""
     from cartkinetics.compare import compare_infusions, compare_json, format_compare
     from cartkinetics.errors import CartKineticsError
-    from cartkinetics.nca import nca
+    from cartkinetics.noncompartmental import nca
 
     data = read_from_args(args)
     table = nca(data)

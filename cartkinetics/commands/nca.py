@@ -86,7 +86,7 @@ def _fmt(v: Any) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run NCA and print the table (or JSON records); 0 on success."""
     from cartkinetics.errors import CartKineticsError
-    from cartkinetics.nca import BLQ_RULE, JSON_KEYS, nca, nca_records
+    from cartkinetics.noncompartmental import BLQ_RULE, JSON_KEYS, nca, nca_records
 
     data = read_from_args(args)
     table = nca(data, assay=selected_assay(data, args))

@@ -628,7 +628,7 @@ def _kinetics_compare(kinetics: Any, kinetics_table: pd.DataFrame | None,
 
     source = "fitted outcomes table"
     if kinetics_table is None:
-        from cartkinetics.nca import nca
+        from cartkinetics.noncompartmental import nca
 
         kinetics_table = nca(kinetics)  # nca reads paths, DataFrames and KineticsData
         source = "NCA"
@@ -670,7 +670,7 @@ def cohort_endpoints(
         The cohort table (read with :func:`read_cohort` unless already a Cohort).
     kinetics : path, DataFrame or KineticsData, optional
         A kinetics data set: read with ``cartkinetics.data.read_kinetics``, reduced with
-        ``cartkinetics.nca.nca`` and compared first vs second infusion with
+        ``cartkinetics.noncompartmental.nca`` and compared first vs second infusion with
         ``cartkinetics.compare.compare_infusions``.
     kinetics_table : DataFrame, optional
         A per-infusion table (patient, infusion, cmax, tmax, auc_0_28) from fits instead
