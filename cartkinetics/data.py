@@ -55,6 +55,16 @@ import numpy as np
 import pandas as pd
 
 from cartkinetics.errors import CartKineticsError
+from cartkinetics.tables import read_table
+from cartkinetics.units import (
+    canonical_unit,
+    conversion_factor,
+    known_units,
+    same_unit,
+)
+from cartkinetics.units import (
+    lookup as lookup_unit,
+)
 
 #: known assays and their default units
 ASSAYS: dict[str, str] = {"qpcr": "copies/ug", "flow": "cells/uL"}
@@ -84,6 +94,7 @@ _NONMEM = {
     "assay": ("assay",),
     "unit": ("unit",),
     "blq": ("blq",),
+    "comment": ("c",),
 }
 # names a mapping may use as targets (either vocabulary) -> canonical field
 _TARGETS = {
@@ -97,6 +108,7 @@ _TARGETS = {
     "amt": "amt",
     "cens": "cens",
     "limit": "limit",
+    "c": "comment",
 }
 _REQUIRED = {"native": ("patient", "day", "value"), "nonmem": ("patient", "day", "value")}
 _DISPLAY = {
@@ -104,7 +116,13 @@ _DISPLAY = {
     "nonmem": {k: v[0].upper() for k, v in _NONMEM.items()},
 }
 
-_BLQ_TOKENS = {"blq", "bloq", "bql", "<lloq", "<loq", "<llq", "<lod", "below lloq", "<ll"}
+#: cells meaning "below the limit" (compared lower-case, spaces removed): censored at the
+#: row's lloq. ND / not detected (below the detection limit) is below the LLOQ too.
+_BLQ_TOKENS = {
+    "blq", "bloq", "bql", "<lloq", "<loq", "<llq", "<lod", "<bql", "<blq", "belowlloq",
+    "belowloq", "<ll", "nd", "n.d.", "n.d", "notdetected", "undetected", "undetectable",
+    "notdetectable", "<lq",
+}
 _INLINE_LIMIT = re.compile(r"^<\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)$")
 _MISSING_TOKENS = {"", ".", "na", "nan", "n/a", "none", "null"}
 _TRUE = {"1", "1.0", "true", "t", "yes", "y"}
@@ -121,6 +139,9 @@ R_PLACEHOLDER = "blq_values placeholder"
 R_DAY0 = "day 0 level 0: before expansion"
 R_DOSE = "dose row (EVID=1)"
 R_MDV = "MDV=1 (no observation)"
+R_COMMENT_C = "comment record (C column, NONMEM IGNORE=C)"
+R_COMMENT_LINE = "comment record (first field '#' or '@', NONMEM IGNORE=#/@)"
+R_MISSING = "value missing (missing='exclude')"
 
 OBSERVATION_COLUMNS = [
     "patient",
@@ -135,6 +156,7 @@ OBSERVATION_COLUMNS = [
     "reason",
     "source_row",
     "source",
+    "unit_read",
 ]
 
 
@@ -487,16 +509,22 @@ def _flag(raw: Any) -> bool | None:
 
 
 class _Reader:
-    """Row-by-row reader; raises CartKineticsError at the first bad cell."""
+    """Row-by-row reader; collects the problems of every row (see ``problems``)."""
 
-    def __init__(self, source: str, cols: dict[str, str], layout: str) -> None:
+    def __init__(self, source: str, cols: dict[str, str], layout: str, rows: list[int]) -> None:
         self.source = source
         self.cols = cols  # canonical -> column name as written in the input
         self.layout = layout
+        self.rows = rows  # frame position -> 1-based data row of the input
+        self.problems: list[CartKineticsError] = []
 
     def err(self, msg: str, row: int, field_: str | None = None) -> CartKineticsError:
         col = self.cols.get(field_, _DISPLAY[self.layout].get(field_, field_)) if field_ else None
         return CartKineticsError(msg, source=self.source, row=row, column=col)
+
+    def problem(self, msg: str, row: int, field_: str | None = None) -> None:
+        """Record a problem and go on reading (all are raised together at the end)."""
+        self.problems.append(self.err(msg, row, field_))
 
     def number(
         self, raw: Any, row: int, field_: str, *, what: str, allow_missing: bool = False
@@ -646,6 +674,15 @@ def _filter_mask(
 
 
 # ---------------------------------------------------------------------- reading
+#: how values left blank are handled (``missing=``)
+MISSING_POLICIES = ("exclude", "error", "blq")
+#: doses of one patient closer than this (days after the infusion's first dose) are one
+#: split infusion; see :func:`read_kinetics` (``split_dose_days``)
+SPLIT_DOSE_DAYS = 7.0
+#: a dose this many days or more after an infusion's first dose starts the next infusion
+REINFUSION_DAYS = 28.0
+
+
 def read_kinetics(
     source: str | Path | pd.DataFrame,
     *,
@@ -656,16 +693,22 @@ def read_kinetics(
     filter: Mapping[str, Any] | None = None,
     assay: str | None = None,
     unit: str | None = None,
-    lloq: float | None = None,
+    lloq: float | str | None = None,
     patient_prefix: str = "",
     assays: Mapping[str, str] | None = None,
+    sheet: str | int | None = None,
+    missing: str = "exclude",
+    split_dose_days: float = SPLIT_DOSE_DAYS,
+    reinfusion_days: float = REINFUSION_DAYS,
 ) -> KineticsData:
     """Read and validate longitudinal CAR-T measurements.
 
     Parameters
     ----------
     source : path or DataFrame
-        CSV file (read as text, so that ``<50`` or ``BLQ`` survive) or a DataFrame.
+        A table file -- CSV, semicolon-, tab- or whitespace-separated text (NONMEM tables
+        included), or an Excel ``.xlsx`` workbook -- or a DataFrame. Cells are read as text, so
+        that ``<50`` or ``BLQ`` survive (see :mod:`cartkinetics.tables`).
     patients : path or DataFrame, optional
         Patient covariates (weight_kg, dose_per_kg, target, disease, lymphodepletion, ...),
         one row per ``patient``; see :func:`read_patients`.
@@ -674,7 +717,7 @@ def read_kinetics(
     mapping : dict, optional
         Field -> input column, e.g. ``{"patient": "ID", "day": "time", "value": "y"}``. Fields
         are the native names (patient, infusion, day, value, lloq, assay, unit, blq) or the
-        NONMEM ones (ID, TIME, DV, OCC, MDV, EVID, AMT, CENS, LIMIT). A mapping may also be
+        NONMEM ones (ID, TIME, DV, OCC, MDV, EVID, AMT, CENS, LIMIT, C). A mapping may also be
         the full JSON form ``{"columns": {...}, "filter": ..., "blq_values": ..., "assay":
         ..., "unit": ..., "lloq": ..., "patient_prefix": ...}``; explicit keyword arguments
         win over its entries.
@@ -687,13 +730,27 @@ def read_kinetics(
     assay : str, optional
         Assay of every row when the file has no assay column (``qpcr`` or ``flow``).
     unit : str, optional
-        Unit when the file has no unit column (default: the assay's unit).
-    lloq : float, optional
-        Limit of quantification for rows without one (same unit as the values).
+        Unit of the levels when the file has no unit column (default: the assay's canonical
+        unit). Levels in another unit of the same kind are converted to the assay's canonical
+        unit (``copies/ng`` -> ``copies/ug`` x1000; see :mod:`cartkinetics.units`).
+    lloq : float or str, optional
+        Limit of quantification for rows without one: a number in the levels' unit (``unit=``,
+        or the file's one unit), or a number with its unit (``"50 copies/ug"``), needed when
+        the file's levels come in several units.
     patient_prefix : str
         Prepended to every patient id (e.g. ``"CR-"`` when ids repeat across files).
     assays : dict, optional
-        Extra assays to accept, name -> default unit.
+        Extra assays to accept, name -> unit.
+    sheet : str or int, optional
+        Excel sheet (name or 0-based index); default the first.
+    missing : {"exclude", "error", "blq"}
+        What a blank value cell of an observation row means: ``exclude`` (default; kept as an
+        excluded row, reason "value missing"), ``error``, or ``blq`` (below the row's lloq).
+    split_dose_days, reinfusion_days : float
+        NONMEM files with several dose records and no OCC column: doses within
+        ``split_dose_days`` (7) of an infusion's first dose are one split infusion (their AMTs
+        summed); a dose ``reinfusion_days`` (28) or more after it starts the next infusion,
+        and days restart there. A dose in between is ambiguous and an error (add OCC).
 
     Returns
     -------
@@ -702,41 +759,28 @@ def read_kinetics(
     Raises
     ------
     CartKineticsError
-        Naming the file, the 1-based data row and the column, for: a missing required
-        column, a non-numeric or negative day, a negative or non-finite value, a duplicate
-        (patient, infusion, day, assay), an unknown assay, a BLQ row with no limit, a patient
-        with no observation.
+        Naming the file, the data row and the column -- all problems of the file at once (the
+        first 50), for: a missing required column, a non-numeric or negative day, a negative
+        or non-finite value, a duplicate (patient, infusion, day, assay), an unknown assay or
+        unit, units of different kinds in one assay, a BLQ row with no limit, a patient with
+        no observation, patient ids that differ only in case or spaces, an occasion with
+        observations but no dose record, ambiguous dose records.
     """
     opts = _options(mapping, blq_values, filter, assay, unit, lloq, patient_prefix)
+    if missing not in MISSING_POLICIES:
+        raise CartKineticsError(f"missing must be one of {MISSING_POLICIES}, got {missing!r}")
+    if not 0 <= split_dose_days <= reinfusion_days:
+        raise CartKineticsError(
+            "need 0 <= split_dose_days <= reinfusion_days, got "
+            f"{split_dose_days:g} and {reinfusion_days:g}"
+        )
     known_assays = dict(ASSAYS)
     for k, v in (assays or {}).items():
         known_assays[str(k).lower()] = str(v)
-    if isinstance(source, pd.DataFrame):
-        src = "<DataFrame>"
-        frame = source.reset_index(drop=True)
-    else:
-        src = str(source)
-        path = Path(source)
-        if not path.is_file():
-            raise CartKineticsError(f"no such file: {path}", source=src)
-        try:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-        except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-            raise CartKineticsError(f"cannot read as CSV: {exc}", source=src) from exc
+    table = read_table(source, sheet=sheet)
+    frame, src = table.frame, table.source
     if frame.shape[1] == 0:
         raise CartKineticsError("no columns", source=src)
-    if frame.shape[1] == 1 and not isinstance(source, pd.DataFrame):
-        header = str(frame.columns[0])
-        for sep, name in (("\t", "tabs"), (";", "semicolons"), (" ", "spaces")):
-            if sep in header.strip():
-                # e.g. a NONMEM table or a European spreadsheet export
-                raise CartKineticsError(
-                    f"the header {header!r} looks separated by {name}: only comma-separated "
-                    "files are read; convert it (e.g. pandas.read_csv(path, sep=None, "
-                    "engine='python')) and pass the DataFrame",
-                    source=src,
-                    row=0,
-                )
     if len(frame) == 0:
         raise CartKineticsError("no data rows (only a header)", source=src)
     layout, cols = _resolve_columns(list(frame.columns), opts["columns"], layout, src)
@@ -753,30 +797,49 @@ def read_kinetics(
             source=src,
             column=name,
         )
-    default_lloq = math.nan
-    if opts["lloq"] is not None:
-        default_lloq = _to_float(opts["lloq"])
-        if default_lloq is None or not math.isfinite(default_lloq) or default_lloq <= 0:
-            raise CartKineticsError(f"lloq must be a positive number, got {opts['lloq']!r}")
     keep, filter_reasons = _filter_mask(frame, opts["filter"], src)
     if "assay" not in cols:
         _check_one_observation_type(frame, cols, keep, src)
-    rd = _Reader(src, cols, layout)
+    rd = _Reader(src, cols, layout, table.rows)
     placeholders = _normalise_blq_values(opts["blq_values"])
     records, doses, notes = _parse(
-        frame, rd, keep, filter_reasons, placeholders, known_assays, opts, default_lloq
+        frame, rd, keep, filter_reasons, placeholders, known_assays, opts,
+        missing=missing, split_days=float(split_dose_days),
+        reinfusion_days=float(reinfusion_days),
     )
+    for row, _text in table.comments:
+        records.append(_excluded_record("", 0, row, src, R_COMMENT_LINE))
     obs = pd.DataFrame.from_records(records, columns=OBSERVATION_COLUMNS)
+    obs = obs.sort_values("source_row", kind="stable").reset_index(drop=True)
     obs["infusion"] = obs["infusion"].astype(int)
     obs["blq"] = obs["blq"].astype(bool)
     obs["source_row"] = obs["source_row"].astype(int)
-    _check_duplicates(obs, rd)
-    _check_one_unit_per_series(obs, rd)
-    _check_patients_observed(obs, rd)
-    table = None
+    if not rd.problems:
+        _check_units(obs, rd, known_assays)
+        _check_duplicates(obs, rd)
+        _check_patients_observed(obs, rd)
+        _check_patient_spellings(obs, rd)
+    if rd.problems:
+        raise CartKineticsError.collected(rd.problems, src)
+    notes = table.notes + notes + _conversion_notes(obs)
+    if table.comments:
+        shown = ", ".join(str(r) for r, _ in table.comments[:10])
+        notes.append(
+            f"{len(table.comments)} comment record(s) (first field '#' or '@', NONMEM IGNORE) "
+            f"excluded: row(s) {shown}{' ...' if len(table.comments) > 10 else ''}"
+        )
+    patients_table = None
     if patients is not None:
-        table = read_patients(patients, patient_prefix=opts["patient_prefix"])
-    return KineticsData(obs, table, doses, layout, notes)
+        patients_table = read_patients(patients, patient_prefix=opts["patient_prefix"])
+    return KineticsData(obs, patients_table, doses, layout, notes)
+
+
+def _excluded_record(patient: str, infusion: int, row: int, source: str, reason: str) -> dict:
+    return {
+        "patient": patient, "infusion": infusion, "assay": "", "unit": "", "day": math.nan,
+        "value": math.nan, "lloq": math.nan, "blq": False, "status": "excluded",
+        "reason": reason, "source_row": row, "source": source, "unit_read": "",
+    }
 
 
 #: columns that tell observation types apart in NONMEM/Monolix files (lower case)
@@ -876,6 +939,81 @@ def _cell(frame_cols: dict[str, list[Any]], cols: dict[str, str], fld: str, i: i
     return None if c is None else frame_cols[c][i]
 
 
+def _is_comment_flag(raw: Any) -> bool | None:
+    """NONMEM ``C`` column: True for a comment record ('C' or 1), False for '.', 0 or blank."""
+    if raw is None or _is_missing(raw):
+        return False
+    s = str(raw).strip().lower()
+    if s in ("c", "1", "1.0"):
+        return True
+    if s in ("0", "0.0"):
+        return False
+    return None
+
+
+def _parse_lloq(opts: dict[str, Any]) -> tuple[float, str | None]:
+    """(lloq, its unit or None) of the ``lloq=`` option; NaN when not given."""
+    raw = opts["lloq"]
+    if raw is None:
+        return math.nan, None
+    v = _to_float(raw)
+    lloq_unit = None
+    if v is None and isinstance(raw, str):
+        m = re.match(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(\S.*)$", raw)
+        if m:
+            v, lloq_unit = float(m.group(1)), m.group(2).strip()
+            if lookup_unit(lloq_unit) is None:
+                raise CartKineticsError(
+                    f"lloq {raw!r}: unknown unit {lloq_unit!r}; known: "
+                    f"{', '.join(known_units())}"
+                )
+    if v is None or not math.isfinite(v) or v <= 0:
+        raise CartKineticsError(
+            f"lloq must be a positive number (optionally with its unit, e.g. '50 copies/ug'), "
+            f"got {raw!r}"
+        )
+    return v, lloq_unit
+
+
+def _suggested_unit(written: set[str]) -> str:
+    """The canonical unit of the first known unit written (for messages)."""
+    for u in sorted(written):
+        info = lookup_unit(u)
+        if info is not None:
+            return info.canonical
+    return sorted(written)[0]
+
+
+def _row_ranges(rows: Iterable[int], limit: int = 8) -> str:
+    """'3-7, 9, 12-14' for the rows 3,4,5,6,7,9,12,13,14."""
+    rows = sorted(set(int(r) for r in rows))
+    spans: list[tuple[int, int]] = []
+    for r in rows:
+        if spans and r == spans[-1][1] + 1:
+            spans[-1] = (spans[-1][0], r)
+        else:
+            spans.append((r, r))
+    text = [f"{a}" if a == b else f"{a}-{b}" for a, b in spans[:limit]]
+    return ", ".join(text) + (" ..." if len(spans) > limit else "")
+
+
+def _group_doses(
+    times: list[float], split_days: float, reinfusion_days: float
+) -> tuple[list[float], str | None]:
+    """Start times of the infusions made of sorted dose times, or a reason it is ambiguous."""
+    starts: list[float] = []
+    for t in times:
+        if not starts or t - starts[-1] >= reinfusion_days:
+            starts.append(t)
+        elif t - starts[-1] > split_days:
+            return starts, (
+                f"a dose at TIME {t:g} is {t - starts[-1]:g} days after the dose at TIME "
+                f"{starts[-1]:g}: more than {split_days:g} days (one split infusion) and less "
+                f"than {reinfusion_days:g} (a new infusion)"
+            )
+    return starts, None
+
+
 def _parse(
     frame: pd.DataFrame,
     rd: _Reader,
@@ -884,219 +1022,422 @@ def _parse(
     placeholders: list[tuple[Any, float]],
     known_assays: dict[str, str],
     opts: dict[str, Any],
-    default_lloq: float,
+    *,
+    missing: str,
+    split_days: float,
+    reinfusion_days: float,
 ) -> tuple[list[dict[str, Any]], dict[tuple[str, int], float], list[str]]:
     cols = rd.cols
     data = {c: frame[c].tolist() for c in set(cols.values())}
     n = len(frame)
     prefix = opts["patient_prefix"]
     nonmem = rd.layout == "nonmem"
+    has_occ = "infusion" in cols
+    notes: list[str] = []
+    default_lloq, lloq_unit = _parse_lloq(opts)
 
-    # pass 1: identity, time, event type (dose rows set the time origin per occasion)
+    # pass 1: identity, time, event type
     base: list[dict[str, Any]] = []
+    for i in range(n):
+        row = rd.rows[i]
+        raw_id = _cell(data, cols, "patient", i)
+        pid = prefix + patient_id(raw_id) if not _is_missing(raw_id) else ""
+        if not keep[i]:
+            base.append({"kept": False, "patient": pid, "reason": filter_reasons[i]})
+            continue
+        if nonmem and "comment" in cols:
+            flag = _is_comment_flag(_cell(data, cols, "comment", i))
+            if flag is None:
+                rd.problem(
+                    f"the comment column holds {_cell(data, cols, 'comment', i)!r}: expected C "
+                    "(a comment record, ignored as NONMEM's IGNORE=C does) or . / blank",
+                    row, "comment",
+                )
+                base.append({"kept": False, "patient": pid, "reason": "error"})
+                continue
+            if flag:
+                base.append({"kept": False, "patient": pid, "reason": R_COMMENT_C})
+                continue
+        try:
+            base.append(_identity(data, rd, i, pid, raw_id, nonmem))
+        except CartKineticsError as exc:
+            rd.problems.append(exc)
+            base.append({"kept": False, "patient": pid, "reason": "error"})
+
+    # dose records: the time origin of each infusion, and (without OCC) the infusions
+    dose_rows = [b for b in base if b["kept"] and b["evid"] in (1, 4)]
     origin: dict[tuple[str, int], float] = {}
     doses: dict[tuple[str, int], float] = {}
     dose_times: dict[tuple[str, int], set[float]] = {}
-    for i in range(n):
-        row = i + 1
-        raw_id = _cell(data, cols, "patient", i)
-        if not keep[i]:
-            base.append({"kept": False, "patient": prefix + _patient_id(raw_id)})
-            continue
-        if _is_missing(raw_id):
-            raise rd.err("patient identifier is empty", row, "patient")
-        patient = prefix + _patient_id(raw_id)
-        infusion = 1
-        raw_inf = _cell(data, cols, "infusion", i)
-        if raw_inf is not None and _is_missing(raw_inf) and not nonmem:
-            # a blank in a present infusion column may be a second infusion: do not guess
-            raise rd.err(
-                "infusion is empty: write 1 (first CAR-T) or 2 (second); the default 1 "
-                "applies only when the file has no infusion column",
-                row,
-                "infusion",
+    if nonmem and dose_rows and not has_occ:
+        by_patient: dict[str, list[float]] = {}
+        for b in dose_rows:
+            by_patient.setdefault(b["patient"], []).append(b["time"])
+        starts_of: dict[str, list[float]] = {}
+        for p, times in by_patient.items():
+            starts, why = _group_doses(sorted(times), split_days, reinfusion_days)
+            if why is not None:
+                rows = [b["row"] for b in dose_rows if b["patient"] == p]
+                rd.problem(
+                    f"patient {p}: {why}. Is it a split dose or a second infusion? Add an OCC "
+                    "column (the same OCC on the doses of one infusion, 2 on a second "
+                    f"infusion's records), or set split_dose_days / reinfusion_days "
+                    f"(dose rows {_row_ranges(rows)})",
+                    rows[0], "amt",
+                )
+            starts_of[p] = starts
+            if len(set(times)) > 1:
+                shown = ", ".join(f"{t:g}" for t in sorted(set(times)))
+                notes.append(
+                    f"patient {p}: dose records at TIME {shown} without OCC read as "
+                    f"{len(starts)} infusion(s) starting at TIME "
+                    f"{', '.join(f'{s:g}' for s in starts)} (doses within {split_days:g} days "
+                    f"of an infusion's first dose are one split infusion; a dose "
+                    f"{reinfusion_days:g}+ days later starts the next; days restart at each "
+                    "infusion)"
+                )
+        for b in base:
+            if b["kept"] and b["patient"] in starts_of:
+                starts = starts_of[b["patient"]]
+                k = int(np.searchsorted(starts, b["time"] + 1e-9, side="right"))
+                b["infusion"] = max(k, 1)
+    for b in base:
+        if b["kept"] and b["evid"] in (1, 4):
+            key = (b["patient"], b["infusion"])
+            origin[key] = min(origin.get(key, math.inf), b["time"])
+            if math.isfinite(b["amt"]):
+                doses[key] = doses.get(key, 0.0) + b["amt"]
+                dose_times.setdefault(key, set()).add(b["time"])
+    if nonmem:
+        _check_occasion_origins(base, origin, rd)
+
+    # units: the levels' unit per row, and what a unitless lloq= is in
+    unit_col = "unit" in cols
+    if not math.isnan(default_lloq) and lloq_unit is None:
+        written = {
+            canonical_unit(str(_cell(data, cols, "unit", i)))
+            for i, b in enumerate(base)
+            if unit_col and b["kept"] and not _is_missing(_cell(data, cols, "unit", i))
+        }
+        if opts["unit"] is not None:
+            lloq_unit = str(opts["unit"])
+        elif len(written) > 1:
+            rd.problem(
+                f"lloq={opts['lloq']!r} has no unit and the file's levels come in "
+                f"{', '.join(sorted(written))}: write it with its unit, e.g. "
+                f"lloq='{default_lloq:g} {_suggested_unit(written)}'",
+                rd.rows[0], "unit",
             )
-        if raw_inf is not None and not _is_missing(raw_inf):
-            v = _to_float(raw_inf)
-            if v is None or not math.isfinite(v) or v < 1 or not float(v).is_integer():
-                raise rd.err(
-                    f"infusion must be 1, 2, ... (1 = first CAR-T), got {raw_inf!r}",
-                    row,
-                    "infusion",
-                )
-            infusion = int(v)
-        day = rd.number(_cell(data, cols, "day", i), row, "day", what="day (days since infusion)")
-        evid, mdv = 0, 0
-        if nonmem:
-            for fld in ("evid", "mdv"):
-                raw = _cell(data, cols, fld, i)
-                if raw is not None and not _is_missing(raw):
-                    v = _to_float(raw)
-                    if v is None or not float(v).is_integer() or v < 0:
-                        raise rd.err(f"{fld.upper()} must be a whole number >= 0", row, fld)
-                    if fld == "evid":
-                        evid = int(v)
-                    else:
-                        mdv = int(v)
-            if "evid" not in cols and "amt" in cols:
-                # NONMEM without EVID: a record with AMT > 0 is a dose record
-                amt0 = _to_float(_cell(data, cols, "amt", i))
-                evid = 1 if amt0 is not None and amt0 > 0 else 0
-            if evid in (1, 4):
-                amt = rd.number(
-                    _cell(data, cols, "amt", i), row, "amt", what="AMT (dose)", allow_missing=True
-                )
-                key = (patient, infusion)
-                origin[key] = min(origin.get(key, math.inf), day)
-                if math.isfinite(amt):
-                    doses[key] = doses.get(key, 0.0) + amt
-                    dose_times.setdefault(key, set()).add(day)
-        base.append(
-            {
-                "kept": True,
-                "patient": patient,
-                "infusion": infusion,
-                "time": day,
-                "evid": evid,
-                "mdv": mdv,
-            }
-        )
+        elif written:
+            lloq_unit = written.pop()
 
     records: list[dict[str, Any]] = []
     for i in range(n):
-        row = i + 1
+        row = rd.rows[i]
         b = base[i]
-        rec = {
-            "patient": b["patient"],
-            "infusion": b.get("infusion", 0),
-            "assay": "",
-            "unit": "",
-            "day": math.nan,
-            "value": math.nan,
-            "lloq": math.nan,
-            "blq": False,
-            "status": "excluded",
-            "reason": "",
-            "source_row": row,
-            "source": rd.source,
-        }
         if not b["kept"]:
+            rec = _excluded_record(b["patient"], 0, row, rd.source, b["reason"])
             # keep what can be read without judging it: these rows are not this data set's
             rec["day"] = _float_or_nan(_cell(data, cols, "day", i))
             rec["value"] = _float_or_nan(_cell(data, cols, "value", i))
-            inf = _float_or_nan(_cell(data, cols, "infusion", i)) if "infusion" in cols else 1.0
+            inf = _float_or_nan(_cell(data, cols, "infusion", i)) if has_occ else 1.0
             rec["infusion"] = int(inf) if math.isfinite(inf) and inf.is_integer() else 0
-            rec["reason"] = filter_reasons[i]
             records.append(rec)
             continue
-        patient, infusion = b["patient"], b["infusion"]
-        event_row = nonmem and (b["evid"] != 0 or b["mdv"] == 1)
-        # assay and unit (not needed on dose and MDV rows)
-        raw_assay = _cell(data, cols, "assay", i)
-        if raw_assay is None or _is_missing(raw_assay):
-            if opts["assay"] is None and not event_row:
-                raise rd.err("assay is empty: expected qpcr or flow", row, "assay")
-            assay_ = str(opts["assay"] or "").strip().lower()
-        else:
-            assay_ = str(raw_assay).strip().lower()
-        if assay_ not in known_assays and not (event_row and assay_ == ""):
-            raise rd.err(
-                f"unknown assay {raw_assay!r}: expected one of {sorted(known_assays)} "
-                "(declare others with assays={name: unit})",
-                row,
-                "assay",
-            )
-        raw_unit = _cell(data, cols, "unit", i)
-        if raw_unit is not None and not _is_missing(raw_unit):
-            unit_ = str(raw_unit).strip()
-        elif opts["unit"] is not None:
-            unit_ = str(opts["unit"])
-        else:
-            unit_ = known_assays.get(assay_, "")
-        key = (patient, infusion)
-        day = b["time"] - origin.get(key, 0.0)
-        if day < 0:
-            raise rd.err(
-                f"TIME {b['time']:g} is before the dose of occasion {infusion} "
-                f"(TIME {origin[key]:g}): days since infusion must be >= 0",
-                row,
-                "day",
-            )
-        rec.update({"infusion": infusion, "assay": assay_, "unit": unit_, "day": day})
-        if nonmem and b["evid"] != 0:
-            rec["reason"] = R_DOSE if b["evid"] == 1 else f"EVID={b['evid']} (not an observation)"
-            rec["value"] = math.nan
-            records.append(rec)
-            continue
-        if nonmem and b["mdv"] == 1:
-            rec["reason"] = R_MDV
-            rec["value"] = _float_or_nan(_cell(data, cols, "value", i))
-            records.append(rec)
-            continue
-        # limit of quantification of this row
-        row_lloq = rd.number(
-            _cell(data, cols, "lloq", i), row, "lloq", what="lloq", allow_missing=True
-        )
-        if math.isnan(row_lloq):
-            row_lloq = default_lloq
-        if row_lloq == 0:
-            row_lloq = math.nan  # a limit of 0 censors nothing
-        raw_value = _cell(data, cols, "value", i)
-        blq_flag = False
-        if "blq" in cols:
-            f = _flag(_cell(data, cols, "blq", i))
-            if f is None:
-                raise rd.err(
-                    f"blq must be 0/1 (or true/false), got {_cell(data, cols, 'blq', i)!r}",
-                    row,
-                    "blq",
-                )
-            blq_flag = f
-        cens = 0
-        if "cens" in cols:
-            raw_c = _cell(data, cols, "cens", i)
-            if not _is_missing(raw_c):
-                v = _to_float(raw_c)
-                if v not in (0.0, 1.0, -1.0):
-                    raise rd.err(f"CENS must be 0, 1 or -1, got {raw_c!r}", row, "cens")
-                cens = int(v)
-                if cens == -1:
-                    raise rd.err(
-                        "CENS=-1 (right-censored, above a limit) is not supported", row, "cens"
-                    )
-        if day == 0.0 and not blq_flag and cens != 1 and _to_float(raw_value) == 0.0:
-            # a level of 0 at day 0 precedes expansion: not a censored value on the log scale
-            rec.update({"value": 0.0, "lloq": row_lloq, "reason": R_DAY0})
-            records.append(rec)
-            continue
-        value, limit, reason = _parse_value(
-            raw_value, row, rd, row_lloq, blq_flag, cens == 1, placeholders
-        )
-        if limit is not None:
-            rec.update(
-                {"value": limit, "lloq": limit, "blq": True, "status": "censored", "reason": reason}
-            )
-        elif value == 0.0:
-            raise rd.err(
-                f"value 0 at day {day:g} with no lloq: a zero cannot be used on the log scale; "
-                "give the row's lloq (it is then censored) or write it as BLQ",
-                row,
-                "value",
-            )
-        else:
-            rec.update({"value": value, "lloq": row_lloq, "status": "used", "reason": R_USED})
-        records.append(rec)
-    notes = []
+        try:
+            records.append(_observation(
+                data, rd, i, b, origin, placeholders, known_assays, opts,
+                default_lloq, lloq_unit, missing,
+            ))
+        except CartKineticsError as exc:
+            rd.problems.append(exc)
+            records.append(_excluded_record(b["patient"], b["infusion"], row, rd.source, "error"))
+    if unit_col is False and opts["unit"] is None:
+        used_assays = sorted({r["assay"] for r in records if r["status"] != "excluded"})
+        for a in used_assays:
+            notes.append(f"no unit column: {a} levels read as {known_assays[a]}")
     for (patient, infusion), times in dose_times.items():
         if len(times) > 1:
-            # split dosing of one infusion, or a second infusion without OCC: say which
             shown = ", ".join(f"{x:g}" for x in sorted(times))
             notes.append(
-                f"patient {patient} occasion {infusion}: doses at TIME {shown} summed to "
+                f"patient {patient} infusion {infusion}: doses at TIME {shown} summed to "
                 f"{doses[(patient, infusion)]:g} as one infusion (days counted from TIME "
-                f"{min(times):g}); give the rows of a second infusion OCC=2"
+                f"{min(times):g})" + ("; give the rows of a second infusion OCC=2" if has_occ
+                                      else "")
             )
     return records, doses, notes
+
+
+def _identity(
+    data: dict[str, list[Any]], rd: _Reader, i: int, pid: str, raw_id: Any, nonmem: bool
+) -> dict[str, Any]:
+    """Pass 1 of a row: patient, occasion, time, EVID/MDV, AMT."""
+    cols = rd.cols
+    row = rd.rows[i]
+    if _is_missing(raw_id):
+        raise rd.err("patient identifier is empty", row, "patient")
+    infusion = 1
+    raw_inf = _cell(data, cols, "infusion", i)
+    if raw_inf is not None and _is_missing(raw_inf) and not nonmem:
+        # a blank in a present infusion column may be a second infusion: do not guess
+        raise rd.err(
+            "infusion is empty: write 1 (first CAR-T) or 2 (second); the default 1 "
+            "applies only when the file has no infusion column",
+            row,
+            "infusion",
+        )
+    if raw_inf is not None and not _is_missing(raw_inf):
+        v = _to_float(raw_inf)
+        if v is None or not math.isfinite(v) or v < 1 or not float(v).is_integer():
+            raise rd.err(
+                f"infusion must be 1, 2, ... (1 = first CAR-T), got {raw_inf!r}", row, "infusion"
+            )
+        infusion = int(v)
+    day = rd.number(_cell(data, cols, "day", i), row, "day", what="day (days since infusion)")
+    evid, mdv, amt = 0, 0, math.nan
+    if nonmem:
+        for fld in ("evid", "mdv"):
+            raw = _cell(data, cols, fld, i)
+            if raw is not None and not _is_missing(raw):
+                v = _to_float(raw)
+                if v is None or not float(v).is_integer() or v < 0:
+                    raise rd.err(f"{fld.upper()} must be a whole number >= 0", row, fld)
+                if fld == "evid":
+                    evid = int(v)
+                else:
+                    mdv = int(v)
+        if "evid" not in cols and "amt" in cols:
+            # NONMEM without EVID: a record with AMT > 0 is a dose record
+            amt0 = _to_float(_cell(data, cols, "amt", i))
+            evid = 1 if amt0 is not None and amt0 > 0 else 0
+        if evid in (1, 4):
+            amt = rd.number(
+                _cell(data, cols, "amt", i), row, "amt", what="AMT (dose)", allow_missing=True
+            )
+    return {"kept": True, "patient": pid, "infusion": infusion, "time": day, "evid": evid,
+            "mdv": mdv, "amt": amt, "row": row}
+
+
+def _check_occasion_origins(
+    base: list[dict[str, Any]], origin: dict[tuple[str, int], float], rd: _Reader
+) -> None:
+    """Every occasion's days need an origin: its dose record, or TIME already since it."""
+    obs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for b in base:
+        if b["kept"] and b["evid"] == 0:
+            obs.setdefault((b["patient"], b["infusion"]), []).append(b)
+    dosed = {p for p, _ in origin}
+    for key, rows in obs.items():
+        if key[0] in dosed and key not in origin:
+            rs = [b["row"] for b in rows]
+            rd.problem(
+                f"patient {key[0]} occasion {key[1]} has observations (rows {_row_ranges(rs)}) "
+                "but no dose record, while the patient's other occasions have one: its days "
+                "cannot be counted from its infusion. Add its EVID=1 dose row (TIME of the "
+                "infusion; AMT may be '.')",
+                rs[0], "infusion",
+            )
+    # a patient with no dose record: TIME must already be days since each infusion
+    for (p, occ), rows in obs.items():
+        prev = obs.get((p, occ - 1))
+        if occ < 2 or prev is None or p in dosed:
+            continue
+        first = min(b["time"] for b in rows)
+        last_prev = max(b["time"] for b in prev)
+        if first >= last_prev and first > REINFUSION_DAYS:
+            rd.problem(
+                f"patient {p}: the TIMEs of occasion {occ} ({first:g}-"
+                f"{max(b['time'] for b in rows):g}) continue those of occasion {occ - 1} "
+                f"(up to {last_prev:g}), so they look like time since the first infusion, and "
+                "there is no dose record to set the origin of each occasion. Add EVID=1 dose "
+                "rows (TIME of each infusion), or give TIME as days since each infusion",
+                min(b["row"] for b in rows), "day",
+            )
+
+
+def _observation(
+    data: dict[str, list[Any]],
+    rd: _Reader,
+    i: int,
+    b: dict[str, Any],
+    origin: dict[tuple[str, int], float],
+    placeholders: list[tuple[Any, float]],
+    known_assays: dict[str, str],
+    opts: dict[str, Any],
+    default_lloq: float,
+    lloq_unit: str | None,
+    missing: str,
+) -> dict[str, Any]:
+    """Pass 2 of a kept row: assay, unit, day since infusion, level, censoring."""
+    cols = rd.cols
+    row = rd.rows[i]
+    nonmem = rd.layout == "nonmem"
+    patient, infusion = b["patient"], b["infusion"]
+    rec = _excluded_record(patient, infusion, row, rd.source, "")
+    event_row = nonmem and (b["evid"] != 0 or b["mdv"] == 1)
+    # assay and unit (not needed on dose and MDV rows)
+    raw_assay = _cell(data, cols, "assay", i)
+    if raw_assay is None or _is_missing(raw_assay):
+        if opts["assay"] is None and not event_row:
+            raise rd.err("assay is empty: expected qpcr or flow", row, "assay")
+        assay_ = str(opts["assay"] or "").strip().lower()
+    else:
+        assay_ = str(raw_assay).strip().lower()
+    if assay_ not in known_assays and not (event_row and assay_ == ""):
+        raise rd.err(
+            f"unknown assay {raw_assay!r}: expected one of {sorted(known_assays)} "
+            "(declare others with assays={name: unit})",
+            row,
+            "assay",
+        )
+    raw_unit = _cell(data, cols, "unit", i)
+    if raw_unit is not None and not _is_missing(raw_unit):
+        unit_read = str(raw_unit).strip()
+    elif opts["unit"] is not None:
+        unit_read = str(opts["unit"])
+    else:
+        unit_read = known_assays.get(assay_, "")
+    target = canonical_unit(known_assays[assay_]) if assay_ in known_assays else ""
+    key = (patient, infusion)
+    day = b["time"] - origin.get(key, 0.0)
+    if day < 0:
+        raise rd.err(
+            f"TIME {b['time']:g} is before the dose of occasion {infusion} "
+            f"(TIME {origin[key]:g}): days since infusion must be >= 0",
+            row,
+            "day",
+        )
+    rec.update({"assay": assay_, "unit": target, "unit_read": canonical_unit(unit_read),
+                "day": day})
+    if nonmem and b["evid"] != 0:
+        rec["reason"] = R_DOSE if b["evid"] == 1 else f"EVID={b['evid']} (not an observation)"
+        return rec
+    if nonmem and b["mdv"] == 1:
+        rec["reason"] = R_MDV
+        rec["value"] = _float_or_nan(_cell(data, cols, "value", i))
+        return rec
+    factor = _unit_factor(unit_read, target, assay_, row, rd)
+    # limit of quantification of this row, in the unit the row is written in
+    row_lloq = rd.number(_cell(data, cols, "lloq", i), row, "lloq", what="lloq", allow_missing=True)
+    if math.isnan(row_lloq) and not math.isnan(default_lloq):
+        row_lloq = default_lloq
+        if lloq_unit is not None and not same_unit(lloq_unit, unit_read):
+            row_lloq = default_lloq * _unit_factor(lloq_unit, unit_read, assay_, row, rd, "lloq")
+    if row_lloq == 0:
+        row_lloq = math.nan  # a limit of 0 censors nothing
+    raw_value = _cell(data, cols, "value", i)
+    blq_flag = False
+    if "blq" in cols:
+        f = _flag(_cell(data, cols, "blq", i))
+        if f is None:
+            raise rd.err(
+                f"blq must be 0/1 (or true/false), got {_cell(data, cols, 'blq', i)!r}", row, "blq"
+            )
+        blq_flag = f
+    cens = 0
+    if "cens" in cols:
+        raw_c = _cell(data, cols, "cens", i)
+        if not _is_missing(raw_c):
+            v = _to_float(raw_c)
+            if v not in (0.0, 1.0, -1.0):
+                raise rd.err(f"CENS must be 0, 1 or -1, got {raw_c!r}", row, "cens")
+            cens = int(v)
+            if cens == -1:
+                raise rd.err(
+                    "CENS=-1 (right-censored, above a limit) is not supported", row, "cens"
+                )
+    scaled_lloq = row_lloq * factor
+    if _is_missing(raw_value) and not blq_flag and cens != 1 \
+            and _match_placeholder(raw_value, placeholders) is None:
+        if missing == "error":
+            raise rd.err("value is blank (missing='error'): write the level, BLQ or <limit",
+                         row, "value")
+        if missing == "exclude":
+            rec.update({"lloq": scaled_lloq, "reason": R_MISSING})
+            return rec
+        blq_flag = True  # missing="blq": below the row's limit
+        if not math.isfinite(row_lloq):
+            raise rd.err("value is blank and missing='blq', but the row has no lloq", row,
+                         "value")
+    if day == 0.0 and not blq_flag and cens != 1 and _to_float(raw_value) == 0.0:
+        # a level of 0 at day 0 precedes expansion: not a censored value on the log scale
+        rec.update({"value": 0.0, "lloq": scaled_lloq, "reason": R_DAY0})
+        return rec
+    value, limit, reason = _parse_value(
+        raw_value, row, rd, row_lloq, blq_flag, cens == 1, placeholders
+    )
+    if limit is not None:
+        rec.update({"value": limit * factor, "lloq": limit * factor, "blq": True,
+                    "status": "censored", "reason": reason})
+    elif value == 0.0:
+        raise rd.err(
+            f"value 0 at day {day:g} with no lloq: a zero cannot be used on the log scale; "
+            "give the row's lloq (it is then censored) or write it as BLQ",
+            row,
+            "value",
+        )
+    else:
+        rec.update({"value": value * factor, "lloq": scaled_lloq, "status": "used",
+                    "reason": R_USED})
+    return rec
+
+
+def _unit_factor(
+    unit_read: str, target: str, assay_: str, row: int, rd: _Reader, field_: str = "unit"
+) -> float:
+    """Factor from the row's unit to the assay's canonical unit (1 when they are the same)."""
+    if not target or same_unit(unit_read, target):
+        return 1.0
+    a, t = lookup_unit(unit_read), lookup_unit(target)
+    if a is None or t is None:
+        raise rd.err(
+            f"unit {unit_read!r} is not {target!r}, the unit of assay {assay_}, and cannot be "
+            f"converted to it (known units: {', '.join(known_units())}); write the levels in "
+            f"{target}, or declare another assay with assays={{name: {unit_read!r}}}",
+            row, field_,
+        )
+    if a.kind != t.kind:
+        return math.nan  # reported once per assay by _check_units, with all the rows
+    return a.factor / t.factor
+
+
+def _check_units(obs: pd.DataFrame, rd: _Reader, known_assays: dict[str, str]) -> None:
+    """One kind of measurement per assay: name the rows and both units when not."""
+    kept = obs[obs["status"] != "excluded"]
+    for assay_, g in kept.groupby("assay", sort=True):
+        target = lookup_unit(known_assays.get(assay_, ""))
+        if target is None:
+            continue
+        kinds = {}
+        for u, gu in g.groupby("unit_read", sort=False):
+            info = lookup_unit(u)
+            kinds[u] = (info.kind if info is not None else "unknown", gu["source_row"].tolist())
+        bad = {u: v for u, v in kinds.items() if v[0] != target.kind}
+        good = {u: v for u, v in kinds.items() if v[0] == target.kind}
+        for u, (kind, rows) in bad.items():
+            also = "; ".join(f"rows {_row_ranges(r)} are in {gu}" for gu, (_, r) in good.items())
+            rd.problem(
+                f"assay {assay_}: rows {_row_ranges(rows)} are in {u} ({kind}) but {assay_} "
+                f"levels are {target.kind} ({target.name})"
+                + (f"; {also}" if also else "")
+                + ". One assay holds one kind of measurement: fix the unit or the assay column "
+                "(e.g. flow for cells/uL), or declare another assay",
+                rows[0], "unit",
+            )
+
+
+def _conversion_notes(obs: pd.DataFrame) -> list[str]:
+    """One note per unit converted on reading: rows, factor, target."""
+    kept = obs[(obs["status"] != "excluded") & (obs["unit_read"] != obs["unit"])
+               & (obs["unit_read"] != "")]
+    notes = []
+    for (u_from, u_to), g in kept.groupby(["unit_read", "unit"], sort=True):
+        f = conversion_factor(u_from, u_to)
+        notes.append(
+            f"{len(g)} level(s) in {u_from} converted to {u_to} (x{f:g}; lloq too): rows "
+            f"{_row_ranges(g['source_row'])}"
+        )
+    return notes
 
 
 def _parse_value(
@@ -1125,7 +1466,7 @@ def _parse_value(
     if lim is not None:
         return lim, lim, R_PLACEHOLDER
     if text is not None:
-        low = text.lower()
+        low = re.sub(r"\s+", "", text.lower())
         if low in _BLQ_TOKENS:
             if not has_limit:
                 raise rd.err(
@@ -1177,53 +1518,55 @@ def _parse_value(
 
 def _check_duplicates(obs: pd.DataFrame, rd: _Reader) -> None:
     kept = obs[obs["status"] != "excluded"]
-    dup = kept.duplicated(["patient", "infusion", "day", "assay"], keep="first")
-    if dup.any():
-        r = kept[dup].iloc[0]
-        first = kept[
-            (kept["patient"] == r["patient"])
-            & (kept["infusion"] == r["infusion"])
-            & (kept["day"] == r["day"])
-            & (kept["assay"] == r["assay"])
-        ]["source_row"].iloc[0]
-        raise rd.err(
-            f"duplicate observation: (patient {r['patient']}, infusion {r['infusion']}, day "
-            f"{r['day']:g}, assay {r['assay']}) already given in row {first}",
-            int(r["source_row"]),
+    keys = ["patient", "infusion", "day", "assay"]
+    dup = kept.duplicated(keys, keep="first")
+    if not dup.any():
+        return
+    first_row = kept.groupby(keys, sort=False)["source_row"].transform("first")
+    for r, first in zip(kept[dup].itertuples(index=False), first_row[dup], strict=True):
+        rd.problem(
+            f"duplicate observation: (patient {r.patient}, infusion {r.infusion}, day "
+            f"{r.day:g}, assay {r.assay}) already given in row {first}",
+            int(r.source_row),
             "day",
         )
 
 
-def _check_one_unit_per_series(obs: pd.DataFrame, rd: _Reader) -> None:
-    """A series is one curve: its rows must share a unit (no silent mix of scales)."""
-    kept = obs[obs["status"] != "excluded"]
-    n_units = kept.groupby(["patient", "infusion", "assay"])["unit"].transform("nunique")
-    if (n_units > 1).any():
-        bad = kept[n_units > 1]
-        p, inf, a = bad.iloc[0][["patient", "infusion", "assay"]]
-        rows = bad[(bad["patient"] == p) & (bad["infusion"] == inf) & (bad["assay"] == a)]
-        first = rows.iloc[0]
-        other = rows[rows["unit"] != first["unit"]].iloc[0]
-        raise rd.err(
-            f"unit {other['unit']!r} differs from {first['unit']!r} (row "
-            f"{first['source_row']}) within the series (patient {p}, infusion {inf}, assay "
-            f"{a}): convert the values to one unit",
-            int(other["source_row"]),
-            "unit",
-        )
-
-
 def _check_patients_observed(obs: pd.DataFrame, rd: _Reader) -> None:
-    # rows removed by the user's filter belong to another data set: not counted here
-    considered = obs[~obs["reason"].str.startswith("filtered out")]
+    # rows removed by the user's filter belong to another data set; comments are not data
+    reason = obs["reason"].astype(str)
+    considered = obs[~reason.str.startswith(("filtered out", "comment record"))]
     for patient, g in considered.groupby("patient", sort=False):
         if (g["status"] == "excluded").all():
             reasons = ", ".join(sorted(set(g["reason"])))
-            raise rd.err(
+            rd.problem(
                 f"patient {patient} has no observation: all {len(g)} rows are excluded ({reasons})",
                 int(g["source_row"].iloc[0]),
                 "patient",
             )
+
+
+def _id_key(pid: str) -> str:
+    return re.sub(r"[\s_-]+", "", str(pid)).lower()
+
+
+def _check_patient_spellings(obs: pd.DataFrame, rd: _Reader) -> None:
+    """Patient ids that differ only in case, spaces, '-' or '_' are one patient written twice
+    (or two patients nobody can tell apart): refuse rather than guess."""
+    kept = obs[(obs["status"] != "excluded") & (obs["patient"] != "")]
+    by_key: dict[str, dict[str, list[int]]] = {}
+    for pid, g in kept.groupby("patient", sort=False):
+        by_key.setdefault(_id_key(pid), {})[str(pid)] = g["source_row"].tolist()
+    for spellings in by_key.values():
+        if len(spellings) < 2:
+            continue
+        shown = "; ".join(f"{p!r} (rows {_row_ranges(r, 3)})" for p, r in spellings.items())
+        rd.problem(
+            f"patient ids {shown} differ only in case, spaces, '-' or '_': write one patient's "
+            "id the same way everywhere, or make different patients' ids clearly different",
+            min(min(r) for r in spellings.values()),
+            "patient",
+        )
 
 
 # ---------------------------------------------------------------------- patients
@@ -1295,8 +1638,9 @@ def write_nonmem(data: KineticsData, path: str | Path | None = None) -> pd.DataF
     """Write the used and censored observations in the NONMEM/Monolix layout.
 
     One row per observation (``EVID=0, MDV=0``; BLQ rows ``CENS=1`` with ``DV`` = the LLOQ
-    and ``LIMIT=0``, i.e. the Monolix interval [0, LLOQ]) and one dose row per known dose
-    (``EVID=1, MDV=1, AMT``) at ``TIME=0``. ``TIME`` is days since the infusion of that
+    and ``LIMIT=0``, i.e. the Monolix interval [0, LLOQ]) and one dose row per occasion
+    (``EVID=1, MDV=1, AMT``; ``AMT`` '.' where the dose is unknown) at ``TIME=0``, which sets
+    the origin of the occasion's times for any reader. ``TIME`` is days since the infusion of that
     occasion (``OCC``), as in the native layout. ``ASSAY``, ``UNIT`` and ``LLOQ`` keep what the
     standard columns cannot; NONMEM itself needs numeric IDs, Monolix accepts text.
     Excluded rows (filtered, before expansion, MDV) are not written. ``read_kinetics`` reads
@@ -1334,7 +1678,12 @@ def write_nonmem(data: KineticsData, path: str | Path | None = None) -> pd.DataF
             }
         )
     series_units = obs.groupby(["patient", "infusion"])[["assay", "unit"]].first()
-    for (patient, infusion), amt in data.doses.items():
+    # every occasion gets a dose row (AMT '.' where the dose is unknown): TIME is days since
+    # that occasion's infusion, and the dose row says so to any reader, this one included
+    dose_rows = dict(data.doses)
+    for patient, infusion in series_units.index:
+        dose_rows.setdefault((patient, int(infusion)), np.nan)
+    for (patient, infusion), amt in dose_rows.items():
         if (patient, infusion) in series_units.index:
             a, u = series_units.loc[(patient, infusion)]
         else:

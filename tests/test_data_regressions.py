@@ -61,15 +61,16 @@ def test_text_ids_with_leading_zeros_are_kept(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("sep", "name"), [("\t", "tabs"), (";", "semicolons"), (" ", "spaces")]
+    ("sep", "name"), [("\t", "tab"), (";", "semicolon"), (" ", "whitespace"), ("   ", "whitespace")]
 )
-def test_non_comma_separated_file_says_so(tmp_path, sep, name):
-    # used to report "missing required column(s) patient, day, value" for a file that has them
+def test_non_comma_separated_file_is_read_and_said(tmp_path, sep, name):
+    # used to report "missing required column(s) patient, day, value" for a file that has
+    # them; then to refuse it: tab-, semicolon- and space-separated files (NONMEM tables) read
     text = sep.join(["ID", "TIME", "DV"]) + "\n" + sep.join(["1", "7", "100"]) + "\n"
-    with pytest.raises(CartKineticsError) as exc:
-        read_kinetics(_write(tmp_path, text), assay="qpcr")
-    assert name in str(exc.value) and exc.value.row == 0
-    assert exc.value.source.endswith("kin.csv")
+    d = read_kinetics(_write(tmp_path, text), assay="qpcr")
+    (s,) = d.series()
+    assert (s.patient, s.day.tolist(), s.value.tolist()) == ("1", [7.0], [100.0])
+    assert any(f"separated by {name}s" in n for n in d.notes)
 
 
 def test_blank_infusion_cell_is_an_error_in_the_native_layout(tmp_path):
@@ -119,18 +120,20 @@ def test_several_observation_types_without_an_assay_column_is_an_error(tmp_path)
     assert d.series()[0].value.tolist() == [1000.0, 300.0]
 
 
-def test_several_dose_times_of_one_occasion_are_reported(tmp_path):
-    # a second infusion written without OCC used to be merged into the first (doses summed)
-    # without a word; the reading is kept (split dosing is legitimate) but said
+def test_two_doses_without_occ_are_two_infusions(tmp_path):
+    # a second infusion written without OCC used to be merged into the first (doses summed,
+    # days counted from the first dose): a dose 28+ days after an infusion starts the next
     p = _write(
         tmp_path,
         "ID,TIME,DV,MDV,EVID,AMT\n1,0,.,1,1,1e8\n1,7,1000,0,0,0\n1,100,.,1,1,2e8\n"
         "1,107,3000,0,0,0\n",
     )
     d = read_kinetics(p, assay="qpcr")
-    assert d.doses == {("1", 1): 3e8}
-    assert len(d.notes) == 1 and "TIME 0, 100" in d.notes[0] and "OCC=2" in d.notes[0]
-    assert "OCC=2" in d.describe() and d.summary()["notes"] == d.notes
+    assert d.doses == {("1", 1): 1e8, ("1", 2): 2e8}
+    assert [(s.infusion, s.day.tolist()) for s in d.series()] == [(1, [7.0]), (2, [7.0])]
+    (note,) = [n for n in d.notes if "dose records" in n]
+    assert "TIME 0, 100" in note and "2 infusion(s)" in note
+    assert "without OCC" in d.describe() and d.summary()["notes"] == d.notes
     # with OCC the two infusions are apart and nothing needs saying
     q = _write(
         tmp_path,
@@ -139,18 +142,32 @@ def test_several_dose_times_of_one_occasion_are_reported(tmp_path):
         name="q.csv",
     )
     e = read_kinetics(q, assay="qpcr")
-    assert e.notes == [] and e.doses == {("1", 1): 1e8, ("1", 2): 2e8}
+    assert not [n for n in e.notes if "dose" in n]
+    assert e.doses == {("1", 1): 1e8, ("1", 2): 2e8}
     assert [s.day.tolist() for s in e.series()] == [[7.0], [7.0]]
+    # several doses of one OCC are one (split) infusion, summed and said
+    r = _write(
+        tmp_path,
+        "ID,TIME,DV,MDV,EVID,AMT,OCC\n1,0,.,1,1,1e7,1\n1,1,.,1,1,3e7,1\n1,2,.,1,1,6e7,1\n"
+        "1,7,1000,0,0,0,1\n",
+        name="r.csv",
+    )
+    f = read_kinetics(r, assay="qpcr")
+    assert f.doses == {("1", 1): 1e8} and any("summed" in n for n in f.notes)
 
 
-def test_mixed_units_within_a_series_is_an_error(tmp_path):
-    # the series took the first row's unit and mixed copies/ug with copies/ng silently
+def test_mixed_units_within_a_series_are_converted(tmp_path):
+    # the series took the first row's unit and mixed copies/ug with copies/ng silently; then
+    # it was refused; now copies/ng converts to copies/ug (x1000) and the notes say so
     p = _write(
         tmp_path,
         "patient,day,value,assay,unit\nP1,7,1000,qpcr,copies/ug\nP1,14,2,qpcr,copies/ng\n"
         "P1,21,300,qpcr,copies/ug\n",
     )
-    with pytest.raises(CartKineticsError) as exc:
-        read_kinetics(p)
-    assert exc.value.row == 2 and exc.value.column == "unit"
-    assert "copies/ng" in str(exc.value) and "row 1" in str(exc.value)
+    d = read_kinetics(p)
+    (s,) = d.series()
+    assert s.unit == "copies/ug" and s.value.tolist() == [1000.0, 2000.0, 300.0]
+    assert any("copies/ng converted to copies/ug (x1000" in n and "rows 2" in n for n in d.notes)
+    assert d.observations["unit_read"].tolist() == ["copies/ug", "copies/ng", "copies/ug"]
+
+

@@ -77,20 +77,33 @@ def test_negative_value(tmp_path):
     _check(_error(p), p, 2, "value")
 
 
-@pytest.mark.parametrize("bad", ["inf", "-inf", "abc", ""])
+@pytest.mark.parametrize("bad", ["inf", "-inf", "abc"])
 def test_non_finite_or_non_numeric_value(tmp_path, bad):
     p = _write(tmp_path, HEADER + f"P1,1,1,100,50,qpcr\nP1,1,4,{bad},50,qpcr\n")
     _check(_error(p), p, 2, "value")
 
 
-def test_non_finite_value_in_dataframe():
+def test_blank_value_policy(tmp_path):
     import pandas as pd
+
+    from cartkinetics.data import read_kinetics
 
     df = pd.DataFrame(
         {"patient": ["A", "A"], "day": [1.0, 2.0], "value": [10.0, float("nan")], "assay": "qpcr"}
     )
-    exc = _error(df)
+    # default: excluded, with the reason, and counted
+    d = read_kinetics(df)
+    row = d.observations.iloc[1]
+    assert (row["status"], row["reason"]) == ("excluded", "value missing (missing='exclude')")
+    assert d.summary()["reasons"]["excluded"] == {"value missing (missing='exclude')": 1}
+    exc = _error(df, missing="error")
     assert exc.source == "<DataFrame>" and exc.row == 2 and exc.column == "value"
+    p = _write(tmp_path, HEADER + "P1,1,1,100,50,qpcr\nP1,1,4,,50,qpcr\n")
+    _check(_error(p, missing="error"), p, 2, "value")
+    # missing="blq": censored at the row's lloq
+    e = read_kinetics(p, missing="blq")
+    assert e.observations["status"].tolist() == ["used", "censored"]
+    assert e.observations["value"].tolist() == [100.0, 50.0]
 
 
 def test_duplicate_observation(tmp_path):

@@ -1,0 +1,304 @@
+"""Files as labs and NONMEM users really write them: units, comments, doses, lab sheets.
+
+Each test starts from a file a new user met and got a silent wrong number from (issue 16), and
+checks the number a pharmacometrician expects -- or a refusal naming row, column and remedy.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cartkinetics.data import read_kinetics
+from cartkinetics.errors import CartKineticsError
+from cartkinetics.units import conversion_factor, lookup
+
+
+def _write(tmp_path, text, name="kin.csv"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def _cmax(data, infusion):
+    (s,) = [s for s in data.series() if s.infusion == infusion]
+    return float(s.value[~s.blq].max())
+
+
+# ------------------------------------------------------------------ units across infusions
+def test_second_infusion_in_copies_per_ng_is_converted(tmp_path):
+    # compare reported a Cmax ratio of 0.2 where the truth is 2.0: infusion 2 was read in
+    # copies/ng (10 copies/ng = 10,000 copies/ug) as if it were copies/ug
+    text = (
+        "patient,infusion,day,value,lloq,assay,unit\n"
+        "P1,1,0,100,50,qpcr,copies/ug\nP1,1,10,5000,50,qpcr,copies/ug\n"
+        "P1,1,28,800,50,qpcr,copies/ug\n"
+        "P1,2,0,0.1,0.05,qpcr,copies/ng\nP1,2,9,10,0.05,qpcr,copies/ng\n"
+        "P1,2,28,1.2,0.05,qpcr,copies/ng\n"
+    )
+    d = read_kinetics(_write(tmp_path, text))
+    assert {s.unit for s in d.series()} == {"copies/ug"}
+    assert _cmax(d, 2) / _cmax(d, 1) == pytest.approx(2.0, rel=1e-12)
+    # the LLOQ converts with the values (0.05 copies/ng = 50 copies/ug)
+    second = d.observations[d.observations["infusion"] == 2]
+    assert second["lloq"].tolist() == pytest.approx([50.0, 50.0, 50.0])
+    assert any("3 level(s) in copies/ng converted to copies/ug (x1000" in n for n in d.notes)
+
+
+@pytest.mark.parametrize(
+    ("unit", "factor"),
+    [("copies/µg", 1.0), ("copies/mcg gDNA", 1.0), ("copies/100 ng", 10.0),
+     ("Copies/ng DNA", 1e3), ("copies/μg genomic DNA", 1.0)],
+)
+def test_qpcr_spellings(tmp_path, unit, factor):
+    text = f"patient,day,value,lloq,assay,unit\nP1,7,100,5,qpcr,{unit}\n"
+    d = read_kinetics(_write(tmp_path, text))
+    (s,) = d.series()
+    assert s.unit == "copies/ug" and s.value[0] == pytest.approx(100 * factor)
+
+
+@pytest.mark.parametrize(
+    ("unit", "factor"),
+    [("cells/µL", 1.0), ("cells/mcL", 1.0), ("cells/mL", 1e-3), ("cells/L", 1e-6),
+     ("10^9 cells/L", 1e3), ("x10^9/L", 1e3), ("G/L", 1e3), ("cells/mm3", 1.0)],
+)
+def test_flow_spellings(tmp_path, unit, factor):
+    text = f"patient,day,value,assay,unit\nP1,7,100,flow,{unit}\n"
+    (s,) = read_kinetics(_write(tmp_path, text)).series()
+    assert s.unit == "cells/uL" and s.value[0] == pytest.approx(100 * factor)
+
+
+def test_registry_factors_agree_with_pint():
+    # an independent implementation of the same arithmetic
+    pint = pytest.importorskip("pint")
+    ureg = pint.UnitRegistry()
+    ureg.define("copies = [copy_count]")
+    ureg.define("cells = [cell_count]")
+    pint_spelling = {
+        "copies/ug": "copies/microgram", "copies/ng": "copies/nanogram",
+        "copies/100 ng": "copies/(100*nanogram)", "copies/mg": "copies/milligram",
+        "cells/uL": "cells/microliter", "cells/mL": "cells/milliliter",
+        "cells/L": "cells/liter", "10^3 cells/uL": "1e3*cells/microliter",
+        "10^6 cells/L": "1e6*cells/liter", "10^9 cells/L": "1e9*cells/liter",
+        "cells/mm3": "cells/millimeter**3", "copies/uL": "copies/microliter",
+        "copies/mL": "copies/milliliter",
+    }
+    from cartkinetics.units import CANONICAL, known_units
+
+    assert set(pint_spelling) == set(known_units())
+    for unit, spelled in pint_spelling.items():
+        info = lookup(unit)
+        target = ureg.parse_expression(pint_spelling[CANONICAL[info.kind]])
+        expected = (ureg.parse_expression(spelled) / target).to("dimensionless").magnitude
+        assert conversion_factor(unit, CANONICAL[info.kind]) == pytest.approx(expected, rel=1e-12)
+
+
+def test_cells_per_volume_under_qpcr_is_refused_naming_rows_and_units(tmp_path):
+    # cells/uL values were compared against copies/ug under one assay
+    text = (
+        "patient,infusion,day,value,assay,unit\n"
+        "P1,1,7,5000,qpcr,copies/ug\nP1,1,14,900,qpcr,copies/ug\n"
+        "P1,2,7,30,qpcr,cells/uL\nP1,2,14,12,qpcr,cells/uL\n"
+    )
+    with pytest.raises(CartKineticsError) as info:
+        read_kinetics(_write(tmp_path, text))
+    msg = str(info.value)
+    assert info.value.row == 3 and info.value.column == "unit"
+    assert "rows 3-4 are in cells/uL" in msg and "rows 1-2 are in copies/ug" in msg
+    assert "flow" in msg
+
+
+def test_unknown_unit_is_refused(tmp_path):
+    text = "patient,day,value,assay,unit\nP1,7,5000,qpcr,copies/cell\n"
+    with pytest.raises(CartKineticsError) as info:
+        read_kinetics(_write(tmp_path, text))
+    assert info.value.column == "unit" and "copies/cell" in str(info.value)
+
+
+def test_lloq_option_with_and_without_unit(tmp_path):
+    mixed = (
+        "patient,infusion,day,value,assay,unit\n"
+        "P1,1,7,BLQ,qpcr,copies/ug\nP1,1,14,900,qpcr,copies/ug\n"
+        "P1,2,7,BLQ,qpcr,copies/ng\nP1,2,14,3,qpcr,copies/ng\n"
+    )
+    p = _write(tmp_path, mixed)
+    with pytest.raises(CartKineticsError) as info:
+        read_kinetics(p, lloq=50)
+    assert "has no unit" in str(info.value) and "50 copies/ug" in str(info.value)
+    d = read_kinetics(p, lloq="50 copies/ug")
+    blq = d.observations[d.observations["blq"]]
+    assert blq["value"].tolist() == [50.0, 50.0]  # both in copies/ug after conversion
+    # one unit in the file: a bare number is in that unit
+    one = "patient,day,value,assay,unit\nP1,7,BLQ,qpcr,copies/ng\nP1,14,3,qpcr,copies/ng\n"
+    e = read_kinetics(_write(tmp_path, one, "one.csv"), lloq=0.05)
+    assert e.observations["value"].tolist() == pytest.approx([50.0, 3000.0])
+
+
+# ------------------------------------------------------------------ NONMEM conventions
+def test_nonmem_comment_column_excludes_the_record(tmp_path):
+    # the commented DV of 999999 became Cmax
+    text = (
+        "C,ID,TIME,DV,MDV,EVID,AMT\n"
+        ".,1,0,.,1,1,1e8\n.,1,7,2000,0,0,0\n.,1,14,900,0,0,0\n"
+        "C,1,10,999999,0,0,0\n.,1,28,300,0,0,0\n"
+    )
+    d = read_kinetics(_write(tmp_path, text), assay="qpcr")
+    assert _cmax(d, 1) == 2000.0
+    o = d.observations
+    row = o[o["source_row"] == 4].iloc[0]
+    assert row["status"] == "excluded" and row["reason"].startswith("comment record (C column")
+    assert d.summary()["rows"] == 5
+
+
+def test_nonmem_hash_records_banner_and_whitespace(tmp_path):
+    # NONMEM $TABLE output: a banner, a header, right-aligned whitespace-separated fields
+    text = (
+        "TABLE NO.  1\n"
+        " ID          TIME        DV          MDV         EVID        AMT\n"
+        "  1.0000E+00  0.0000E+00  0.0000E+00  1.0000E+00  1.0000E+00  1.0000E+08\n"
+        "  1.0000E+00  7.0000E+00  2.0000E+03  0.0000E+00  0.0000E+00  0.0000E+00\n"
+        "# 1.0000E+00  9.0000E+00  9.9999E+05  0.0000E+00  0.0000E+00  0.0000E+00\n"
+        "@ dropped by IGNORE=@\n"
+        "  1.0000E+00  1.4000E+01  9.0000E+02  0.0000E+00  0.0000E+00  0.0000E+00\n"
+    )
+    d = read_kinetics(_write(tmp_path, text), assay="qpcr")
+    (s,) = d.series()
+    assert (s.patient, s.day.tolist(), s.value.tolist()) == ("1", [7.0, 14.0], [2000.0, 900.0])
+    reasons = d.observations["reason"].tolist()
+    assert sum(r.startswith("comment record (first field") for r in reasons) == 2
+    assert len(d.observations) == 5  # every data line accounted for
+    assert any("TABLE NO." in n for n in d.notes)
+    # a '#'-prefixed header
+    e = read_kinetics(_write(tmp_path, "#ID,TIME,DV\n1,7,100\n", "h.csv"), assay="qpcr")
+    assert e.series()[0].value.tolist() == [100.0]
+
+
+def test_two_doses_120_days_apart_without_occ_are_two_infusions(tmp_path):
+    # the doses were summed into one infusion and compare printed "0 pairs", exit 0
+    rows = ["ID,TIME,DV,MDV,EVID,AMT"]
+    for pid, peak1, peak2 in (("1", 5000, 9000), ("2", 3000, 8000)):
+        rows += [f"{pid},0,.,1,1,1e8", f"{pid},7,{peak1},0,0,0", f"{pid},28,400,0,0,0",
+                 f"{pid},120,.,1,1,2e8", f"{pid},127,{peak2},0,0,0", f"{pid},148,700,0,0,0"]
+    d = read_kinetics(_write(tmp_path, "\n".join(rows) + "\n"), assay="qpcr")
+    keys = [(s.patient, s.infusion, s.day.tolist()) for s in d.series()]
+    assert keys == [("1", 1, [7.0, 28.0]), ("1", 2, [7.0, 28.0]),
+                    ("2", 1, [7.0, 28.0]), ("2", 2, [7.0, 28.0])]
+    assert d.doses == {("1", 1): 1e8, ("1", 2): 2e8, ("2", 1): 1e8, ("2", 2): 2e8}
+
+
+def test_split_dose_is_one_infusion_and_ambiguous_gap_is_refused(tmp_path):
+    split = ("ID,TIME,DV,EVID,AMT\n1,0,.,1,1e7\n1,1,.,1,3e7\n1,2,.,1,6e7\n1,9,4000,0,0\n")
+    d = read_kinetics(_write(tmp_path, split), assay="qpcr")
+    assert d.doses == {("1", 1): 1e8} and d.series()[0].day.tolist() == [9.0]
+    ambiguous = "ID,TIME,DV,EVID,AMT\n1,0,.,1,1e8\n1,14,.,1,1e8\n1,21,4000,0,0\n"
+    with pytest.raises(CartKineticsError) as info:
+        read_kinetics(_write(tmp_path, ambiguous, "amb.csv"), assay="qpcr")
+    assert "OCC" in str(info.value) and info.value.row == 1 and info.value.column == "AMT"
+    # the user states the rule: a dose 14 days later starts a new infusion
+    e = read_kinetics(tmp_path / "amb.csv", assay="qpcr", reinfusion_days=14)
+    assert [(s.infusion, s.day.tolist()) for s in e.series()] == [(2, [7.0])]
+
+
+def test_second_occasion_without_dose_record_is_an_error(tmp_path):
+    # days of occasion 2 were counted from TIME 0 of occasion 1: Tmax = 100
+    text = (
+        "ID,TIME,DV,EVID,AMT,OCC\n1,0,.,1,1e8,1\n1,9,4000,0,0,1\n1,28,300,0,0,1\n"
+        "1,110,6000,0,0,2\n1,130,500,0,0,2\n"
+    )
+    with pytest.raises(CartKineticsError) as info:
+        read_kinetics(_write(tmp_path, text), assay="qpcr")
+    assert info.value.row == 4 and "no dose record" in str(info.value)
+    # no dose record at all but TIMEs that continue across occasions: refused too
+    cont = "ID,TIME,DV,OCC\n1,9,4000,1\n1,28,300,1\n1,110,6000,2\n1,130,500,2\n"
+    with pytest.raises(CartKineticsError) as info:
+        read_kinetics(_write(tmp_path, cont, "c.csv"), assay="qpcr")
+    assert "time since the first infusion" in str(info.value)
+
+
+# ------------------------------------------------------------------ lab sheets
+def test_excel_workbook(tmp_path):
+    pytest.importorskip("openpyxl")
+    frame = pd.DataFrame({
+        "Patient": ["P1", "P1", "P1"], "Day": [0, 9, 28],
+        "Value": ["ND", 20000, 1500], "LLOQ": [50, 50, 50], "Assay": ["qpcr"] * 3,
+        "Unit": ["copies/µg"] * 3,
+    })
+    p = tmp_path / "lab.xlsx"
+    with pd.ExcelWriter(p) as w:
+        pd.DataFrame({"x": [1]}).to_excel(w, sheet_name="notes", index=False)
+        frame.to_excel(w, sheet_name="kinetics", index=False)
+    d = read_kinetics(p, sheet="kinetics")
+    (s,) = d.series()
+    assert s.value.tolist() == [50.0, 20000.0, 1500.0] and s.blq.tolist() == [True, False, False]
+    assert d.observations["source_row"].tolist() == [1, 2, 3]
+
+
+def test_semicolon_file_with_decimal_commas(tmp_path):
+    text = "patient;day;value;lloq;assay\nP1;7;1234,5;50;qpcr\nP1;14;<50;50;qpcr\n"
+    d = read_kinetics(_write(tmp_path, text))
+    assert d.series()[0].value.tolist() == [1234.5, 50.0]
+    assert any("decimal comma" in n for n in d.notes)
+    tab = "patient\tday\tvalue\tassay\nP1\t7\t1,234\tqpcr\n"
+    with pytest.raises(CartKineticsError) as info:
+        read_kinetics(_write(tmp_path, tab, "t.csv"))
+    assert info.value.row == 1 and info.value.column == "value"
+
+
+@pytest.mark.parametrize(
+    "token", ["BLQ", "BQL", "<LLOQ", "< LLOQ", "ND", "n.d.", "not detected", "Not Detected",
+              "below LLOQ"],
+)
+def test_blq_tokens(tmp_path, token):
+    text = f"patient,day,value,lloq,assay\nP1,7,5000,50,qpcr\nP1,90,{token},50,qpcr\n"
+    (s,) = read_kinetics(_write(tmp_path, text)).series()
+    assert s.blq.tolist() == [False, True] and s.value.tolist() == [5000.0, 50.0]
+
+
+def test_patient_ids_differing_in_case_or_spaces_are_flagged(tmp_path):
+    text = ("patient,day,value,assay\nP01,7,5000,qpcr\np01,14,900,qpcr\nP 01,21,400,qpcr\n"
+            "P02,7,100,qpcr\n")
+    with pytest.raises(CartKineticsError) as info:
+        read_kinetics(_write(tmp_path, text))
+    msg = str(info.value)
+    assert "'P01'" in msg and "'p01'" in msg and "'P 01'" in msg and info.value.row == 1
+
+
+def test_many_problems_are_reported_at_once(tmp_path):
+    lines = ["patient,day,value,assay"]
+    lines += [f"P1,{d},{'abc' if d % 2 else 100 + d},qpcr" for d in range(1, 121)]
+    lines.append("P2,-3,100,qpcr")
+    with pytest.raises(CartKineticsError) as info:
+        read_kinetics(_write(tmp_path, "\n".join(lines) + "\n"))
+    exc = info.value
+    assert len(exc.problems) == 61
+    text = str(exc)
+    assert text.count("must be a number") == 50 and "and 11 more" in text
+    assert exc.row == 1 and exc.column == "value"
+    assert {p.row for p in exc.problems} == set(range(1, 121, 2)) | {121}
+
+
+def test_singh_like_day0_detectable_then_blq_keeps_rows(tmp_path):
+    # infused cells detectable at day 0, BLQ at day 1, the peak at day 10: every row is used
+    # or censored (the NCA rule for the BLQ in between lives in the NCA module)
+    text = ("patient,day,value,lloq,assay\nP1,0,300,50,qpcr\nP1,1,BLQ,50,qpcr\n"
+            "P1,10,20000,50,qpcr\nP1,28,900,50,qpcr\n")
+    d = read_kinetics(_write(tmp_path, text))
+    assert d.observations["status"].tolist() == ["used", "censored", "used", "used"]
+
+
+def test_row_numbers_count_blank_lines(tmp_path):
+    text = "patient,day,value,assay\nP1,7,100,qpcr\n\nP1,14,abc,qpcr\n"
+    with pytest.raises(CartKineticsError) as info:
+        read_kinetics(_write(tmp_path, text))
+    assert info.value.row == 3  # the third line after the header, as a spreadsheet shows it
+
+
+def test_cp1252_micro_sign(tmp_path):
+    p = tmp_path / "win.csv"
+    p.write_bytes("patient,day,value,assay,unit\nP1,7,100,flow,cells/\xb5L\n".encode("latin-1"))
+    (s,) = read_kinetics(p).series()
+    assert s.unit == "cells/uL" and math.isclose(s.value[0], 100.0)
+    assert np.isfinite(s.value).all()
