@@ -320,6 +320,8 @@ class KineticsData:
             "excluded": int(status.get("excluded", 0)),
             "patients": int(kept["patient"].nunique()),
             "series": int(kept.groupby(["patient", "infusion", "assay"]).ngroups),
+            "units": {str(a): str(u) for a, u in
+                      kept.groupby("assay")["unit"].first().items()},
             "reasons": reasons,
         }
         if self.notes:
@@ -332,10 +334,11 @@ class KineticsData:
     def describe(self) -> str:
         """One paragraph saying what was read and what happened to every row."""
         s = self.summary()
+        units = ", ".join(f"{a} in {u}" for a, u in s["units"].items())
         lines = [
             f"{s['rows']} rows from {', '.join(s['sources'])} ({s['layout']} layout): "
             f"{s['used']} used, {s['censored']} censored (BLQ), {s['excluded']} excluded; "
-            f"{s['patients']} patients, {s['series']} series."
+            f"{s['patients']} patients, {s['series']} series" + (f"; {units}." if units else ".")
         ]
         for st in ("censored", "excluded"):
             for reason, n in s["reasons"][st].items():
@@ -344,6 +347,15 @@ class KineticsData:
             lines.append("  no covariates for: " + ", ".join(s["patients_without_covariates"]))
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+    def plot(self, ax: Any = None, **kw: Any) -> Any:
+        """Spaghetti plot of the observed series (BLQ marked at the LLOQ; one panel per assay).
+
+        See :func:`cartkinetics.plots.plot_kinetics`; returns the Axes.
+        """
+        from cartkinetics.plots import plot_kinetics
+
+        return plot_kinetics(self, ax=ax, **kw)
 
     def join_patients(self, table: pd.DataFrame) -> pd.DataFrame:
         """Left-join the patient covariates onto ``table`` (which has a ``patient`` column)."""
@@ -1585,10 +1597,16 @@ def read_patients(source: str | Path | pd.DataFrame, *, patient_prefix: str = ""
     if isinstance(source, pd.DataFrame):
         src, table = "<DataFrame>", source.reset_index(drop=True).copy()
     else:
-        src = str(source)
-        if not Path(source).is_file():
-            raise CartKineticsError(f"no such file: {source}", source=src)
-        table = pd.read_csv(source, dtype={c: str for c in ("patient", "Patient", "PATIENT")})
+        loaded = read_table(source)  # CSV, semicolon/tab/whitespace text or Excel
+        src, table = loaded.source, loaded.frame.copy()
+        for c in table.columns:
+            # numbers become numbers (covariates), other columns stay text (ids, targets)
+            if str(c).strip().lower() == "patient":
+                continue
+            cells = table[c].replace({"": None, ".": None, "NA": None, "na": None})
+            num = pd.to_numeric(cells, errors="coerce")
+            if num.notna().sum() == cells.notna().sum():
+                table[c] = num
     original = {str(c).strip().lower(): c for c in table.columns}
     table.columns = [str(c).strip().lower() for c in table.columns]
     if "patient" not in table.columns:

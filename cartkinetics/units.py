@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cartkinetics.errors import CartKineticsError
@@ -238,3 +239,49 @@ def check_model_unit(
         f"the data are in {canonical_unit(data_unit)} but {what} is in "
         f"{canonical_unit(model_unit)}: {fix}"
     )
+
+
+def level_parameters(model: object) -> list[str]:
+    """Parameters of ``model`` whose unit is an assay level unit (e.g. Stein's ``cmax`` in
+    copies/ug): the ones whose published values only mean something in that unit."""
+    out = []
+    for p in getattr(model, "parameters", []):
+        if lookup(getattr(p, "unit", "")) is not None:
+            out.append(p.name)
+    return out
+
+
+def check_prior_units(
+    model: object, data_unit: str, *, stated: Iterable[str] = (), what: str, fix: str
+) -> None:
+    """Refuse a prior built from a model's published values in another unit than the data's.
+
+    Parameters
+    ----------
+    model : Model
+        Its level parameters (see :func:`level_parameters`) carry the published unit.
+    data_unit : str
+        Unit of the data being fitted.
+    stated : iterable of str
+        Parameters whose prior the user stated (in the data's unit): not checked.
+    what, fix : str
+        What the prior is, and what to do instead (named in the message).
+
+    Raises
+    ------
+    CartKineticsError
+        Naming both units, the parameters and the remedy.
+    """
+    stated = set(stated)
+    name = getattr(model, "name", "the model")
+    for pname in level_parameters(model):
+        if pname in stated:
+            continue
+        unit = next(p.unit for p in model.parameters if p.name == pname)  # type: ignore[attr-defined]
+        if data_unit and not same_unit(unit, data_unit):
+            raise CartKineticsError(
+                f"the data are in {canonical_unit(data_unit)} but {what} of {name} is in "
+                f"{canonical_unit(unit)} ({pname} = "
+                f"{next(p.value for p in model.parameters if p.name == pname):g} "  # type: ignore[attr-defined]
+                f"{canonical_unit(unit)}): {fix}"
+            )

@@ -302,3 +302,49 @@ def test_cp1252_micro_sign(tmp_path):
     (s,) = read_kinetics(p).series()
     assert s.unit == "cells/uL" and math.isclose(s.value[0], 100.0)
     assert np.isfinite(s.value).all()
+
+
+# ------------------------------------------------------------------ units meet a model
+def _flow_series(tmp_path):
+    text = ("patient,day,value,lloq,assay,unit\nP1,1,0.5,0.2,flow,cells/uL\n"
+            "P1,4,8,0.2,flow,cells/uL\nP1,7,90,0.2,flow,cells/uL\nP1,10,60,0.2,flow,cells/uL\n"
+            "P1,14,20,0.2,flow,cells/uL\nP1,28,3,0.2,flow,cells/uL\nP1,90,BLQ,0.2,flow,cells/uL\n")
+    return read_kinetics(_write(tmp_path, text))
+
+
+def test_population_prior_in_another_unit_is_refused(tmp_path):
+    # fit --assay flow used the Stein 2019 prior (copies/ug) on cells/uL and said "converged"
+    # with a curve 24-fold above the data
+    import cartkinetics as ck
+
+    (s,) = _flow_series(tmp_path).series()
+    with pytest.raises(CartKineticsError) as info:
+        ck.fit_series(s, "stein2019", prior="population")
+    msg = str(info.value)
+    assert "cells/uL" in msg and "copies/ug" in msg and "prior=None" in msg
+    # maximum likelihood needs no published value: the fitted peak is on the data's scale
+    r = ck.fit_series(s, "stein2019")
+    assert r.ok and r.unit == "cells/uL" and 30 < r.outcomes["cmax"] < 300
+
+
+def test_cli_prior_auto_falls_back_to_ml_and_says_so(tmp_path, capsys):
+    from cartkinetics.cli import main
+
+    _flow_series(tmp_path)
+    assert main(["fit", str(tmp_path / "kin.csv"), "--model", "stein2019", "--json"]) == 0
+    out, err = capsys.readouterr()
+    import json
+
+    (rec,) = json.loads(out)
+    assert rec["unit"] == "cells/uL" and rec["estimator"] == "ML"
+    assert "population prior is in copies/ug" in err
+
+
+def test_hierarchical_default_prior_in_another_unit_is_refused(tmp_path):
+    pytest.importorskip("pymc")
+    from cartkinetics.fit.population import fit_population
+
+    data = _flow_series(tmp_path)
+    with pytest.raises(CartKineticsError) as info:
+        fit_population(data, "stein2019", draws=10, tune=10, chains=1)
+    assert "cells/uL" in str(info.value) and "priors={'mu'" in str(info.value)

@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -61,15 +62,31 @@ def _safe_name(*parts: Any) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(str(p) for p in parts))
 
 
-def _resolve_prior(choice: str, model_name: str) -> str | None:
-    """'auto' -> 'population' when the model publishes between-subject variability."""
+def _resolve_prior(choice: str, model_name: str, units: set[str] | None = None) -> str | None:
+    """'auto' -> 'population' when the model publishes between-subject variability in the
+    data's unit; otherwise maximum likelihood, said on stderr (an explicit 'population' with
+    data in another unit is refused by the fit, naming both units)."""
     if choice == "none":
         return None
     if choice == "population":
         return "population"
     from cartkinetics import models
+    from cartkinetics.units import level_parameters, same_unit
 
-    return "population" if getattr(models.get(model_name), "bsv", None) else None
+    model = models.get(model_name)
+    if not getattr(model, "bsv", None):
+        return None
+    published = {p.unit for p in model.parameters if p.name in level_parameters(model)}
+    other = sorted({u for u in units or () for m in published if not same_unit(u, m)})
+    if other:
+        print(
+            f"cartkinetics fit: --prior auto: the data are in {', '.join(other)} but the "
+            f"{model_name} population prior is in {', '.join(sorted(published))}: fitting by "
+            "maximum likelihood, without the prior",
+            file=sys.stderr,
+        )
+        return None
+    return "population"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     cohort = fit_cohort(
         data, args.model, assay=args.assay, censoring=args.censoring, sigma=sigma,
         n_boot=args.n_boot, n_jobs=args.jobs, joint=args.joint,
-        prior=_resolve_prior(args.prior, args.model),
+        prior=_resolve_prior(args.prior, args.model, {s.unit for s in data.series(args.assay)}),
     )
     if args.out:
         out = Path(args.out)

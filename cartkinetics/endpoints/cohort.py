@@ -196,7 +196,8 @@ def read_cohort(
     Parameters
     ----------
     source : str, Path or DataFrame
-        CSV file (``.csv``; ``.tsv``/``.txt`` are read tab-separated) or a DataFrame.
+        Table file (CSV, semicolon-, tab- or whitespace-separated text, or Excel ``.xlsx``;
+        see :mod:`cartkinetics.tables`) or a DataFrame.
     mapping : dict, optional
         Canonical column name -> column name in the input, for inputs whose headers
         differ from the canonical names (e.g. ``{"os_days": "OS (days)"}``).
@@ -214,20 +215,11 @@ def read_cohort(
         (CRS/ICANS) or 0-4 (aGVHD), negative times, an event flag without a time, a time
         without its event flag, EFS longer than OS, a death that is not an EFS event.
     """
-    if isinstance(source, pd.DataFrame):
-        raw = source.copy()
-        src = "<DataFrame>"
-    else:
-        path = Path(source)
-        src = str(path)
-        if not path.exists():
-            raise CartKineticsError("file not found", source=src)
-        sep = "\t" if path.suffix.lower() in {".tsv", ".txt"} else ","
-        try:
-            raw = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
-        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise CartKineticsError(f"cannot be read as a table ({exc})", source=src) from exc
-    raw = raw.reset_index(drop=True)
+    from cartkinetics.tables import read_table
+
+    # CSV, semicolon/tab/whitespace text or Excel, as every reader of the library
+    loaded = read_table(source)
+    raw, src, row_numbers = loaded.frame.reset_index(drop=True), loaded.source, loaded.rows
 
     # canonical name -> written name
     written: dict[str, str] = {}
@@ -263,7 +255,7 @@ def read_cohort(
 
     n = len(raw)
     out: dict[str, Any] = {}
-    rows = np.arange(1, n + 1)
+    rows = np.asarray(row_numbers, dtype=int)
 
     def getter(canon: str):
         col = written[canon]
@@ -271,7 +263,8 @@ def read_cohort(
 
     def make_err(col: str, row: int):
         def err(message: str):
-            raise CartKineticsError(message, source=src, row=row, column=col)
+            # row: 1-based position in the table -> the file's data-row number
+            raise CartKineticsError(message, source=src, row=int(rows[row - 1]), column=col)
 
         return err
 

@@ -71,6 +71,7 @@ from cartkinetics.fit.likelihood import (
 )
 from cartkinetics.fit.multistart import SIGMA_BOUNDS, fit_multistart
 from cartkinetics.outcomes import OUTCOME_KEYS, batch_curve_outcomes
+from cartkinetics.units import check_prior_units
 
 Z95 = 1.959963984540054
 DERIVED_KEYS = (
@@ -551,6 +552,7 @@ class FitResult:
             "patient": self.patient,
             "infusion": self.infusion,
             "assay": self.assay,
+            "unit": self.unit,
             "model": self.model,
             "status": self.status,
             "message": self.message,
@@ -629,6 +631,7 @@ class FitResult:
         return {
             "patient": self.patient,
             "infusion": int(self.infusion),
+            "unit": self.unit,
             "assay": self.assay,
             "model": self.model,
             "status": self.status,
@@ -1206,6 +1209,13 @@ def _fit_prepared(series, model, data, residual, fixed_d, free, names, is_log, l
     pfixed = np.array([fixed_d.get(n, typical[n]) for n in pnames], dtype=float)
     block = _Block(data=data, dose=dose, pmap=pmap, pfixed=pfixed, covariates=covariates)
     problem = _Problem(model, [block], names, is_log, lo, hi, residual, obs_name)
+    if prior == "population":
+        check_prior_units(
+            model, series.unit, what="the population prior",
+            fix="fit without it (prior=None, maximum likelihood; CLI --prior none), state a "
+                "prior in the data's unit (prior={name: (value, omega)}), or use data in "
+                "the prior's unit",
+        )
     _set_prior(problem, model, free, is_log, prior)
     s0 = data_start(model, series)
     if start:

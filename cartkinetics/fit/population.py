@@ -57,6 +57,7 @@ import numpy as np
 import pandas as pd
 
 from cartkinetics.errors import CartKineticsError
+from cartkinetics.units import check_prior_units
 
 # diagnostics thresholds (Vehtari et al. 2021; Betancourt 2016)
 RHAT_MAX = 1.01
@@ -794,6 +795,14 @@ def build_model(
     if residual not in ("normal", "student"):
         raise CartKineticsError(f"residual must be 'normal' or 'student', got {residual!r}")
     pri = _merge_priors(model, priors)
+    # the level parameters' default prior means are published values in the model's unit
+    check_prior_units(
+        model, pdata.unit, stated=set((priors or {}).get("mu") or {}) | set(fixed),
+        what="the default prior (centred on the published values)",
+        fix="state the population means of those parameters in the data's unit "
+            "(priors={'mu': {name: (ln value, sd)}}), fix them (fixed=), or use data in "
+            "the published unit",
+    )
     has_second = bool(np.any(pdata.series_infusion >= 2))
     if infusion_effect is None:
         infusion_effect = _default_effects(model)
