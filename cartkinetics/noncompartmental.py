@@ -560,7 +560,7 @@ class NCAResult:
         for r in self.table.loc[self.table["note"] != ""].itertuples(index=False):
             lines.append(f"note: {r.patient} infusion {r.infusion} {r.assay}: {r.note}")
         for k, v in self.rules.items():
-            lines.append(f"{k} rule: {v}")
+            lines.append(f"{'BLQ' if k == 'blq' else k} rule: {v}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
