@@ -463,7 +463,8 @@ def nca_series(
         notes.append(
             f"no half-life: {n_after} quantifiable point(s) after Tmax"
             + (f" (needs {min_hl_points})" if n_after < min_hl_points else
-               " but no declining log-linear fit")
+               "; the sets of last points with the best adjusted R^2 (within the factor) "
+               "rise: lambda_z <= 0 (PKNCA gives no half-life either)")
         )
     out.update(hl)
     out.update(expansion_doubling_time(t, level0, start, imax))
