@@ -124,15 +124,13 @@ def _csv(tmp_path, second_infusion=2):
 
 def test_cli_compare_with_no_pairs_exits_1_and_says_so(tmp_path, capsys):
     path = _csv(tmp_path, second_infusion=3)  # infusions 1 and 3: no 1-2 pair
-    with pytest.warns(UserWarning):
-        code = main(["compare", str(path), "--json"])
+    code = main(["compare", str(path), "--json"])
     assert code == 1
     out, err = capsys.readouterr()
     doc = json.loads(out)  # still one JSON document on stdout
     assert doc["n_pairs"] == 0 and doc["warning"].startswith("NO PAIRS")
     assert "NO PAIRS" in err
-    with pytest.warns(UserWarning):
-        assert main(["compare", str(path)]) == 1
+    assert main(["compare", str(path)]) == 1
     assert "WARNING: NO PAIRS" in capsys.readouterr().out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 from cartkinetics.commands.nca import (
     add_nca_arguments,
@@ -57,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
             f"the file holds several assays {assays}: choose one with --assay", source=args.kinetics
         )
     metrics = [m.strip() for m in str(args.metrics).split(",") if m.strip()]
-    result = compare_infusions(table, assay=assay, metrics=metrics, basis="NCA")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # no pairs: said below, once
+        result = compare_infusions(table, assay=assay, metrics=metrics, basis="NCA")
     if args.out:
         try:
             result.pairs.to_csv(args.out, index=False)
