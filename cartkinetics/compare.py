@@ -557,7 +557,7 @@ class Comparison(Mapping):
         ax : matplotlib Axes, optional (a new figure when omitted)
         metric : str, optional
             Which metric (default: the first compared).
-        **kw : passed to :func:`cartkinetics.plots.paired_plot`.
+        **kw : Axes properties set after drawing (e.g. ``title=``, ``ylim=``).
 
         Returns
         -------
@@ -572,12 +572,14 @@ class Comparison(Mapping):
             import matplotlib.pyplot as plt
 
             _, ax = plt.subplots(figsize=(3.6, 3.6), layout="constrained")
-        paired_plot(self, ax=[ax], metrics=(metric,), unit=self.unit, **kw)
+        paired_plot(self, ax=[ax], metrics=(metric,), unit=self.unit)
         r = self.metrics[metric]
         if r["kind"] == "ratio":
             ax.set_yscale("log")
         u = r.get("unit")
         ax.set_ylabel(f"{metric} ({u})" if u else metric)
+        if kw:
+            ax.set(**kw)
         return ax
 
 

@@ -103,7 +103,8 @@ def test_result_object_and_json(tmp_path):
     assert "<table" in r._repr_html_()
     assert "half_life" in r.summary() and "copies/ug" in r.summary()
     ax = Figure().subplots()
-    assert r.plot(ax=ax, metric="half_life") is ax and ax.get_yscale() == "log"
+    assert r.plot(ax=ax, metric="half_life", title="t") is ax and ax.get_yscale() == "log"
+    assert ax.get_title() == "t"
     assert "day" in ax.get_ylabel()
     # the former dict interface still answers
     assert r["n_pairs"] == 3 and r["cmax"] is r.metrics["cmax"] and "pairs" in set(r)
