@@ -775,9 +775,11 @@ def build_report(analysis: Analysis) -> HtmlReport:
                             "auc_0_28", "auc_0_84", "auc_0_last", "tlast", "half_life",
                             "doubling_time", "n_obs", "n_blq", "note") if c in nca_table]
         units = ", ".join(sorted(set(nca_table["auc_unit"].dropna().astype(str))))
+        rules = " ".join(f"{'BLQ' if k == 'blq' else k.replace('_', ' ').capitalize()}: {v}."
+                         for k, v in a.nca.rules.items())
         rep.text(f"Levels in {a.unit or 'the data unit'}, times and half-lives in days since "
                  f"each infusion; AUC by linear-up/log-down trapezoids ({units or 'level x day'}"
-                 "). " + " ".join(f"{k.capitalize()}: {v}." for k, v in a.nca.rules.items()))
+                 f"). {rules}")
         rep.table(nca_table[cols], caption="NCA per series")
 
     # compare
