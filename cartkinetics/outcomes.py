@@ -4,8 +4,9 @@ Observed series (NCA), fitted model curves and simulated virtual patients all re
 to the same quantities here, so that a Cmax or an AUC0-28 means the same thing
 wherever it appears:
 
-- ``cmax``  peak level (assay units: copies/ug genomic DNA or cells/uL)
-- ``tmax``  time of the peak (days since infusion)
+- ``cmax``  expansion peak level (assay units: copies/ug genomic DNA or cells/uL); see
+  "Expansion peak" below
+- ``tmax``  time of the expansion peak (days since infusion)
 - ``auc_0_28``  area under the curve from the first time to day 28 (units x day)
 - ``auc_0_last``  area to the last time point given
 - ``c_day28``, ``c_day90``, ``c_day180``, ``c_day365``  level at those days
@@ -16,6 +17,23 @@ Areas use the linear-up / log-down trapezoidal rule (linear where the level rise
 either end is zero, logarithmic where it falls), the convention of NCA software
 (Phoenix "linear up log down"); on a dense model curve both rules converge to the
 integral. Levels between grid points are interpolated the same way.
+
+Expansion peak (Cmax, Tmax)
+---------------------------
+The one definition used for observed series (NCA), fitted and simulated curves
+(``EXPANSION_PEAK_RULE``, :func:`expansion_start`):
+
+* a curve that starts at day 0 and *falls* from there (the infused cells seen in blood,
+  then distributing out of it: Singh 2021 puts the dose into the observed blood
+  compartment) has its expansion peak at the highest level *after the first local
+  minimum*; the infusion itself is never Cmax;
+* any other curve (it rises from its first point, or its first point is after day 0) has
+  its peak at its highest level, as in any NCA (the first time when tied);
+* a curve that falls from day 0 and never rises again has no expansion peak: Cmax and
+  Tmax are NaN (and NCA says so in its ``note``).
+
+Example: levels 180,000 (day 0), 5 (day 0.25), 7, 9, ..., 35,770 (day 14.25), falling
+after: Cmax = 35,770 at day 14.25, not 180,000 at day 0.
 """
 
 from __future__ import annotations
@@ -40,6 +58,30 @@ OUTCOME_KEYS: tuple[str, ...] = (
 LEVEL_DAYS = np.array([28.0, 90.0, 180.0, 365.0])
 N_OUTCOMES = len(OUTCOME_KEYS)
 _N_OUT = N_OUTCOMES
+
+#: the definition of Cmax/Tmax, stated in NCA output and docs (see the module docstring)
+EXPANSION_PEAK_RULE = (
+    "Cmax/Tmax = expansion peak: the highest level, or, when the curve starts at day 0 and "
+    "falls (the infused cells), the highest level after its first local minimum"
+)
+
+
+@njit(cache=True)
+def _expansion_start(t: np.ndarray, c: np.ndarray) -> int:
+    """First index of the expansion phase (where the search for the peak starts).
+
+    0 unless the curve starts at day 0 and falls; then the index of the first local
+    minimum. -1 when the curve falls from day 0 and never rises again (no expansion peak).
+    """
+    n = t.shape[0]
+    if n < 2 or t[0] != 0.0 or not c[1] < c[0]:
+        return 0
+    i = 1
+    while i < n - 1 and c[i + 1] <= c[i]:
+        i += 1
+    if i == n - 1:
+        return -1
+    return i
 
 
 @njit(cache=True)
@@ -74,7 +116,11 @@ def _auc_linlog(t: np.ndarray, c: np.ndarray, t_end: float) -> float:
             area += _segment_area(t[i], c[i], t[i + 1], c[i + 1])
         else:
             c_end = _interp_linlog(t[i], c[i], t[i + 1], c[i + 1], t_end)
-            area += _segment_area(t[i], c[i], t_end, c_end)
+            if c[i + 1] > 0.0:
+                area += _segment_area(t[i], c[i], t_end, c_end)
+            else:
+                # the segment falls to 0: the curve is linear there, so is its part
+                area += 0.5 * (c[i] + c_end) * (t_end - t[i])
             break
     return area
 
@@ -130,13 +176,19 @@ def _outcomes_one(
     for i in range(n):
         if not math.isfinite(c[i]):
             return  # a failed solve has no outcomes; the caller reports its status
-    imax = 0
-    for i in range(1, n):
-        if c[i] > c[imax]:
-            imax = i
-    cmax = c[imax]
-    tmax = t[imax]
-    if refine_peak and 1 < imax < n - 2 and _smooth_peak(t, c, imax):
+    start = _expansion_start(t, c)
+    imax = start
+    if start >= 0:
+        for i in range(start + 1, n):
+            if c[i] > c[imax]:
+                imax = i
+    if imax < 0:
+        cmax = np.nan  # falls from the infusion and never rises: no expansion peak
+        tmax = np.nan
+    else:
+        cmax = c[imax]
+        tmax = t[imax]
+    if refine_peak and max(start, 1) < imax < n - 2 and _smooth_peak(t, c, imax):
         # parabola through ln c at three grid points: sub-grid peak of a smooth curve
         x0, x1, x2 = t[imax - 1], t[imax], t[imax + 1]
         y0, y1 = math.log(c[imax - 1]), math.log(c[imax])
@@ -199,6 +251,47 @@ def _as_curve(t: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if t.shape[0] > 1 and np.any(np.diff(t) < 0):
         raise ValueError("times must be sorted in increasing order")
     return t, c
+
+
+def expansion_start(t: np.ndarray, c: np.ndarray) -> int:
+    """Index where the search for the expansion peak starts (``EXPANSION_PEAK_RULE``).
+
+    Parameters
+    ----------
+    t : array, days since infusion (sorted)
+    c : array, levels (any unit; values below the LLOQ may be given as 0)
+
+    Returns
+    -------
+    int
+        0 for a curve that rises from its first point or starts after day 0; the index of
+        the first local minimum for a curve that starts at day 0 and falls; -1 when such
+        a curve never rises again (no expansion peak).
+    """
+    t, c = _as_curve(t, c)
+    return int(_expansion_start(t, c))
+
+
+def expansion_peak(t: np.ndarray, c: np.ndarray) -> int:
+    """Index of the expansion peak (first time of the highest level after
+    :func:`expansion_start`), or -1 when there is none. Observed peaks are not refined."""
+    t, c = _as_curve(t, c)
+    start = int(_expansion_start(t, c))
+    if start < 0 or c.size == 0:
+        return -1
+    return start + int(np.argmax(c[start:]))
+
+
+def area_unit(unit: str | None) -> str | None:
+    """Unit of an area under a curve in ``unit`` over days: ``copies/ug`` -> ``copies*day/ug``,
+    ``cells/uL`` -> ``cells*day/uL`` (``unit*day`` when there is no ``/``)."""
+    if unit is None or unit == "" or (isinstance(unit, float) and math.isnan(unit)):
+        return None
+    unit = str(unit)
+    if "/" in unit:
+        num, den = unit.split("/", 1)
+        return f"{num.strip()}*day/{den.strip()}"
+    return f"{unit}*day"
 
 
 def auc_linlog(t: np.ndarray, c: np.ndarray, t_end: float | None = None) -> float:

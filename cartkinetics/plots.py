@@ -17,7 +17,7 @@ _LOG = {"cmax": True, "tmax": False, "auc_0_28": True}
 
 
 def paired_plot(
-    compare_result: dict[str, Any],
+    compare_result: Any,
     ax: Any = None,
     metrics: tuple[str, ...] = ("cmax", "tmax", "auc_0_28"),
     unit: str | None = None,
@@ -26,8 +26,9 @@ def paired_plot(
 
     Parameters
     ----------
-    compare_result : dict
-        Output of :func:`cartkinetics.compare_infusions` (uses its ``pairs`` table).
+    compare_result : Comparison
+        Output of :func:`cartkinetics.compare_infusions` (uses its ``pairs`` table and each
+        metric's medians and p-value); :meth:`Comparison.plot` draws one metric with it.
     ax : matplotlib Axes or array of Axes, optional
         One axes per metric; a new figure when omitted.
     metrics : tuple of str

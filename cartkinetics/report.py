@@ -285,9 +285,9 @@ class Analysis:
     options : AnalysisOptions
     steps : list of StepResult
     data : KineticsData or None
-    nca : DataFrame or None
+    nca : NCAResult or None
     compare, fit_compare : dict or None
-        ``compare_infusions`` output on NCA and on model-based outcomes.
+        ``compare_infusions`` output (a Comparison) on NCA and on model-based outcomes.
     fits : CohortFit or None
     population : PopulationFit or None
     endpoints : EndpointResult or None
@@ -302,10 +302,10 @@ class Analysis:
     steps: list[StepResult] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
     data: Any = None
-    nca: pd.DataFrame | None = None
-    compare: dict[str, Any] | None = None
+    nca: Any = None
+    compare: Any = None
     fits: Any = None
-    fit_compare: dict[str, Any] | None = None
+    fit_compare: Any = None
     population: Any = None
     endpoints: Any = None
     simulation: Any = None
@@ -397,11 +397,11 @@ def _step_nca(a: Analysis) -> str:
     from cartkinetics.noncompartmental import nca
 
     a.nca = nca(a.data, assay=a.options.assay)
-    a.write_table(a.data.join_patients(a.nca), "nca.csv")
+    a.write_table(a.data.join_patients(a.nca.to_frame()), "nca.csv")
     return f"{len(a.nca)} series"
 
 
-def _paired_figure(result: dict[str, Any], title: str, unit: str | None) -> Any:
+def _paired_figure(result: Any, title: str, unit: str | None) -> Any:
     from matplotlib.figure import Figure
 
     from cartkinetics.plots import paired_plot
@@ -424,25 +424,29 @@ def _main_assay(a: Analysis) -> str | None:
 
 
 def _step_compare(a: Analysis) -> str:
-    from cartkinetics.compare import compare_infusions, compare_json
+    import warnings
 
-    table = a.nca
+    from cartkinetics.compare import compare_infusions
+
+    table = a.nca.to_frame()
     assay = _main_assay(a)
     if assay is not None:
         table = table[table["assay"] == assay]
-    result = compare_infusions(table)
-    if not result["n_pairs"]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # no pairs: this step says it below
+        result = compare_infusions(table, basis="NCA")
+    if not result.ok:
         raise _Skip("no patient has both a first and a second infusion")
     a.compare = result
-    a.write_table(result["pairs"], "compare_pairs.csv")
-    a.write_text(json.dumps(compare_json(result), indent=1), "compare.json")
+    a.write_table(result.pairs, "compare_pairs.csv")
+    a.write_text(json.dumps(result.to_dict(), indent=1), "compare.json")
     tag = "SYNTHETIC example: " if a.options.synthetic else ""
     a.add_figure(
         _paired_figure(result, f"{tag}first vs second CAR-T infusion (NCA)", a.unit),
         "paired_plot.png",
         "First versus second infusion, one line per patient (NCA Cmax, Tmax, AUC0-28).",
     )
-    return f"{result['n_pairs']} pairs"
+    return f"{result.n_pairs} pairs"
 
 
 def _step_fits(a: Analysis) -> str:
@@ -467,11 +471,9 @@ def _step_fits(a: Analysis) -> str:
     except Exception as exc:  # e.g. too few usable pairs: the fits themselves stand
         return f"{counts}; model-based comparison not computed ({_short(exc)})"
     if cmp.get("n_pairs"):
-        from cartkinetics.compare import compare_json
-
         a.fit_compare = cmp
         a.write_table(cmp["pairs"], "fits/fit_compare_pairs.csv")
-        a.write_text(json.dumps(compare_json(cmp), indent=1), "fits/fit_compare.json")
+        a.write_text(json.dumps(cmp.to_dict(), indent=1), "fits/fit_compare.json")
         a.add_figure(
             _paired_figure(cmp, f"first vs second infusion ({fits.model} fits)", a.unit),
             "fits/fit_paired_plot.png",
@@ -768,18 +770,22 @@ def build_report(analysis: Analysis) -> HtmlReport:
     # nca
     rep.heading(SECTIONS["nca"], anchor="nca")
     if gate("nca"):
-        cols = [c for c in ("patient", "infusion", "assay", "cmax", "tmax", "auc_0_28",
-                            "auc_0_last", "tlast", "n_obs", "n_blq", "note") if c in a.nca]
-        rep.text(f"Levels in {a.unit or 'the data unit'}, times in days since each infusion; "
-                 "AUC by linear-up/log-down trapezoids (level x day).")
-        rep.table(a.nca[cols], caption="NCA per series")
+        nca_table = a.nca.to_frame()
+        cols = [c for c in ("patient", "infusion", "assay", "unit", "cmax", "tmax",
+                            "auc_0_28", "auc_0_84", "auc_0_last", "tlast", "half_life",
+                            "doubling_time", "n_obs", "n_blq", "note") if c in nca_table]
+        units = ", ".join(sorted(set(nca_table["auc_unit"].dropna().astype(str))))
+        rules = " ".join(f"{'BLQ' if k == 'blq' else k.replace('_', ' ').capitalize()}: {v}."
+                         for k, v in a.nca.rules.items())
+        rep.text(f"Levels in {a.unit or 'the data unit'}, times and half-lives in days since "
+                 f"each infusion; AUC by linear-up/log-down trapezoids ({units or 'level x day'}"
+                 f"). {rules}")
+        rep.table(nca_table[cols], caption="NCA per series")
 
     # compare
-    from cartkinetics.compare import format_compare
-
     rep.heading(SECTIONS["compare"], anchor="compare")
     if gate("compare"):
-        rep.preformatted(format_compare(a.compare))
+        rep.preformatted(a.compare.summary())
         fig("paired_plot.png")
 
     # fits
@@ -814,7 +820,7 @@ def build_report(analysis: Analysis) -> HtmlReport:
                          "model-based Cmax and AUC are weakly determined: read this comparison "
                          "with the NCA one and the hierarchical fit, which borrows strength "
                          "across patients.", note=True)
-            rep.preformatted(format_compare(a.fit_compare))
+            rep.preformatted(a.fit_compare.summary())
             fig("fits/fit_paired_plot.png")
 
     # population

@@ -162,18 +162,18 @@ def meets_study(kinetics: pd.DataFrame) -> tuple[bool, dict]:
         return False, {}
     if (peak_day[1].median(), peak_day[2].median()) != (14, 11):
         return False, {}
-    table = nca(read_kinetics(kinetics))
+    table = nca(read_kinetics(kinetics)).to_frame()
     if (table["n_obs"] - table["n_blq"]).min() < 3:
         return False, {}
     res = compare_infusions(table)
-    pairs = res["pairs"]
+    pairs = res.pairs
     ok = (
-        res["n_pairs"] == 7
-        and res["tmax"]["median_first"] == 14.0
-        and res["tmax"]["median_second"] == 11.0
+        res.n_pairs == 7
+        and res.metrics["tmax"]["median_first"] == 14.0
+        and res.metrics["tmax"]["median_second"] == 11.0
         and bool((pairs["tmax_difference"] < 0).all())
-        and res["cmax"]["p_value"] < 0.05
-        and res["cmax"]["ratio_gm"] > 1.5
+        and res.metrics["cmax"]["p_value"] < 0.05
+        and res.metrics["cmax"]["ratio_gm"] > 1.5
     )
     return ok, res
 
@@ -254,11 +254,11 @@ def main(argv: list[str] | None = None) -> int:
         README.format(
             seed=seed,
             base=BASE_SEED,
-            t1=res["tmax"]["median_first"],
-            t2=res["tmax"]["median_second"],
-            pt=res["tmax"]["p_value"],
-            gm=res["cmax"]["ratio_gm"],
-            pc=res["cmax"]["p_value"],
+            t1=res.metrics["tmax"]["median_first"],
+            t2=res.metrics["tmax"]["median_second"],
+            pt=res.metrics["tmax"]["p_value"],
+            gm=res.metrics["cmax"]["ratio_gm"],
+            pc=res.metrics["cmax"]["p_value"],
         )
     )
     print(f"seed {seed}: wrote {', '.join(files)} and README.md to {OUT}")

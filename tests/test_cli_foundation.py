@@ -6,20 +6,10 @@ import json
 
 from cartkinetics import example
 from cartkinetics.cli import main
+from cartkinetics.noncompartmental import JSON_KEYS
 
-NCA_KEYS = [
-    "patient",
-    "infusion",
-    "assay",
-    "cmax",
-    "tmax",
-    "auc_0_28",
-    "auc_0_last",
-    "clast",
-    "tlast",
-    "n_obs",
-    "n_blq",
-]
+# every column of the NCA table, units and the BLQ rule included (cartkinetics nca --json)
+NCA_KEYS = list(JSON_KEYS)
 METRIC_KEYS = {"median_first", "median_second", "ci_low", "ci_high", "p_value", "test"}
 
 
@@ -36,13 +26,14 @@ def test_nca_text_and_csv(capsys, tmp_path):
     assert main(["nca", str(example.kinetics_path()), "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "BLQ rule" in text and "P07" in text
-    assert out.read_text().startswith("patient,infusion,assay,unit,cmax")
+    assert out.read_text().startswith("patient,infusion,assay,unit,auc_unit,cmax")
 
 
 def test_compare_json_keys(capsys):
     assert main(["compare", str(example.kinetics_path()), "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
-    assert set(r) == {"n_pairs", "cmax", "tmax", "auc_0_28"}
+    assert {"n_pairs", "cmax", "tmax", "auc_0_28", "unit", "warning"} <= set(r)
+    assert r["unit"] == "copies/ug" and r["warning"] == ""
     assert r["n_pairs"] == 7
     assert METRIC_KEYS | {"ratio_gm"} <= set(r["cmax"])
     assert METRIC_KEYS | {"ratio_gm"} <= set(r["auc_0_28"])

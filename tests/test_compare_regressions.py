@@ -11,7 +11,7 @@ from scipy import stats
 
 from cartkinetics import example
 from cartkinetics.cli import main
-from cartkinetics.compare import compare_infusions, compare_json, format_compare
+from cartkinetics.compare import compare_infusions
 from cartkinetics.data import read_kinetics
 from cartkinetics.noncompartmental import nca
 
@@ -32,7 +32,7 @@ def _two_infusion_csv(tmp_path):
 
 
 def test_truncated_auc_pairs_left_out_of_the_auc_comparison(tmp_path):
-    table = nca(read_kinetics(_two_infusion_csv(tmp_path)))
+    table = nca(read_kinetics(_two_infusion_csv(tmp_path))).to_frame()
     assert table.set_index(["patient", "infusion"]).loc[("P4", 2), "auc_0_28_truncated"]
     r = compare_infusions(table)
     assert r["n_pairs"] == 4
@@ -43,8 +43,8 @@ def test_truncated_auc_pairs_left_out_of_the_auc_comparison(tmp_path):
     ratios = np.array([full[(p, 2)] / full[(p, 1)] for p in ("P1", "P2", "P3")])
     assert r["auc_0_28"]["ratio_gm"] == pytest.approx(stats.gmean(ratios), rel=1e-12)
     assert list(r["pairs"]["auc_0_28_truncated"]) == [False, False, False, True]
-    assert "1 pair(s) left out" in format_compare(r)
-    assert compare_json(r)["auc_0_28"]["n_truncated_excluded"] == 1
+    assert "1 pair(s) left out" in r.summary()
+    assert r.to_dict()["auc_0_28"]["n_truncated_excluded"] == 1
 
 
 def test_tables_without_the_flag_are_compared_as_before():
@@ -91,7 +91,7 @@ def test_cli_nca_refuses_an_assay_the_file_does_not_hold(capsys):
 def test_text_gives_the_tmax_interval_with_its_own_estimate():
     # "median difference -3 d (95% CI -8.5 to -3)" paired the HL interval with the median
     r = compare_infusions(nca(read_kinetics(example.kinetics_path())))
-    text = format_compare(r)
+    text = r.summary()
     assert "median difference -3 d; Hodges-Lehmann -5 d (95% CI -8.5 to -3)" in text
 
 

@@ -12,8 +12,6 @@ from scipy import stats
 
 from cartkinetics.compare import (
     compare_infusions,
-    compare_json,
-    format_compare,
     hodges_lehmann_ci,
     wilcoxon_signed_rank,
 )
@@ -132,8 +130,9 @@ def test_pairs_table_and_missing_metrics():
         -3,
         -7,
     ]
-    j = compare_json(r)
-    assert set(j) == {"n_pairs", "cmax", "tmax", "auc_0_28"}
+    j = r.to_dict()
+    assert {"n_pairs", "cmax", "tmax", "auc_0_28"} <= set(j)
+    assert {"first", "second", "assay", "unit", "basis", "rule", "warning"} <= set(j)
     for m in ("cmax", "auc_0_28"):
         assert {
             "median_first",
@@ -153,7 +152,7 @@ def test_pairs_table_and_missing_metrics():
         "p_value",
         "test",
     } <= set(j["tmax"])
-    assert "GM ratio" in format_compare(r)
+    assert "GM ratio" in r.summary()
 
 
 def test_errors():
@@ -170,9 +169,12 @@ def test_errors():
 
 def test_no_pairs():
     t = pd.DataFrame([dict(patient="A", infusion=1, cmax=1.0, tmax=1.0, auc_0_28=1.0)])
-    r = compare_infusions(t)
-    assert r["n_pairs"] == 0 and math.isnan(r["cmax"]["p_value"])
-    assert compare_json(r)["cmax"]["ratio_gm"] is None
+    with pytest.warns(UserWarning, match="NO PAIRS"):
+        r = compare_infusions(t)
+    assert r.n_pairs == 0 and math.isnan(r.metrics["cmax"]["p_value"])
+    assert r.to_dict()["cmax"]["ratio_gm"] is None
+    assert r.to_dict()["warning"].startswith("NO PAIRS") and not r.ok
+    assert r.summary().startswith("WARNING: NO PAIRS") and "NO PAIRS" in repr(r)
 
 
 def test_paired_plot_axes():

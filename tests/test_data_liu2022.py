@@ -53,7 +53,7 @@ def test_loads_all_rows_with_reasons():
 
 def test_nca_runs_on_all_32_patients():
     data = _load()
-    table = nca(data)
+    table = nca(data).to_frame()
     assert len(table) == 32
     assert sorted(
         table["patient"].str.split("-").str[0].value_counts().to_dict().items()

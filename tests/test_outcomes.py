@@ -81,3 +81,49 @@ def test_smooth_peak_refined_between_grid_points():
     assert o["tmax"] == pytest.approx(9.3, abs=1e-9)
     assert o["cmax"] == pytest.approx(1e3, rel=1e-9)
     assert curve_outcomes(t, c, refine_peak=False)["tmax"] == 9.0
+
+
+def test_expansion_peak_rule_on_small_curves():
+    from cartkinetics.outcomes import expansion_peak, expansion_start
+
+    t = np.array([0.0, 1, 4, 7, 10, 14])
+    # falls from day 0 (infused cells), first local minimum at day 1, peak at day 10
+    c = np.array([5e4, 10.0, 800, 6e3, 2e4, 9e3])
+    assert expansion_start(t, c) == 1 and expansion_peak(t, c) == 4
+    o = curve_outcomes(t, c, refine_peak=False)
+    assert (o["cmax"], o["tmax"]) == (2e4, 10.0)
+    # rises from day 0: the highest level, as in any NCA
+    assert expansion_start(t, np.arange(6.0)) == 0
+    # starts after day 0 and falls: its first point is the observed peak
+    assert expansion_peak(t + 3, np.array([9.0, 5, 4, 3, 2, 1])) == 0
+    # falls from day 0 and never rises: no expansion peak
+    o = curve_outcomes(t, np.array([9.0, 5, 4, 3, 2, 1]))
+    assert np.isnan(o["cmax"]) and np.isnan(o["tmax"])
+    assert o["auc_0_last"] > 0
+
+
+@pytest.mark.slow
+def test_singh2021_peak_is_the_expansion_not_the_infusion():
+    # Singh 2021 doses into the observed blood compartment: the transgene level at day 0 is
+    # the infusion (180,000 copies/ug for the typical patient); the expansion peaks ~day 14
+    from cartkinetics import models
+    from cartkinetics.simulate import simulate
+    from cartkinetics.simulate.scenarios import Scenario
+
+    m = models.get("singh2021")
+    t = np.concatenate([[0.0], np.arange(0.05, 60.0, 0.05)])
+    c = m.solve(t, "clinical").observed["transgene"]
+    assert c[0] == c.max()  # the infusion is the global maximum of the curve
+    o = curve_outcomes(t, c)
+    # independent: the highest level from day 1 on, refined by a parabola on ln c
+    late = t >= 1.0
+    j = int(np.argmax(np.where(late, c, -np.inf)))
+    x, y = t[j - 1 : j + 2], np.log(c[j - 1 : j + 2])
+    a, b, _ = np.polyfit(x, y, 2)
+    assert 12.0 < o["tmax"] < 16.0
+    assert o["tmax"] == pytest.approx(-b / (2 * a), abs=0.01)
+    assert o["cmax"] == pytest.approx(c[j], rel=1e-3) and o["cmax"] < c[0] / 4
+    # virtual patients through the simulation engine (the same outcome kernel)
+    res = simulate("singh2021", n=4, seed=1, horizon=60, scenarios=Scenario(dose=450e6))
+    out = res.outcomes
+    assert (out["tmax"] > 5.0).all() and np.isfinite(out["cmax"]).all()

@@ -1,11 +1,23 @@
-"""``cartkinetics compare KINETICS.csv``: first versus second infusion, paired (NCA-based)."""
+"""``cartkinetics compare KINETICS.csv``: first versus second infusion, paired (NCA-based).
+
+Exit status: 0 when pairs were compared, 1 when no patient has both infusions (the result,
+with its ``warning``, is still printed; the warning also goes to stderr), 2 on bad input.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+import warnings
 
-from cartkinetics.commands.nca import add_read_arguments, read_from_args, selected_assay
+from cartkinetics.commands.nca import (
+    add_nca_arguments,
+    add_read_arguments,
+    nca_from_args,
+    read_from_args,
+    selected_assay,
+)
 
 HELP = "first versus second infusion, paired (NCA-based)"
 
@@ -13,38 +25,52 @@ HELP = "first versus second infusion, paired (NCA-based)"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of the ``compare`` subcommand."""
     add_read_arguments(parser)
+    add_nca_arguments(parser)
+    parser.add_argument(
+        "--metrics",
+        default="cmax,tmax,auc_0_28",
+        metavar="M,M",
+        help="NCA columns to compare (default cmax,tmax,auc_0_28; e.g. auc_0_84, half_life, "
+        "doubling_time, tlast): levels, areas and half-lives by geometric mean ratio, days "
+        "by difference",
+    )
     parser.add_argument(
         "--json",
         action="store_true",
-        help="print n_pairs and, for cmax, tmax and auc_0_28: median_first, "
-        "median_second, ratio_gm (median_difference for tmax), ci_low, "
-        "ci_high, p_value, test",
+        help="print n_pairs, one entry per metric (median_first, median_second, ratio_gm or "
+        "median_difference, ci_low, ci_high, p_value, test, kind, unit), first, second, "
+        "assay, unit, basis, rule and warning",
     )
     parser.add_argument("--out", metavar="PAIRS.csv", help="also write the per-patient pairs")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run NCA, compare the infusions and print the result; 0 on success."""
-    from cartkinetics.compare import compare_infusions, compare_json, format_compare
+    """Run NCA, compare the infusions and print the result; 0 with pairs, 1 without."""
+    from cartkinetics.compare import compare_infusions
     from cartkinetics.errors import CartKineticsError
-    from cartkinetics.noncompartmental import nca
 
     data = read_from_args(args)
-    table = nca(data)
+    table = nca_from_args(data, args).to_frame()
     assays = sorted(table["assay"].unique())
     assay = selected_assay(data, args)  # never another assay than the one asked for
     if assay is None and len(assays) > 1:
         raise CartKineticsError(
             f"the file holds several assays {assays}: choose one with --assay", source=args.kinetics
         )
-    result = compare_infusions(table, assay=assay)
+    metrics = [m.strip() for m in str(args.metrics).split(",") if m.strip()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # no pairs: said below, once
+        result = compare_infusions(table, assay=assay, metrics=metrics, basis="NCA")
     if args.out:
         try:
-            result["pairs"].to_csv(args.out, index=False)
+            result.pairs.to_csv(args.out, index=False)
         except OSError as exc:
             raise CartKineticsError(f"cannot write the pairs ({exc})", source=args.out) from exc
     if args.json:
-        print(json.dumps(compare_json(result), indent=1))
-        return 0
-    print(format_compare(result))
+        print(json.dumps(result.to_dict(), indent=1))
+    else:
+        print(result.summary())
+    if not result.ok:
+        print(f"cartkinetics compare: {result.warning}", file=sys.stderr)
+        return 1
     return 0

@@ -93,7 +93,6 @@ def _use_agg() -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the demo and print a summary; 0 on success, 1 when a step failed."""
     from cartkinetics import example
-    from cartkinetics.compare import format_compare
     from cartkinetics.report import AnalysisOptions, run_analysis
 
     started = time.perf_counter()
@@ -116,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         print(analysis.data.describe())
     if analysis.compare is not None:
         print()
-        print(format_compare(analysis.compare))
+        print(analysis.compare.summary())
     eff = analysis.population.infusion_effect() if analysis.population is not None else None
     if eff:
         r = eff["cmax_ratio"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from typing import Any
 
 HELP = "non-compartmental analysis per series (Cmax, Tmax, AUC0-28, ...)"
@@ -63,53 +62,72 @@ def selected_assay(data: Any, args: argparse.Namespace) -> str | None:
     return assay
 
 
+def add_nca_arguments(parser: argparse.ArgumentParser) -> None:
+    """NCA options (shared by nca and compare)."""
+    parser.add_argument(
+        "--blq-rule",
+        default="pknca",
+        metavar="RULE",
+        help="BLQ values by position: 'pknca' (default: before the first quantifiable value "
+        "0, between dropped, after the last 0), 'phoenix' (before Tmax 0, after Tmax "
+        "dropped) or JSON '{\"first\": \"zero\", \"middle\": \"drop\", \"last\": \"zero\"}'",
+    )
+    parser.add_argument(
+        "--auc-days",
+        default="28,84",
+        metavar="D,D",
+        help="days D of the partial areas auc_0_D (default 28,84)",
+    )
+
+
+def nca_from_args(data: Any, args: argparse.Namespace, assay: str | None = None) -> Any:
+    """NCAResult of ``data`` with the options of :func:`add_nca_arguments`."""
+    from cartkinetics.errors import CartKineticsError
+    from cartkinetics.noncompartmental import nca
+
+    rule: Any = args.blq_rule
+    if rule.strip().startswith("{"):
+        try:
+            rule = json.loads(rule)
+        except json.JSONDecodeError as exc:
+            raise CartKineticsError(f"--blq-rule is not valid JSON ({exc})") from exc
+    try:
+        days = [float(x) for x in str(args.auc_days).split(",") if x.strip()]
+    except ValueError as exc:
+        raise CartKineticsError(f"--auc-days needs days separated by commas ({exc})") from exc
+    return nca(data, assay=assay, blq_rule=rule, auc_days=days)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of the ``nca`` subcommand."""
     add_read_arguments(parser)
+    add_nca_arguments(parser)
     parser.add_argument(
         "--json",
         action="store_true",
-        help="print a list of records (patient, infusion, assay, cmax, tmax, "
-        "auc_0_28, auc_0_last, clast, tlast, n_obs, n_blq)",
+        help="print a list of records, one per series, with every column of the table "
+        "(units, BLQ rule and notes included)",
     )
     parser.add_argument(
         "--out", metavar="NCA.csv", help="also write the full table (+ --patients covariates)"
     )
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return "NA" if not math.isfinite(v) else f"{v:.4g}"
-    return str(v)
-
-
 def run(args: argparse.Namespace) -> int:
     """Run NCA and print the table (or JSON records); 0 on success."""
     from cartkinetics.errors import CartKineticsError
-    from cartkinetics.noncompartmental import BLQ_RULE, JSON_KEYS, nca, nca_records
 
     data = read_from_args(args)
-    table = nca(data, assay=selected_assay(data, args))
+    result = nca_from_args(data, args, assay=selected_assay(data, args))
     if args.out:
         try:
-            data.join_patients(table).to_csv(args.out, index=False)  # + covariates, if given
+            data.join_patients(result.to_frame()).to_csv(args.out, index=False)
         except OSError as exc:
             raise CartKineticsError(f"cannot write the NCA table ({exc})", source=args.out) from exc
     if args.json:
-        print(json.dumps(nca_records(table), indent=1))
+        print(json.dumps(result.records(), indent=1))
         return 0
     print(data.describe())
     print()
-    cols = list(JSON_KEYS)  # the printed table has the columns of the JSON records
-    rows = [[_fmt(v) for v in r] for r in table[cols].itertuples(index=False)]
-    widths = [
-        max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)
-    ]
-    print("  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True)))
-    for r in rows:
-        print("  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)))
-    notes = table.loc[table["note"] != "", ["patient", "infusion", "assay", "note"]]
-    for r in notes.itertuples(index=False):
-        print(f"note: {r.patient} infusion {r.infusion} {r.assay}: {r.note}")
-    print(f"BLQ rule: {BLQ_RULE}. Units: levels in the assay unit, days, AUC unit x day.")
+    print(result.summary())
     return 0

@@ -624,20 +624,20 @@ def _kinetics_compare(kinetics: Any, kinetics_table: pd.DataFrame | None,
     With several assays and none chosen, qPCR (the transgene measure) is used when present,
     else the first assay alphabetically; the choice is recorded under ``assay``.
     """
-    from cartkinetics.compare import compare_infusions, compare_json
+    from cartkinetics.compare import compare_infusions
 
     source = "fitted outcomes table"
     if kinetics_table is None:
         from cartkinetics.noncompartmental import nca
 
-        kinetics_table = nca(kinetics)  # nca reads paths, DataFrames and KineticsData
+        kinetics_table = nca(kinetics).to_frame()  # nca reads paths, DataFrames, KineticsData
         source = "NCA"
     if assay is None and "assay" in kinetics_table.columns:
         assays = sorted(kinetics_table["assay"].astype(str).unique())
         if assays:
             assay = "qpcr" if "qpcr" in assays else assays[0]
-    res = compare_infusions(kinetics_table, assay=assay)
-    out = compare_json(res)
+    res = compare_infusions(kinetics_table, assay=assay, basis=source)
+    out = res.to_dict()
     out["assay"] = assay
     unit = None
     if "unit" in kinetics_table.columns:
@@ -647,7 +647,7 @@ def _kinetics_compare(kinetics: Any, kinetics_table: pd.DataFrame | None,
         unit = units[0] if len(units) == 1 else None
     out["unit"] = unit
     out["source"] = source
-    out["pairs"] = res["pairs"]
+    out["pairs"] = res.pairs
     return out
 
 
@@ -675,7 +675,7 @@ def cohort_endpoints(
     kinetics_table : DataFrame, optional
         A per-infusion table (patient, infusion, cmax, tmax, auc_0_28) from fits instead
         of NCA; passed to ``compare_infusions`` directly. The ``kinetics`` entry of the
-        result is ``compare_json`` output plus ``assay``, ``source`` and ``pairs``.
+        result is ``Comparison.to_dict()`` output plus ``assay``, ``source`` and ``pairs``.
     landmarks : sequence of float
         Landmark days for survival estimates (default 1 and 2 years).
     orr : iterable of str
