@@ -75,10 +75,10 @@ def metric_unit(name: str, level_unit: str) -> str:
     Areas are in ``level_unit x day``, times in ``day``, levels in ``level_unit``; a
     metric this function does not know keeps no unit (``""``).
     """
-    if name.startswith("auc"):
-        return f"{level_unit} x day" if level_unit else "x day"
     if name in TIME_METRICS or name.endswith("_day") or name.endswith("_days"):
         return "day"
+    if name.startswith("auc"):
+        return f"{level_unit} x day" if level_unit else "x day"
     if name.startswith(("cmax", "clast", "c_day", "cmin")):
         return level_unit
     return ""
