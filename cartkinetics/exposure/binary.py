@@ -208,15 +208,16 @@ def ordinal_logistic(x: np.ndarray, grade: np.ndarray, *,
         warnings.simplefilter("ignore")
         res = OrderedModel(cat, x[:, None], distr="logit").fit(method="bfgs", disp=False,
                                                                  maxiter=500)
-    ok = bool(res.mle_retvals.get("converged", False)) and math.isfinite(float(res.bse[0]))
+    params, bse, pv = (np.asarray(v, dtype=float) for v in (res.params, res.bse, res.pvalues))
+    ok = bool(res.mle_retvals.get("converged", False)) and math.isfinite(float(bse[0]))
     if not ok:
         return RegressionFit("ordinal", False, method=ORDINAL_METHOD,
                              note="proportional-odds fit did not converge (too few patients "
                              "per grade, or separation)")
     ci = np.asarray(res.conf_int(alpha=1 - confidence))
     return RegressionFit(
-        "ordinal", True, coef=float(res.params[0]), se=float(res.bse[0]),
-        ci_low=float(ci[0, 0]), ci_high=float(ci[0, 1]), p=float(res.pvalues[0]),
+        "ordinal", True, coef=float(params[0]), se=float(bse[0]),
+        ci_low=float(ci[0, 0]), ci_high=float(ci[0, 1]), p=float(pv[0]),
         p_method="Wald", method=ORDINAL_METHOD,
         note="proportional-odds assumption: one odds ratio for every grade cut-off (not tested)",
     )

@@ -371,7 +371,11 @@ class ExposureResponseResult:
         if self.survival:
             self.survival[0].plot(ax=fig.add_subplot(gs[i // ncols, i % ncols]))
         self.plot(ax=fig.add_subplot(gs[nrows - 1, :]), kind="forest")
-        fig.tight_layout()
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # long forest labels: layout is best effort
+            fig.tight_layout()
         return fig
 
     def figures(self) -> dict[str, Any]:
