@@ -385,7 +385,7 @@ class ExposureResponseResult:
 
         out: dict[str, Any] = {}
         for a in self.binary:
-            if a.n == 0:
+            if a.events in (0, a.n):  # no contrast: nothing to draw but dots on one line
                 continue
             fig, ax = plt.subplots(figsize=(6.5, 4.5))
             a.plot(ax=ax)
@@ -606,6 +606,11 @@ def exposure_response(
                 t.loc[in_both, ecol].astype(bool).to_numpy(), landmark_day=landmark_day,
                 group_scheme=groups))
 
+    if not result.binary and not result.survival:
+        raise CartKineticsError(
+            "the cohort table has no outcome to relate exposure to: add best_response, "
+            "crs_grade, icans_grade, efs_days/efs_event or os_days/death columns",
+            source=coh.source)
     if draws is not None:
         _draws_analyses(result, draws, draw_metrics, infusion, outs, t, landmark_day,
                         survival, coh)
@@ -653,9 +658,7 @@ def html_section(result: ExposureResponseResult, *, level: int = 2,
     """The exposure-response section of an HTML report: heading, small-sample statement,
     estimates table, landmark rule, figures (embedded PNG). Returns an HTML fragment for
     :class:`cartkinetics.report.HtmlReport` (``report.blocks.append(...)``)."""
-    import base64
-
-    from cartkinetics.report import HtmlReport, figure_to_png
+    from cartkinetics.report import HtmlReport
 
     rep = HtmlReport("exposure-response")
     rep.heading("Exposure-response", level=level, anchor=anchor)
@@ -678,11 +681,46 @@ def html_section(result: ExposureResponseResult, *, level: int = 2,
     sf = result.survival_frame()
     if not sf.empty:
         rep.table(sf, caption="Survival from the landmark: exclusions and log-rank tests")
+    captions = {"forest": "Odds (blue) and hazard (orange) ratios per doubling of exposure, "
+                          "Firth estimates with 95% CI."}
+    first = result.metrics[0] if result.metrics else ""
+    surv_first = {s.endpoint: s.metric for s in reversed(result.survival)}
     for name, fig in result.figures().items():
-        png = figure_to_png(fig)
-        data = base64.b64encode(png).decode("ascii")
-        rep.blocks.append(f'<figure><img alt="{html.escape(name)}" '
-                          f'src="data:image/png;base64,{data}">'
-                          f"<figcaption>{html.escape(name.replace('_', ' '))}</figcaption>"
-                          "</figure>")
+        keep = (name == "forest" or (name.startswith("probability_") and name.endswith(first))
+                or any(name == f"km_{e}_{m}" for e, m in surv_first.items()))
+        if not keep:  # the report shows one metric per outcome; --out writes them all
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
+            continue
+        if name.startswith("probability_"):
+            captions[name] = ("Probability of the outcome against exposure: Firth logistic fit "
+                              "with 95% band; quartile proportions with Clopper-Pearson 95%.")
+        elif name.startswith("km_"):
+            captions[name] = (f"Kaplan-Meier from the day-{result.landmark_day:g} landmark by "
+                              "exposure group, log-log 95% bands.")
+        rep.figure(fig, f"{name.replace('_', ' ')}. {captions.get(name, '')}")
     return "\n".join(rep.blocks)
+
+
+def report_section(cohort: Any, kinetics: Any, out: str | Path | None = None, *,
+                   assay: str | None = None, level: int = 2) -> str:
+    """The exposure-response section for :mod:`cartkinetics.report`, never raising.
+
+    Runs :func:`exposure_response` on the report's cohort and kinetics, writes its files to
+    ``out/exposure-response/`` when ``out`` is given, and returns the HTML fragment of
+    :func:`html_section`; when the analysis cannot run (e.g. no outcome columns) the
+    fragment says why instead.
+    """
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # every caveat is stated in the section itself
+            res = exposure_response(cohort, kinetics, assay=assay)
+            if out is not None:
+                res.write(Path(out) / "exposure-response", figures=False)
+            return html_section(res, level=level)
+    except (CartKineticsError, ValueError, KeyError) as exc:
+        return (f'<h{level} id="exposure-response">Exposure-response</h{level}>'
+                f'<div class="note"><p>Not run: {html.escape(str(exc))}</p></div>')
