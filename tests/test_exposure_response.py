@@ -213,3 +213,32 @@ def test_cli_json_is_one_document(capsys):
     rc = main(["exposure-response", str(example.patients_path()), "--kinetics",
                str(example.kinetics_path()), "--metrics", "nope"])
     assert rc == 2
+
+
+def test_draws_refuse_non_positive_exposure():
+    d = pd.DataFrame([[1.0, 2.0], [0.0, 3.0], [4.0, 5.0]], index=["A", "B", "C"])
+    with pytest.raises(CartKineticsError, match="B"):
+        logistic_over_draws(d, pd.Series([1, 0, 1], index=["A", "B", "C"]))
+
+
+@pytest.mark.slow
+def test_draws_from_a_real_hierarchical_fit():
+    """exposure_draws on a short fit_population run of the example: one row per patient,
+    the second infusion, Cmax draws = the Stein 2019 parameter; the analysis runs on them."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = ck.fit_population(example.kinetics_path(), draws=30, tune=30, chains=1, seed=3,
+                                progress=False, warn=False)
+    d = ck.exposure_draws(fit, "auc_0_28")
+    c = ck.exposure_draws(fit, "cmax")
+    assert d.shape[0] == 7 and c.shape[0] == 7 and set(d.attrs["infusion"].values()) == {2}
+    names = fit.info["names"]
+    s = [i for i, (p, k, _) in enumerate(fit.data.series_keys) if p == "P01" and k == 2][0]
+    np.testing.assert_allclose(c.loc["P01"].to_numpy(), fit.theta[:, s, names.index("cmax")])
+    res = ck.exposure_response(example.patients_path(), example.kinetics_path(), draws=fit,
+                               metrics=["auc_0_28"])
+    rows = res.to_frame().query("analysis == 'draws'")
+    assert set(rows["outcome"]) >= {"crs_ge2", "efs"}
+    assert (rows["ratio_ci_low"] < rows["ratio"]).all() and (rows["ratio"] < rows["ratio_ci_high"]).all()

@@ -153,6 +153,18 @@ def _combine(kind: str, outcome: str, metric: str, b: np.ndarray, se: np.ndarray
                          float(hi), float(klo), float(khi))
 
 
+def _log2_draws(draws: pd.DataFrame) -> np.ndarray:
+    """log2 of a draws table; refuses zero, negative or missing draws (naming patients)."""
+    arr = draws.to_numpy(float)
+    bad = ~(np.isfinite(arr) & (arr > 0))
+    if bad.any():
+        pats = [str(p) for p, b in zip(draws.index, bad.any(axis=1), strict=True) if b]
+        raise CartKineticsError(
+            f"exposure draws: {int(bad.sum())} draw(s) missing, zero or negative for "
+            f"{', '.join(pats[:10])}; log2 exposure is undefined there")
+    return np.log2(arr)
+
+
 def logistic_over_draws(draws: pd.DataFrame, outcome: pd.Series, *, name: str = "outcome",
                         seed: int = 0) -> DrawsAnalysis:
     """Firth logistic regression of a binary outcome on log2(exposure), once per draw.
@@ -175,7 +187,7 @@ def logistic_over_draws(draws: pd.DataFrame, outcome: pd.Series, *, name: str = 
     common = [p for p in draws.index if p in outcome.index]
     if len(common) < 3:
         raise CartKineticsError("exposure draws: fewer than 3 patients with draws and outcome")
-    X = np.log2(draws.loc[common].to_numpy(float))
+    X = _log2_draws(draws.loc[common])
     y = outcome.loc[common].to_numpy(int)
     b, se = np.full(X.shape[1], np.nan), np.full(X.shape[1], np.nan)
     if y.min() == y.max():
@@ -211,7 +223,7 @@ def cox_over_draws(draws: pd.DataFrame, time: pd.Series, event: pd.Series, *,
     t = time.loc[common].to_numpy(float)
     e = event.loc[common].to_numpy(bool)
     keep = t > landmark_day
-    X = np.log2(draws.loc[common].to_numpy(float))[keep]
+    X = _log2_draws(draws.loc[common])[keep]
     t, e = t[keep] - landmark_day, e[keep]
     if e.sum() == 0:
         raise CartKineticsError(f"exposure draws: no {name} event after the landmark")

@@ -88,12 +88,12 @@ def known_by(name: str) -> float | None:
     """Day by which a metric is known for every patient (None: only at the end of
     follow-up, e.g. persistence or half-life).
 
-    ``auc_0_X`` is known at day X; ``cmax_by_X`` at day X.
+    ``auc_0_X``, ``cmax_by_X`` and ``c_dayX`` (the level at day X) are known at day X.
     """
     m = _AUC_RE.match(name)
     if m:
         return float(m.group(1).replace("p", "."))
-    m = re.match(r"^cmax_by_(\d+(?:p\d+)?)$", name)
+    m = re.match(r"^(?:cmax_by_|c_day)(\d+(?:p\d+)?)$", name)
     if m:
         return float(m.group(1).replace("p", "."))
     return None

@@ -640,6 +640,9 @@ def _draws_analyses(result: ExposureResponseResult, draws: Any, draw_metrics: Se
             result.draws.append(logistic_over_draws(d, y, name=key))
         kb = known_by(metric)
         if kb is None or kb > landmark_day:
+            result.notes.append(
+                f"posterior draws of {metric}: not known by the landmark (day "
+                f"{landmark_day:g}), not used for survival (immortal-time bias)")
             continue
         for ep in survival:
             tcol, ecol, _ = SURVIVAL.get(ep, (None, None, None))
