@@ -198,11 +198,12 @@ def ordinal_logistic(x: np.ndarray, grade: np.ndarray, *,
     g = np.asarray(grade, dtype=int)
     levels = np.unique(g)
     if levels.size < 3:
+        same = (": the logistic regression of grade >= threshold is that model"
+                if levels.size == 2 else "")
         return RegressionFit(
             "ordinal", False, method=ORDINAL_METHOD,
             note=f"only grade(s) {', '.join(map(str, levels))} observed: the proportional-odds "
-            "model needs three or more (two grades: the logistic regression above is the same "
-            "model)")
+            f"model needs three or more{same}")
     cat = pd.Series(pd.Categorical(g, categories=levels, ordered=True))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -271,8 +272,11 @@ def exact_tests(exposure: np.ndarray, y: np.ndarray) -> dict[str, Any]:
         if method == "permutation":
             from scipy.stats import PermutationMethod
 
-            res = mannwhitneyu(x1, x0, alternative="two-sided",
-                               method=PermutationMethod(n_resamples=20000, rng=1))
+            try:  # seeded: the same p-value on every run (rng= since scipy 1.15)
+                perm = PermutationMethod(n_resamples=20000, rng=1)
+            except TypeError:  # pragma: no cover (older scipy)
+                perm = PermutationMethod(n_resamples=20000, random_state=1)
+            res = mannwhitneyu(x1, x0, alternative="two-sided", method=perm)
         else:
             res = mannwhitneyu(x1, x0, alternative="two-sided", method=method)
         out["mann_whitney"] = {
