@@ -78,7 +78,7 @@ def metric_unit(name: str, level_unit: str) -> str:
     if name in TIME_METRICS or name.endswith("_day") or name.endswith("_days"):
         return "day"
     if name.startswith("auc"):
-        return f"{level_unit} x day" if level_unit else "x day"
+        return f"{level_unit} x day" if level_unit else ""
     if name.startswith(("cmax", "clast", "c_day", "cmin")):
         return level_unit
     return ""
@@ -269,7 +269,9 @@ def per_patient(
             f"exposure metrics: several rows for patient(s) {', '.join(map(str, dup))} after "
             "choosing infusion and assay; give one row per patient x infusion x assay"
         )
-    if "unit" in t.columns:
+    if "unit" not in t.columns:
+        notes.append("the exposure table has no 'unit' column: metric units are not known")
+    else:
         units = sorted(t["unit"].dropna().astype(str).unique())
         if len(units) > 1:
             raise CartKineticsError(
