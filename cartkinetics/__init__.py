@@ -35,6 +35,8 @@ _LAZY: dict[str, str] = {
     "fit_population": "cartkinetics.fit.population",
     "read_cohort": "cartkinetics.endpoints",
     "cohort_endpoints": "cartkinetics.endpoints",
+    "exposure_response": "cartkinetics.exposure",
+    "exposure_draws": "cartkinetics.exposure",
 }
 _SUBMODULES = {
     "models",
@@ -46,6 +48,7 @@ _SUBMODULES = {
     "data",
     "noncompartmental",
     "simulate",
+    "exposure",
 }
 
 __all__ = ["CartKineticsError", "__version__", *_LAZY]

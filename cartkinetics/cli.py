@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fit": ("fit", "fit each series with a model (lmfit, BLQ by M3)"),
     "fit-population": ("fit_population", "hierarchical Bayesian fit with PyMC (infusion effect)"),
     "endpoints": ("endpoints", "cohort endpoints: response, survival, safety, kinetics"),
+    "exposure-response": ("exposure_response", "exposure against response, toxicity and "
+                          "survival (logistic/Firth, landmark KM and Cox)"),
     "simulate": ("simulate", "dose-scenario simulation of virtual populations"),
     "report": ("report", "self-contained HTML report for your own files"),
     "models": ("models", "list the model library"),

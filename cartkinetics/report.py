@@ -878,6 +878,10 @@ def build_report(analysis: Analysis) -> HtmlReport:
                 rep.table(tables[name], caption=caption)
         for name in ("km_os", "km_efs", "swimmer"):
             fig(f"endpoints/{name}.png")
+        if a.data is not None:  # exposure-response: one self-contained section, never raising
+            from cartkinetics.exposure import report_section
+
+            rep.blocks.append(report_section(e.cohort, a.data, a.out, assay=o.assay, level=3))
 
     # simulation
     rep.heading(SECTIONS["simulation"], anchor="simulation")

@@ -102,6 +102,38 @@ def normalise_response_codes(codes: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+def response_flags(cohort: Cohort, *, orr: Iterable[str] = DEFAULT_ORR) -> pd.DataFrame:
+    """Per-patient response flags (the definitions behind the rates).
+
+    Parameters
+    ----------
+    cohort : Cohort
+        Validated cohort with a ``best_response`` column.
+    orr : iterable of str
+        Response codes counted as responses (default CR, CRi, PR).
+
+    Returns
+    -------
+    DataFrame
+        Index ``patient``; boolean columns ``orr`` (best response in ``orr``; NE counts as
+        no response), ``cr`` (CR or CRi) and, with an ``mrd_negative`` column,
+        ``mrd_negative_cr`` (CR/CRi and MRD-negative; unknown MRD status is not negative).
+    """
+    codes = normalise_response_codes(orr)
+    table = cohort.table
+    if not cohort.has("best_response"):
+        raise CartKineticsError("no 'best_response' column", source=cohort.source)
+    resp = table["best_response"].astype(str)
+    out = pd.DataFrame(index=pd.Index(table["patient"].astype(str), name="patient"))
+    out["orr"] = resp.isin(codes).to_numpy()
+    is_cr = resp.isin(["CR", "CRi"]).to_numpy()
+    out["cr"] = is_cr
+    if cohort.has("mrd_negative"):
+        # unknown MRD status (NA) is not counted as MRD-negative
+        out["mrd_negative_cr"] = is_cr & table["mrd_negative"].fillna(False).astype(bool).to_numpy()
+    return out
+
+
 def response_endpoints(
     cohort: Cohort, *, orr: Iterable[str] = DEFAULT_ORR
 ) -> tuple[dict[str, Rate], list[dict]]:
@@ -129,18 +161,16 @@ def response_endpoints(
     rates: dict[str, Rate] = {}
     omitted: list[dict] = []
     if cohort.has("best_response"):
-        resp = table["best_response"].astype(str)
+        flags = response_flags(cohort, orr=codes)
         n = len(table)
         rates["orr"] = proportion(
-            int(resp.isin(codes).sum()), n, name="orr", label=f"ORR ({' + '.join(codes)})"
+            int(flags["orr"].sum()), n, name="orr", label=f"ORR ({' + '.join(codes)})"
         )
-        is_cr = resp.isin(["CR", "CRi"])
-        rates["cr"] = proportion(int(is_cr.sum()), n, name="cr", label="CR/CRi")
-        if cohort.has("mrd_negative"):
-            # unknown MRD status (NA) is not counted as MRD-negative
-            mrd = table["mrd_negative"].fillna(False).astype(bool)
+        rates["cr"] = proportion(int(flags["cr"].sum()), n, name="cr", label="CR/CRi")
+        if "mrd_negative_cr" in flags:
             rates["mrd_negative_cr"] = proportion(
-                int((is_cr & mrd).sum()), n, name="mrd_negative_cr", label="MRD-negative CR/CRi"
+                int(flags["mrd_negative_cr"].sum()), n, name="mrd_negative_cr",
+                label="MRD-negative CR/CRi"
             )
         else:
             omitted.append({"endpoint": "mrd_negative_cr", "reason": "no 'mrd_negative' column"})
