@@ -135,7 +135,7 @@ def test_landmark_excludes_early_events_in_the_analysis():
 
 
 def test_nca_result_object_and_table_inputs_agree():
-    table = ck.nca(example.kinetics_path())
+    table = ck.nca(example.kinetics_path()).to_frame()
     wrapped = types.SimpleNamespace(to_frame=lambda: table)
     a = ck.exposure_response(example.patients_path(), wrapped, metrics=["auc_0_28"],
                              survival=())
@@ -145,7 +145,7 @@ def test_nca_result_object_and_table_inputs_agree():
 
 
 def test_refuses_mixed_units_and_unknown_metrics():
-    table = ck.nca(example.kinetics_path())
+    table = ck.nca(example.kinetics_path()).to_frame()
     bad = table.copy()
     bad.loc[bad["patient"] == "P01", "unit"] = "copies/ng"
     with pytest.raises(CartKineticsError, match="different units"):
