@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fit-population": ("fit_population", "hierarchical Bayesian fit with PyMC (infusion effect)"),
     "endpoints": ("endpoints", "cohort endpoints: response, survival, safety, kinetics"),
     "simulate": ("simulate", "dose-scenario simulation of virtual populations"),
+    "validate": ("validate", "validation studies of the fits (coverage, SBC, bootstrap) on Dask"),
     "report": ("report", "self-contained HTML report for your own files"),
     "models": ("models", "list the model library"),
     "bench": ("bench", "benchmarks against peer tools"),

@@ -325,5 +325,89 @@ class SBCStudy(Study):
         return paths
 
 
-__all__ = ["SBCStudy", "sbc_replicate", "sbc_summary", "sbc_labels", "ecdf_band", "rank_ecdf",
+def sbc_stein_main(argv: list[str] | None = None) -> int:
+    """The command line of ``benchmarks/sbc_stein.py`` (same options and files as before:
+    sbc_stein.json, sbc_stein_ranks.csv, sbc_stein_ranks.png; now also
+    sbc_stein_ecdf_difference.png and the study's partitions, resumable)."""
+    import argparse
+    import json
+
+    from cartkinetics._dask import add_cluster_arguments, write_text_atomic
+    from cartkinetics.validate.study import run_study
+
+    ap = argparse.ArgumentParser(description="Simulation-based calibration (Talts et al. 2018) "
+                                 "of the hierarchical Stein 2019 fit.")
+    ap.add_argument("--reps", type=int, default=100)
+    ap.add_argument("--patients", type=int, default=8)
+    ap.add_argument("--draws", type=int, default=250, help="draws per chain")
+    ap.add_argument("--tune", type=int, default=400)
+    ap.add_argument("--chains", type=int, default=2)
+    ap.add_argument("--thin-to", type=int, default=99, help="posterior draws kept for ranks")
+    ap.add_argument("--bins", type=int, default=10)
+    ap.add_argument("--lloq", type=float, default=150.0)
+    ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--out", default="sbc_stein_out")
+    ap.add_argument("--resume", action="store_true", help="keep finished partitions in --out")
+    add_cluster_arguments(ap)
+    args = ap.parse_args(argv)
+
+    study = SBCStudy(patients=args.patients, draws=args.draws, tune=args.tune,
+                     chains=args.chains, thin_to=args.thin_to, bins=args.bins, lloq=args.lloq)
+    out = Path(args.out)
+    res = run_study(study, args.reps, seed=args.seed, out=out / "study", resume=args.resume,
+                    workers=args.workers, scheduler=args.scheduler, partition_size=5,
+                    progress=True)
+    t = res.table
+    ok = t[t["status"] == "ok"]
+    rows = res.summary_table
+    labels = rows["quantity"].tolist()
+    n_q = len(labels)
+    min_p = float(rows["p_value"].min())
+    s = _setup(args.patients, args.lloq, tuple(study.cfg["days"]))
+    result = {
+        "replications": args.reps,
+        "failed_replications": t.loc[t["status"] != "ok", "replicate"].astype(int).tolist(),
+        "replications_used": len(ok),
+        "patients": args.patients,
+        "infusions": 2,
+        "days": list(SBC_DAYS),
+        "lloq": args.lloq,
+        "blq_fraction_template": float(s["pdata"].censored.mean()),
+        "draws_per_chain": args.draws,
+        "tune": args.tune,
+        "chains": args.chains,
+        "ranks_out_of": args.thin_to,
+        "bins": args.bins,
+        "compile_seconds": s["compile_seconds"],
+        "total_seconds": res.info["seconds"],
+        "divergent_replications": int((ok["divergences"] > 0).sum()),
+        "max_rhat_median": float(ok["max_rhat"].median()) if len(ok) else math.nan,
+        "tests": [{"quantity": r.quantity, "chi2": r.chi2, "p_value": r.p_value,
+                   "counts": [int(c) for c in r.counts.split()],
+                   "ecdf_inside_band": bool(r.ecdf_inside_band)}
+                  for r in rows.itertuples(index=False)],
+        "min_p_value": min_p,
+        "bonferroni_alpha": 0.05 / n_q,
+        "uniform_at_bonferroni": bool(min_p > 0.05 / n_q),
+        "ecdf_inside_band_all": bool(rows["ecdf_inside_band"].all()),
+    }
+    write_text_atomic(json.dumps(result, indent=1), out / "sbc_stein.json")
+    np.savetxt(out / "sbc_stein_ranks.csv", ok[[f"rank[{q}]" for q in labels]].to_numpy(int),
+               delimiter=",", header=",".join(labels), fmt="%d")
+    import shutil
+
+    for src, dst in (("sbc_ranks.png", "sbc_stein_ranks.png"),
+                     ("sbc_ecdf_difference.png", "sbc_stein_ecdf_difference.png")):
+        shutil.copyfile(out / "study" / src, out / dst)
+    print(f"{'quantity':<16} {'chi2':>7} {'p':>6}  ECDF in band")
+    for r in rows.itertuples(index=False):
+        print(f"{r.quantity:<16} {r.chi2:7.2f} {r.p_value:6.3f}  {r.ecdf_inside_band}")
+    print(f"min p = {min_p:.3f} (Bonferroni threshold {0.05 / n_q:.4f}); replications with "
+          f"divergences: {result['divergent_replications']}; time "
+          f"{result['total_seconds']:.0f} s")
+    return 0
+
+
+__all__ = ["SBCStudy", "sbc_stein_main", "sbc_replicate", "sbc_summary", "sbc_labels",
+           "ecdf_band", "rank_ecdf",
            "plot_rank_histograms", "plot_ecdf_difference", "plot_ecdf_differences", "SBC_DAYS"]
