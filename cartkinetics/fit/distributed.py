@@ -111,6 +111,7 @@ class StreamedCohortFit:
 
     @property
     def parts_dir(self) -> Path:
+        """The folder of the partitions."""
         return Path(self.out) / "fits"
 
     @property

@@ -222,10 +222,12 @@ class FitCoverageStudy(Study):
         self.lloq, self.n_boot = float(lloq), int(n_boot)
 
     def config(self) -> dict[str, Any]:
+        """Options deciding a replicate's result."""
         return {"estimator": self.estimator, "censoring": self.censoring, "lloq": self.lloq,
                 "n_boot": self.n_boot, "days": DAYS.tolist()}
 
     def fit_kws(self) -> dict[str, Any]:
+        """Options of fit_series for this estimator."""
         if self.estimator == "MAP":
             return {"prior": "population", "censoring": self.censoring,
                     "n_boot": self.n_boot, "profile": False, "seed": 1}
@@ -233,16 +235,20 @@ class FitCoverageStudy(Study):
                 "profile": ("cmax", "tmax", "beta"), "seed": 1}
 
     def replicate(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
+        """One simulated series, fitted (see coverage_replicate)."""
         return coverage_replicate(self.fit_kws(), self.lloq, rng)
 
     def summarize(self, table: pd.DataFrame) -> pd.DataFrame:
+        """Coverage per quantity with Wilson intervals."""
         return coverage_summary(table, self.quantities)
 
     def title(self) -> str:
+        """Figure title."""
         return (f"{self.name}: Stein 2019, {self.estimator} {self.censoring}, LLOQ "
                 f"{self.lloq:g}")
 
     def figures(self, table: pd.DataFrame, out: Path) -> list[Path]:
+        """coverage.png: coverage forest with Wilson intervals."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -267,6 +273,7 @@ class BootstrapStudy(FitCoverageStudy):
         super().__init__("ML", censoring, lloq, n_boot)
 
     def fit_kws(self) -> dict[str, Any]:
+        """ML, no profiles: the outcomes' intervals by parametric bootstrap."""
         return {"prior": None, "censoring": self.censoring, "n_boot": self.n_boot,
                 "profile": False, "seed": 1}
 

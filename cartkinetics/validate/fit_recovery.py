@@ -59,6 +59,7 @@ ESTIMATORS = (("ML M3", None, "M3"), ("ML M1", None, "M1"), ("MAP M3", "populati
 
 
 def recovery(n: int, jobs: int, lloq: float, seed: int) -> None:
+    """Section 1: bias and 95% CI coverage over ``n`` simulated series, four estimators."""
     m = models.get("stein2019")
     P, series = simulate(n, lloq, seed)
     blq = np.array([s.blq for s in series])
@@ -233,6 +234,7 @@ def beta_m3_m1(n: int, lloq: float, seed: int, jobs: int, n_boot: int = 4000) ->
 
 
 def liu_data():
+    """The Liu 2022 B-ALL CAR-T series (qPCR, four response groups) as KineticsData."""
     from cartkinetics.data import KineticsData, read_kinetics
 
     parts = []
@@ -245,6 +247,7 @@ def liu_data():
 
 
 def real_data(jobs: int) -> None:
+    """Section 2: Stein 2019 fits of the Liu 2022 patients; figure."""
     print("\n## 2. Real data: Liu 2022, 32 r/r B-ALL patients, Stein 2019 closed form (M3)")
     if not LIU.is_dir():
         print(f"skipped: {LIU} absent")
@@ -294,6 +297,7 @@ def real_data(jobs: int) -> None:
 
 
 def bad_input() -> None:
+    """Section 3: short, all-BLQ and constant series give a status, not an exception."""
     print("\n## 3. Bad input")
     d = np.array([1.0, 7, 14, 28, 60, 90])
     cases = [
@@ -309,6 +313,7 @@ def bad_input() -> None:
 
 
 def mechanistic(jobs: int) -> None:
+    """Section 4: the Liu 2022 mechanistic model on the CR patients (CAR-T + leukaemia)."""
     print("\n## 4. Liu 2022 mechanistic model, CR patients: CAR-T + leukaemia in one likelihood")
     if not LIU.is_dir():
         print(f"skipped: {LIU} absent")

@@ -298,15 +298,19 @@ class SBCStudy(Study):
                     "lloq": float(lloq), "days": [float(d) for d in days]}
 
     def config(self) -> dict[str, Any]:
+        """Options deciding a replicate's result."""
         return dict(self.cfg)
 
     def replicate(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
+        """One SBC replicate (see sbc_replicate)."""
         return sbc_replicate(self.cfg, rng)
 
     def summarize(self, table: pd.DataFrame) -> pd.DataFrame:
+        """Chi-square and ECDF-band tests per quantity."""
         return sbc_summary(table, self.cfg["thin_to"], self.cfg["bins"])
 
     def figures(self, table: pd.DataFrame, out: Path) -> list[Path]:
+        """sbc_ranks.png (rank histograms), sbc_ecdf_difference.png."""
         import matplotlib
 
         matplotlib.use("Agg")

@@ -48,15 +48,19 @@ class Study:
     name = "study"
 
     def config(self) -> dict[str, Any]:
+        """Options deciding a replicate's result (JSON-safe)."""
         raise NotImplementedError
 
     def replicate(self, index: int, rng: Any) -> dict[str, Any]:
+        """One replicate's row from its generator."""
         raise NotImplementedError
 
     def summarize(self, table: pd.DataFrame) -> pd.DataFrame:
+        """The summary table of the replicates' rows."""
         raise NotImplementedError
 
     def figures(self, table: pd.DataFrame, out: Path) -> list[Path]:
+        """Figures written to ``out``."""
         return []
 
 
