@@ -188,7 +188,9 @@ def plot_coverage(summary: pd.DataFrame, ax: Any = None, title: str = "") -> Any
     ax.set_yticks(y, [f"{q} (n={n})" for q, n in zip(summary["quantity"],
                                                      summary["intervals"], strict=True)])
     ax.set_xlabel("coverage of the 95% interval (Wilson 95% CI)")
-    ax.set_xlim(max(0.0, np.nanmin(summary["wilson_lo"]) - 0.05), 1.0)
+    low = summary["wilson_lo"].to_numpy(float)
+    low = low[np.isfinite(low)]
+    ax.set_xlim(max(0.0, float(low.min()) - 0.05) if low.size else 0.0, 1.0)
     if title:
         ax.set_title(title, fontsize=9)
     return ax
