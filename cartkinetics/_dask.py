@@ -85,8 +85,9 @@ def open_client(
         Start a ``LocalCluster`` of this many single-threaded worker processes on 127.0.0.1
         (closed at the end of the block).
     scheduler : str, optional
-        Address of an existing scheduler, e.g. ``tcp://10.0.0.5:8786`` (the client is closed
-        at the end of the block; the cluster is left running).
+        Address of an existing scheduler, e.g. ``tcp://10.0.0.5:8786``, or the path of its
+        scheduler file (``dask scheduler --scheduler-file F``); the client is closed at the
+        end of the block, the cluster is left running.
     client : dask.distributed.Client, optional
         An existing client (left open).
 
@@ -104,7 +105,10 @@ def open_client(
         info["scheduler"] = str(getattr(client, "scheduler", None) and client.scheduler.address)
     elif scheduler:
         try:
-            client = Client(scheduler, timeout="30s")
+            if os.path.isfile(scheduler):  # a scheduler file (dask scheduler --scheduler-file)
+                client = Client(scheduler_file=scheduler, timeout="30s")
+            else:
+                client = Client(scheduler, timeout="30s")
         except OSError as exc:
             raise CartKineticsError(
                 f"cannot reach the Dask scheduler at {scheduler} ({exc}); start one with "
@@ -286,8 +290,9 @@ def add_cluster_arguments(parser: Any, *, jobs_alias: bool = False) -> None:
     group.add_argument("--workers", type=int, metavar="N",
                        help="start a local Dask cluster of N worker processes")
     group.add_argument("--scheduler", metavar="ADDR",
-                       help="use an existing Dask scheduler, e.g. tcp://10.0.0.5:8786 "
-                       "(see docs/distributed.md for SLURM/PBS and Kubernetes)")
+                       help="use an existing Dask scheduler: its address, e.g. "
+                       "tcp://10.0.0.5:8786, or its scheduler file (see docs/distributed.md "
+                       "for SLURM/PBS and Kubernetes)")
     if jobs_alias:
         group.add_argument("--jobs", type=int, metavar="N", dest="jobs",
                            help="deprecated: parallel local processes; use --workers N")
