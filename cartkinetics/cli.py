@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "exposure-response": ("exposure_response", "exposure against response, toxicity and "
                           "survival (logistic/Firth, landmark KM and Cox)"),
     "simulate": ("simulate", "dose-scenario simulation of virtual populations"),
+    "validate": ("validate", "validation studies of the fits (coverage, SBC, bootstrap) on Dask"),
     "report": ("report", "self-contained HTML report for your own files"),
     "models": ("models", "list the model library"),
     "bench": ("bench", "benchmarks against peer tools"),

@@ -43,13 +43,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "infusion-specific cmax and tmax): ratios with CIs")
     parser.add_argument("--n-boot", type=int, default=500,
                         help="bootstrap draws for the CIs of model Cmax/Tmax/AUC (default 500)")
-    parser.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
+    from cartkinetics._dask import add_cluster_arguments
+
+    add_cluster_arguments(parser, jobs_alias=True)
+    parser.add_argument("--chunk-size", type=int, default=25,
+                        help="series per Dask task and per Parquet partition (default 25)")
+    parser.add_argument("--resume", action="store_true",
+                        help="with --out on a cluster: keep the partitions already in "
+                        "DIR/fits and fit only the rest")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true",
                         help="print one record per series (patient, infusion, assay, model, "
                         "status, message, n_obs, n_blq, params, stderr, cmax, cmax_ci, tmax, "
                         "tmax_ci, auc_0_28, auc_0_28_ci, aic, censoring, estimator)")
     parser.add_argument("--out", metavar="DIR",
-                        help="write fits.csv (and joint.csv) and one PNG plot per series here")
+                        help="write fits.csv (and joint.csv) and one PNG plot per series here; "
+                        "with --workers/--scheduler the per-series table is streamed to "
+                        "DIR/fits/part-<first>-<last>.parquet and fits.csv assembled from it "
+                        "(no per-series plots)")
 
 
 def _fmt(v: Any) -> str:
@@ -103,12 +114,37 @@ def run(args: argparse.Namespace) -> int:
             raise CartKineticsError(
                 f"--sigma must be a number or 'estimate', got {args.sigma!r}"
             ) from exc
+    workers = args.workers
+    if args.jobs is not None:
+        import sys
+
+        print("cartkinetics fit: --jobs is deprecated; use --workers N (a local Dask cluster "
+              "of N processes)", file=sys.stderr)
+        workers = args.jobs if args.jobs > 1 else None
+    if workers is not None and workers < 0:
+        raise CartKineticsError(f"--workers must be >= 0, got {workers}")
+    cluster = bool(workers) or args.scheduler is not None
+    if args.resume and not (cluster and args.out):
+        raise CartKineticsError("--resume needs --out DIR and --workers N or --scheduler ADDR")
     data = read_from_args(args)
-    cohort = fit_cohort(
-        data, args.model, assay=args.assay, censoring=args.censoring, sigma=sigma,
-        n_boot=args.n_boot, n_jobs=args.jobs, joint=args.joint,
-        prior=_resolve_prior(args.prior, args.model, {s.unit for s in data.series(args.assay)}),
-    )
+    kws = dict(assay=args.assay, censoring=args.censoring, sigma=sigma, n_boot=args.n_boot,
+               joint=args.joint, prior=_resolve_prior(args.prior, args.model,
+                                     {s.unit for s in data.series(args.assay)}))
+    if cluster:
+        from cartkinetics.fit.distributed import fit_cohort_distributed
+
+        kws.pop("assay")
+        stream = args.out is not None
+        series = list(data.series(args.assay) if args.assay else data.series())
+        cohort = fit_cohort_distributed(
+            series, args.model, workers=workers or None,
+            scheduler=args.scheduler, out=args.out if stream else None, resume=args.resume,
+            progress=not args.quiet, chunk_size=args.chunk_size, **kws,
+        )
+        if stream:
+            return _report_streamed(cohort, args)
+    else:
+        cohort = fit_cohort(data, args.model, **kws)
     if args.out:
         out = Path(args.out)
         try:
@@ -154,3 +190,32 @@ def run(args: argparse.Namespace) -> int:
         for j in cohort.joint:
             print(j.summary())
     return 0 if any(r.ok for r in cohort.results) else 1
+
+
+def _report_streamed(cohort: Any, args: argparse.Namespace) -> int:
+    """A streamed cluster run: fits.csv from the partitions, a short report."""
+    from cartkinetics._dask import write_text_atomic
+    from cartkinetics.errors import CartKineticsError
+
+    out = Path(args.out)
+    table = cohort.table
+    try:
+        write_text_atomic(table.to_csv(index=False), out / "fits.csv")
+        if cohort.joint:
+            write_text_atomic(cohort.joint_table().to_csv(index=False), out / "joint.csv")
+    except OSError as exc:
+        raise CartKineticsError(f"cannot write the fit outputs ({exc})", source=str(out)) from exc
+    if args.json:
+        print(json.dumps(cohort.to_dict()))
+    else:
+        print(cohort.summary())
+        print(f"table: {out / 'fits.csv'} ({len(table)} rows); per-series plots are not drawn "
+              "on cluster runs")
+        bad = table[~table["status"].isin(["converged", "converged_singular"])]
+        for r in bad.head(20).itertuples(index=False):
+            print(f"note: {r.patient} infusion {r.infusion} {r.assay}: {r.status}: {r.message}")
+        if len(bad) > 20:
+            print(f"note: {len(bad) - 20} more series without a usable fit (see fits.csv)")
+        for j in cohort.joint:
+            print(j.summary())
+    return 0 if (table["status"].isin(["converged", "converged_singular"])).any() else 1

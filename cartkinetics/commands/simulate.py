@@ -104,10 +104,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="limit of quantification for persistence (observation units)")
     parser.add_argument("--target", action="append", metavar="OUTCOME>=VALUE",
                         help="report P(outcome >= value), e.g. auc_0_28>=1e5 (repeatable)")
-    cluster = parser.add_mutually_exclusive_group()
-    cluster.add_argument("--workers", type=int, help="start a local Dask cluster of N processes")
-    cluster.add_argument("--scheduler", metavar="ADDR",
-                         help="use an existing Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    from cartkinetics._dask import add_cluster_arguments
+
+    add_cluster_arguments(parser)
     parser.add_argument("--seed", type=int, default=None, help="random seed (printed if omitted)")
     parser.add_argument("--chunk-size", type=int, default=20_000,
                         help="virtual patients per chunk (part of the seed's definition)")

@@ -43,6 +43,40 @@ def _as_series_list(data: Any, assay: str | None = None) -> list[Any]:
     )
 
 
+def fit_series_isolated(series: Any, model: Any, fit_kws: dict[str, Any]) -> FitResult:
+    """:func:`fit_series` with any exception turned into a failed result (status ``error``,
+    the exception in ``message``): the per-series unit of work of :func:`fit_cohort`, in
+    process, in a process pool or on a Dask worker."""
+    return _safe_fit((series, model, fit_kws))
+
+
+def fit_joint_isolated(group: list[Any], model: Any, fit_kws: dict[str, Any]) -> Any:
+    """:func:`cartkinetics.fit.joint.fit_joint` with any exception turned into a failed
+    result: the per-patient unit of work of ``fit_cohort(joint=True)``."""
+    return _safe_joint((group, model, fit_kws))
+
+
+def joint_groups(series: list[Any]) -> list[list[Any]]:
+    """Series of the same patient and assay with two or more infusions, in infusion order."""
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for s in series:
+        p, _, a = _series_key(s)
+        groups.setdefault((p, a), []).append(s)
+    return [sorted(g, key=lambda s: s.infusion) for g in groups.values() if len(g) >= 2]
+
+
+def censoring_of(fit_kws: dict[str, Any]) -> str:
+    """The BLQ handling the fit options select ("M3" unless told otherwise)."""
+    return fit_kws.get("censoring") or (
+        fit_kws["residual"].censoring if fit_kws.get("residual") else "M3"
+    )
+
+
+def joint_kws(fit_kws: dict[str, Any]) -> dict[str, Any]:
+    """The fit options passed on to the joint fits (profiles are per-series only)."""
+    return {k: v for k, v in fit_kws.items() if k not in ("profile",)}
+
+
 def _safe_fit(args: tuple[Any, Any, dict]) -> FitResult:
     series, model, kws = args
     try:
@@ -184,8 +218,14 @@ def fit_cohort(
     n_jobs: int = 1,
     backend: str = "process",
     joint: bool = False,
+    client: Any = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = False,
     **fit_kws: Any,
-) -> CohortFit:
+) -> Any:
     """Fit every series of a data set.
 
     Parameters
@@ -201,30 +241,47 @@ def fit_cohort(
     joint : bool
         Also fit each patient with two infusions jointly (shared parameters, infusion-
         specific ``cmax`` and ``tmax``; see :func:`cartkinetics.fit.joint.fit_joint`).
+    client : dask.distributed.Client, optional
+        Fit on this Dask cluster (series in chunks spread over the workers; same numbers as
+        in process). See :func:`cartkinetics.fit.distributed.fit_cohort_distributed`.
+    workers : int, optional
+        Fit on a new local Dask cluster of this many worker processes (0: in process).
+    scheduler : str, optional
+        Fit on the existing Dask cluster at this address (``tcp://host:8786``).
+    out : path, optional
+        Stream the per-series table to Parquet partitions in this folder instead of holding
+        the fits in memory; returns a :class:`~cartkinetics.fit.distributed.StreamedCohortFit`.
+    resume : bool
+        With ``out``: keep the partitions already written (same data and options) and fit
+        only the rest.
+    progress : bool
+        Progress bar on stderr (Dask and streamed runs).
     **fit_kws
         Passed to :func:`fit_series` (censoring, sigma, n_starts, n_boot, profile, ...).
 
     Returns
     -------
     CohortFit
-        ``.table`` has one row per series with ``status`` and ``message``.
+        ``.table`` has one row per series with ``status`` and ``message``
+        (a ``StreamedCohortFit`` reading the partitions when ``out`` is given).
     """
     series = _as_series_list(data, assay)
+    if client is not None or workers or scheduler is not None or out is not None:
+        from cartkinetics.fit.distributed import fit_cohort_distributed
+
+        return fit_cohort_distributed(
+            series, model, client=client, workers=workers or None, scheduler=scheduler,
+            out=out, resume=resume, progress=progress, joint=joint, **fit_kws,
+        )
     name = model if isinstance(model, str) else getattr(model, "name", str(model))
     results = _run(_safe_fit, [(s, model, fit_kws) for s in series], n_jobs, backend)
-    censoring = fit_kws.get("censoring") or (
-        fit_kws["residual"].censoring if fit_kws.get("residual") else "M3"
-    )
-    out = CohortFit(results=results, model=name, censoring=censoring)
+    censoring = censoring_of(fit_kws)
+    result = CohortFit(results=results, model=name, censoring=censoring)
     if joint:
-        groups: dict[tuple[str, str], list[Any]] = {}
-        for s in series:
-            p, _, a = _series_key(s)
-            groups.setdefault((p, a), []).append(s)
-        pairs = [sorted(g, key=lambda s: s.infusion) for g in groups.values() if len(g) >= 2]
-        jkws = {k: v for k, v in fit_kws.items() if k not in ("profile",)}
-        out.joint = _run(_safe_joint, [(g, model, jkws) for g in pairs], n_jobs, backend)
-    return out
+        jkws = joint_kws(fit_kws)
+        result.joint = _run(_safe_joint, [(g, model, jkws) for g in joint_groups(series)],
+                            n_jobs, backend)
+    return result
 
 
 def compare_fits(fits: CohortFit | pd.DataFrame, *, assay: str | None = None,

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cartkinetics._dask import child_rng, open_client, run_tasks, write_parquet_atomic
 from cartkinetics.errors import CartKineticsError
 from cartkinetics.outcomes import OUTCOME_KEYS, batch_curve_outcomes
 from cartkinetics.simulate.population import Population
@@ -441,7 +442,7 @@ def tumour_outcomes(
 
 def chunk_rng(entropy: int, chunk: int) -> np.random.Generator:
     """The generator of chunk ``chunk``: ``SeedSequence(entropy).spawn(n)[chunk]``."""
-    return np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(chunk,)))
+    return child_rng(entropy, chunk)
 
 
 def run_chunk(plan: Plan, chunk: int) -> dict[str, Any]:
@@ -489,7 +490,7 @@ def run_chunk(plan: Plan, chunk: int) -> dict[str, Any]:
         path = Path(plan.out_dir) / "outcomes"
         path.mkdir(parents=True, exist_ok=True)
         out = pd.concat(frames, ignore_index=True)
-        out.to_parquet(path / f"part-{chunk:06d}.parquet", index=False)
+        write_parquet_atomic(out, path / f"part-{chunk:06d}.parquet")
     rows = sum(len(f) for f in frames)
     return {"tables": frames if plan.collect else None, "curves": curves, "rows": rows}
 
@@ -507,57 +508,19 @@ def run_local(plan: Plan, progress: bool) -> list[dict[str, Any]]:
     return [run_chunk(plan, c) for c in chunks]
 
 
-def _package_root() -> str:
-    return str(Path(__file__).resolve().parents[2])
-
-
 def run_dask(
     plan: Plan, workers: int | None, scheduler: str | None, progress: bool
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Chunks on a dask.distributed cluster: a new LocalCluster of ``workers`` processes, or
     the existing cluster at ``scheduler``. Results come back in chunk order."""
-    from dask.distributed import Client, LocalCluster, as_completed
-
-    info: dict[str, Any] = {}
-    cluster = None
-    if scheduler:
-        client = Client(scheduler)
-        info["scheduler"] = scheduler
-    else:
-        if not workers or workers < 1:
-            raise CartKineticsError(f"workers must be >= 1, got {workers}")
-        # worker processes must import this package even when it is not installed
-        env = {"PYTHONPATH": os.pathsep.join(
-            p for p in (_package_root(), os.environ.get("PYTHONPATH", "")) if p
-        )}
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True,
-            dashboard_address=None, host="127.0.0.1", env=env,
-        )
-        client = Client(cluster)
-        info["workers"] = workers
-        if plan.numba_threads is None:
-            plan.numba_threads = threads
-    try:
-        plan_f = client.scatter(plan, broadcast=True)
-        futures = [client.submit(run_chunk, plan_f, c, pure=False) for c in range(plan.n_chunks)]
-        if progress:
-            from dask.distributed import progress as dask_progress
-
-            dask_progress(futures)
-        results: list[dict[str, Any] | None] = [None] * len(futures)
-        index = {f.key: i for i, f in enumerate(futures)}
-        for fut in as_completed(futures):
-            if fut.status == "error":
-                fut.result()  # re-raise the worker's exception here
-            results[index[fut.key]] = fut.result()
-            fut.release()
+    with open_client(workers=workers, scheduler=scheduler) as (client, info):
+        if workers and plan.numba_threads is None:
+            plan.numba_threads = max(1, (os.cpu_count() or 1) // workers)
+        results: list[dict[str, Any] | None] = [None] * plan.n_chunks
+        for i, res in run_tasks(client, run_chunk, [(c,) for c in range(plan.n_chunks)],
+                                shared=(plan,), progress=progress, desc="simulate"):
+            results[i] = res
         return [r for r in results if r is not None], info
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 def _check_memory(plan: Plan) -> None:
