@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from cartkinetics.commands.nca import add_read_arguments, read_from_args, selected_assay
+from cartkinetics.commands._options import (
+    add_json_argument,
+    add_out_argument,
+    add_read_arguments,
+    out_dir,
+    read_from_args,
+    selected_assay,
+)
 
 HELP = "first versus second infusion, paired (NCA-based)"
 
@@ -13,14 +20,10 @@ HELP = "first versus second infusion, paired (NCA-based)"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of the ``compare`` subcommand."""
     add_read_arguments(parser)
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        help="print n_pairs and, for cmax, tmax and auc_0_28: median_first, "
-        "median_second, ratio_gm (median_difference for tmax), ci_low, "
-        "ci_high, p_value, test",
-    )
-    parser.add_argument("--out", metavar="PAIRS.csv", help="also write the per-patient pairs")
+    add_json_argument(parser, "n_pairs and, for cmax, tmax and auc_0_28: median_first, "
+                      "median_second, ratio_gm (median_difference for tmax), ci_low, "
+                      "ci_high, p_value, test")
+    add_out_argument(parser, "pairs.csv, the per-patient pairs")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,11 +41,12 @@ def run(args: argparse.Namespace) -> int:
             f"the file holds several assays {assays}: choose one with --assay", source=args.kinetics
         )
     result = compare_infusions(table, assay=assay)
-    if args.out:
+    out = out_dir(args)
+    if out is not None:
         try:
-            result["pairs"].to_csv(args.out, index=False)
+            result["pairs"].to_csv(out / "pairs.csv", index=False)
         except OSError as exc:
-            raise CartKineticsError(f"cannot write the pairs ({exc})", source=args.out) from exc
+            raise CartKineticsError(f"cannot write the pairs ({exc})", source=str(out)) from exc
     if args.json:
         print(json.dumps(compare_json(result), indent=1))
         return 0

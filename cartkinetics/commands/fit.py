@@ -14,7 +14,7 @@ HELP = "fit each series with a model (lmfit, BLQ by M3)"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of the ``fit`` subcommand."""
-    from cartkinetics.commands.nca import add_read_arguments
+    from cartkinetics.commands._options import add_quiet_argument, add_read_arguments
 
     add_read_arguments(parser)
     parser.add_argument("--model", default="stein2019", help="library model (default stein2019)")
@@ -49,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "tmax_ci, auc_0_28, auc_0_28_ci, aic, censoring, estimator)")
     parser.add_argument("--out", metavar="DIR",
                         help="write fits.csv (and joint.csv) and one PNG plot per series here")
+    add_quiet_argument(parser)
 
 
 def _fmt(v: Any) -> str:
@@ -74,7 +75,7 @@ def _resolve_prior(choice: str, model_name: str) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     """Fit every series; print a table or JSON records; 0 when at least one fit is usable."""
-    from cartkinetics.commands.nca import read_from_args
+    from cartkinetics.commands._options import read_from_args, step
     from cartkinetics.errors import CartKineticsError
     from cartkinetics.fit.cohort import fit_cohort
 
@@ -87,11 +88,12 @@ def run(args: argparse.Namespace) -> int:
                 f"--sigma must be a number or 'estimate', got {args.sigma!r}"
             ) from exc
     data = read_from_args(args)
-    cohort = fit_cohort(
-        data, args.model, assay=args.assay, censoring=args.censoring, sigma=sigma,
-        n_boot=args.n_boot, n_jobs=args.jobs, joint=args.joint,
-        prior=_resolve_prior(args.prior, args.model),
-    )
+    with step(f"fitting {len(data.series(args.assay))} series", args):
+        cohort = fit_cohort(
+            data, args.model, assay=args.assay, censoring=args.censoring, sigma=sigma,
+            n_boot=args.n_boot, n_jobs=args.jobs, joint=args.joint,
+            prior=_resolve_prior(args.prior, args.model),
+        )
     if args.out:
         out = Path(args.out)
         try:
