@@ -228,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
             exposure=exposure,
             lloq=args.lloq,
             chunk_size=args.chunk_size,
-            keep_curves=500 if args.plot else 0,
+            keep_curves=500 if args.plot else None,
             workers=args.workers,
             scheduler=args.scheduler,
             out=out,
@@ -291,13 +291,13 @@ def _plots(result: Any, out: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = result.plot_bands()
+    fig = result.plot_bands().figure
     fig.savefig(Path(out) / "bands.png", dpi=120)
     plt.close(fig)
     if any(s.dose_per_kg is not None for s in result.scenarios):
-        fig = result.plot_dose_exposure("cmax")
+        fig = result.plot_dose_exposure("cmax").figure
         fig.savefig(Path(out) / "cmax_vs_dose.png", dpi=120)
         plt.close(fig)
-        fig = result.plot_dose_exposure("auc_0_28")
+        fig = result.plot_dose_exposure("auc_0_28").figure
         fig.savefig(Path(out) / "auc_vs_dose.png", dpi=120)
         plt.close(fig)
