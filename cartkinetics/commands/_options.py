@@ -9,7 +9,7 @@
 - ``--workers N | --scheduler ADDR`` wherever there is parallel work
   (:func:`add_cluster_arguments`);
 - ``--quiet`` silences the progress bars (:func:`progress`, :func:`step`), which appear on
-  stderr for every step that takes more than ~2 s;
+  stderr (when it is a terminal) for every step that takes more than ~2 s;
 - negative numbers are values, not options (``--dose-per-kg -1e6`` reaches validation,
   which rejects it with a message): :class:`Parser`;
 - an old spelling of an option keeps working, with a warning on stderr
@@ -24,6 +24,7 @@ import json
 import re
 import sys
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -264,8 +265,18 @@ def add_quiet_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def quiet(args: argparse.Namespace | None) -> bool:
-    """True when progress output is off (``--quiet``)."""
-    return bool(getattr(args, "quiet", False)) if args is not None else False
+    """True when progress output is off: ``--quiet``, or stderr is not a terminal (a bar
+    redrawn with carriage returns would clutter a log file or a pipe)."""
+    if args is not None and getattr(args, "quiet", False):
+        return True
+    return not _stderr_is_terminal()
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stream
+        return False
 
 
 def progress(iterable: Iterable[Any], desc: str, args: argparse.Namespace | None = None,
@@ -300,6 +311,7 @@ def step(desc: str, args: argparse.Namespace | None = None, enabled: bool = True
 
         bar = tqdm(desc=desc, total=None, file=sys.stderr, leave=False,
                    bar_format="{desc}: {elapsed} elapsed")
+        bar.start_t = started  # elapsed since the step began, not since the bar appeared
         try:
             while not done.wait(0.5):
                 bar.refresh()
@@ -307,6 +319,7 @@ def step(desc: str, args: argparse.Namespace | None = None, enabled: bool = True
             bar.close()
 
     thread = threading.Thread(target=tick, name=f"progress-{desc}", daemon=True)
+    started = time.time()  # tqdm's clock
     thread.start()
     try:
         yield

@@ -16,6 +16,7 @@ from cartkinetics.commands._options import (
     check_cluster_arguments,
     out_dir,
     print_json,
+    quiet,
     resolve_deprecated,
     step,
 )
@@ -232,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             scheduler=args.scheduler,
             out=out,
-            progress=chunked and not args.quiet,
+            progress=chunked and not quiet(args),
         )
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
