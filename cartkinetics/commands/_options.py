@@ -163,9 +163,9 @@ def resolve_deprecated(args: argparse.Namespace, dest: str, flag: str, new: str)
 def add_out_argument(parser: argparse.ArgumentParser, what: str, default: str | None = None
                      ) -> None:
     """``--out DIR``: the folder to write ``what`` into (created when missing)."""
-    extra = f" (default ./{default})" if default else ""
+    extra = f"; default ./{default}" if default else ""
     parser.add_argument("--out", metavar="DIR", default=default,
-                        help=f"folder to write {what} into{extra}")
+                        help=f"output folder (created when missing{extra}): {what}")
 
 
 def out_dir(args: argparse.Namespace) -> Path | None:
