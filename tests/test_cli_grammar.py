@@ -241,7 +241,7 @@ def test_progress_bar_and_quiet(monkeypatch, capsys):
 
 def test_quiet_is_offered_where_steps_are_long():
     subs = _subparsers()
-    for name in ("fit", "fit-population", "simulate"):
+    for name in ("fit", "fit-population", "simulate", "endpoints", "report", "demo"):
         assert "--quiet" in _options_of(subs[name]), name
 
 
@@ -250,3 +250,21 @@ def test_simulate_no_progress_is_a_deprecated_quiet(capsys):
     captured = capsys.readouterr()
     json.loads(captured.out)
     assert "--no-progress is deprecated" in captured.err
+
+
+def test_step_log_holds_the_line_while_the_bar_runs(monkeypatch, capsys):
+    monkeypatch.setattr(_options, "PROGRESS_DELAY", 0.05)
+    monkeypatch.setattr(_options, "_stderr_is_terminal", lambda: True)
+    log = _options.StepLog(argparse.Namespace(quiet=False))
+    log("[1/2] fits ...", end="", flush=True)
+    time.sleep(0.6)
+    log(" 0.6 s")
+    captured = capsys.readouterr()
+    assert captured.out == "[1/2] fits ... 0.6 s\n"
+    assert "[1/2] fits" in captured.err
+    quiet_log = _options.StepLog(argparse.Namespace(quiet=True))
+    quiet_log("[2/2] report ...", end="")
+    time.sleep(0.2)
+    quiet_log(" 0.2 s")
+    captured = capsys.readouterr()
+    assert captured.out == "[2/2] report ... 0.2 s\n" and captured.err == ""

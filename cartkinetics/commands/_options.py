@@ -326,3 +326,37 @@ def step(desc: str, args: argparse.Namespace | None = None, enabled: bool = True
     finally:
         done.set()
         thread.join(timeout=2.0)
+
+
+class StepLog:
+    """A ``print``-like log for step-by-step runs (``run_analysis(log=...)``) with a bar.
+
+    The analysis logs ``"[2/8] title ..."`` with ``end=""`` when a step starts and the
+    rest of the line when it ends. On a terminal (and without ``--quiet``) the start line
+    is held back while an elapsed-time bar for the step runs on stderr (after ~2 s), and
+    the whole line is printed when the step ends; otherwise lines print as they come.
+    """
+
+    def __init__(self, args: argparse.Namespace | None = None) -> None:
+        self._args = args
+        self._pending: str | None = None
+        self._bar: contextlib.ExitStack | None = None
+
+    def __call__(self, text: str = "", end: str = "\n", flush: bool = False) -> None:
+        if quiet(self._args):
+            print(text, end=end, flush=flush)
+            return
+        if end == "":  # a step starts
+            self._close()
+            self._pending = text
+            self._bar = contextlib.ExitStack()
+            self._bar.enter_context(step(text.rstrip(". "), self._args))
+            return
+        self._close()
+        head, self._pending = self._pending or "", None
+        print(head + text, end=end, flush=flush)
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

@@ -9,10 +9,12 @@ from cartkinetics.commands._options import (
     add_deprecated_alias,
     add_json_argument,
     add_out_argument,
+    add_quiet_argument,
     add_read_arguments,
     out_dir,
     read_from_args,
     resolve_deprecated,
+    step,
 )
 from cartkinetics.errors import CartKineticsError
 
@@ -63,6 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_out_argument(parser, "CSV and markdown tables, JSON and PNG figures")
     add_json_argument(parser, "the endpoints (rates, survival, safety, kinetics)")
     parser.add_argument("--no-figures", action="store_true", help="with --out: skip PNGs")
+    add_quiet_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,19 +78,21 @@ def run(args: argparse.Namespace) -> int:
                                 "give the kinetics file with --kinetics")
     # the kinetics file is read with the reading options every subcommand shares
     kinetics = read_from_args(args, args.kinetics) if args.kinetics else None
-    result = cohort_endpoints(
-        args.cohort,
-        kinetics=kinetics,
-        kinetics_table=_read_table(args.kinetics_table),
-        kinetics_assay=args.assay,
-        landmarks=args.landmarks,
-        orr=args.orr,
-        by=args.by,
-    )
+    with step("endpoints", args):
+        result = cohort_endpoints(
+            args.cohort,
+            kinetics=kinetics,
+            kinetics_table=_read_table(args.kinetics_table),
+            kinetics_assay=args.assay,
+            landmarks=args.landmarks,
+            orr=args.orr,
+            by=args.by,
+        )
     out = out_dir(args)
     if out is not None:
         try:
-            paths = result.write(out, figures=not args.no_figures)
+            with step("writing tables and figures", args):
+                paths = result.write(out, figures=not args.no_figures)
         except OSError as exc:
             raise CartKineticsError(f"cannot write output ({exc})", source=str(out)) from exc
         print(f"wrote {len(paths)} files to {out}", file=sys.stderr)

@@ -18,8 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from cartkinetics.commands._options import (
+    StepLog,
     add_deprecated_alias,
+    add_out_argument,
     add_read_arguments,
+    out_dir,
     reading_options_given,
     resolve_deprecated,
 )
@@ -47,8 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--simulate", action="store_true",
                         help="add a dose-scenario simulation of the model")
     parser.add_argument("--title", default="cartkinetics report", help="report title")
-    parser.add_argument("--out", default="cartkinetics-report", metavar="DIR",
-                        help="output folder (default ./cartkinetics-report)")
+    add_out_argument(parser, "CSV tables, PNG figures and report.html",
+                     default="cartkinetics-report")
     add_analysis_arguments(parser)
 
 
@@ -99,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         if path and not Path(path).is_file():
             flag = "KINETICS.csv" if what == "kinetics" else f"--{what}"
             raise CartKineticsError(f"no such file ({flag})", source=path)
+    out_dir(args)  # a folder, created (refuses a file name)
     _use_agg()
     options = AnalysisOptions(
         model=args.model, assay=args.assay, population=args.population,
@@ -106,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
         n_jobs=args.jobs, seed=args.seed, title=args.title, only=parse_only(args.only),
     )
     analysis = run_analysis(_kinetics_source(args), patients=args.patients,
-                            cohort=_cohort_source(args), out=args.out, options=options)
+                            cohort=_cohort_source(args), out=args.out, options=options,
+                            log=StepLog(args))
     data_step = analysis.step("data")
     if data_step.status == "failed" and "CartKineticsError" in data_step.message:
         # unreadable input: the CLI's exit code for bad input, after the report said why
