@@ -75,7 +75,7 @@ def _resolve_prior(choice: str, model_name: str) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     """Fit every series; print a table or JSON records; 0 when at least one fit is usable."""
-    from cartkinetics.commands._options import read_from_args, step
+    from cartkinetics.commands._options import progress, read_from_args, step
     from cartkinetics.errors import CartKineticsError
     from cartkinetics.fit.cohort import fit_cohort
 
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
                 f"--sigma must be a number or 'estimate', got {args.sigma!r}"
             ) from exc
     data = read_from_args(args)
-    with step(f"fitting {len(data.series(args.assay))} series", args):
+    with step(f"fitting {args.model}", args):
         cohort = fit_cohort(
             data, args.model, assay=args.assay, censoring=args.censoring, sigma=sigma,
             n_boot=args.n_boot, n_jobs=args.jobs, joint=args.joint,
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
             matplotlib.use("Agg")
             import matplotlib.pyplot as plt
 
-            for r in cohort.results:
+            for r in progress(cohort.results, "writing fit plots", args, unit="plot"):
                 ax = r.plot()
                 ax.legend(fontsize=7)
                 ax.figure.tight_layout()
