@@ -15,7 +15,6 @@ One place for:
   partitions named by the index (seed) range they hold, written under a temporary name and
   renamed (``os.replace``): a partition either exists complete or not at all, so a run
   interrupted anywhere can be resumed by skipping the partitions that exist.
-* :func:`add_cluster_arguments` -- the ``--workers N | --scheduler ADDR`` CLI options.
 
 dask is imported inside the functions, so that importing cartkinetics stays fast.
 """
@@ -284,20 +283,6 @@ def ranges(n: int, size: int) -> list[tuple[int, int]]:
 # ------------------------------------------------------------------ CLI
 
 
-def add_cluster_arguments(parser: Any, *, jobs_alias: bool = False) -> None:
-    """``--workers N | --scheduler ADDR`` (and the deprecated ``--jobs N`` = ``--workers``)."""
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--workers", type=int, metavar="N",
-                       help="start a local Dask cluster of N worker processes")
-    group.add_argument("--scheduler", metavar="ADDR",
-                       help="use an existing Dask scheduler: its address, e.g. "
-                       "tcp://10.0.0.5:8786, or its scheduler file (see docs/distributed.md "
-                       "for SLURM/PBS and Kubernetes)")
-    if jobs_alias:
-        group.add_argument("--jobs", type=int, metavar="N", dest="jobs",
-                           help="deprecated: parallel local processes; use --workers N")
-
-
 __all__ = ["child_rng", "package_root", "worker_env", "check_cluster_args", "open_client",
            "run_tasks", "run_local_tasks", "part_path", "finished_parts",
-           "write_parquet_atomic", "write_text_atomic", "ranges", "add_cluster_arguments"]
+           "write_parquet_atomic", "write_text_atomic", "ranges"]

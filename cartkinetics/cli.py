@@ -43,13 +43,14 @@ def _available() -> dict[str, tuple[str, str]]:
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with one subparser per available subcommand."""
     from cartkinetics import __version__
+    from cartkinetics.commands._options import Parser
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="cartkinetics",
         description="CAR-T cellular kinetics: models, fits, endpoints and simulation.",
     )
     parser.add_argument("--version", action="version", version=f"cartkinetics {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")  # subparsers: Parser too
     for name, (mod, helptext) in _available().items():
         p = sub.add_parser(name, help=helptext, description=helptext)
         p.set_defaults(_module=mod)

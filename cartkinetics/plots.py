@@ -101,3 +101,78 @@ def paired_plot(
             a.set_title(f"{m}: p = {p:.3g}", fontsize=9)
     axes[0].legend(loc="best", fontsize=8, frameon=False)
     return axes
+
+
+def plot_kinetics(data: Any, ax: Any = None, fig: Any = None) -> Any:
+    """Spaghetti plot of the observed series: one line per patient x infusion, log scale.
+
+    Quantified levels are joined by lines (colour by infusion: first, second, ...); values
+    below the limit of quantification are drawn at their LLOQ with a distinct marker (an
+    open downward triangle) and not joined, since the level is only known to be lower.
+    Excluded rows are not drawn. One panel per assay (qPCR and flow have different units).
+
+    Parameters
+    ----------
+    data : KineticsData
+        As read by :func:`cartkinetics.read_kinetics`.
+    ax : matplotlib Axes or sequence of Axes, optional
+        One per assay; a new figure when omitted.
+    fig : matplotlib Figure, optional
+        Figure in which to create the panels (one row) when ``ax`` is not given.
+
+    Returns
+    -------
+    Axes (one assay) or ndarray of Axes (one per assay, sorted by name)
+    """
+    import numpy as np
+
+    from cartkinetics.errors import CartKineticsError
+
+    obs = data.observations
+    obs = obs[obs["status"] != "excluded"]
+    assays = sorted(obs["assay"].astype(str).unique())
+    if not assays:
+        raise CartKineticsError("no observations to plot (every row is excluded)")
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        if fig is None:
+            fig = plt.figure(figsize=(5.2 * len(assays), 3.9), layout="constrained")
+        axes = np.atleast_1d(np.asarray(fig.subplots(1, len(assays), squeeze=False),
+                                        dtype=object)).ravel()
+    else:
+        axes = np.atleast_1d(np.asarray(ax, dtype=object)).ravel()
+    if axes.size != len(assays):
+        raise CartKineticsError(
+            f"the data hold {len(assays)} assay(s) {assays}: pass {len(assays)} axes, "
+            f"got {axes.size}")
+    infusions = sorted(int(i) for i in obs["infusion"].unique())
+    colours = {inf: f"C{k}" for k, inf in enumerate(infusions)}
+    for a, assay in zip(axes, assays, strict=True):
+        sub = obs[obs["assay"].astype(str) == assay]
+        for (_, inf), s in sub.groupby(["patient", "infusion"], sort=True):
+            s = s.sort_values("day")
+            blq = s["blq"].to_numpy(dtype=bool)
+            day = s["day"].to_numpy(dtype=float)
+            value = s["value"].to_numpy(dtype=float)
+            lloq = s["lloq"].to_numpy(dtype=float)
+            c = colours[int(inf)]
+            a.plot(day[~blq], value[~blq], "-o", color=c, lw=0.9, ms=3, alpha=0.75)
+            at = np.where(np.isfinite(lloq), lloq, value)[blq]  # a BLQ row's value is its limit
+            a.plot(day[blq], at, "v", mfc="none", color=c, ms=5, alpha=0.9)
+        a.set_yscale("log")
+        units = sorted(sub["unit"].dropna().astype(str).unique())
+        unit = units[0] if len(units) == 1 else "assay unit"
+        a.set_xlabel("days since infusion")
+        a.set_ylabel(f"{assay} level ({unit})")
+        n_series = sub.groupby(["patient", "infusion"]).ngroups
+        a.set_title(f"{assay}: {sub['patient'].nunique()} patients, {n_series} series",
+                    fontsize=9)
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], color=colours[i], marker="o", ms=3, label=f"infusion {i}")
+                   for i in infusions]
+        handles.append(Line2D([], [], color="0.3", marker="v", mfc="none", ls="none",
+                              label="BLQ (at LLOQ)"))
+        a.legend(handles=handles, fontsize=7, frameon=False)
+    return axes[0] if axes.size == 1 else axes

@@ -22,11 +22,11 @@ def test_nca_json_keys(capsys):
 
 
 def test_nca_text_and_csv(capsys, tmp_path):
-    out = tmp_path / "nca.csv"
+    out = tmp_path / "nca"  # --out is a folder, as in every subcommand
     assert main(["nca", str(example.kinetics_path()), "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "BLQ rule" in text and "P07" in text
-    assert out.read_text().startswith("patient,infusion,assay,unit,auc_unit,cmax")
+    assert (out / "nca.csv").read_text().startswith("patient,infusion,assay,unit,auc_unit,cmax")
 
 
 def test_compare_json_keys(capsys):

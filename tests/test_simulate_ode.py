@@ -120,8 +120,8 @@ def test_plots_draw_bands_and_exposure():
 
     res = simulate("stein2019", n=200, scenarios=scenario_grid(dose_per_kg=[1e6, 5e6]),
                    seed=1, keep_curves=100, dose_exponent=1.0)
-    fig = res.plot_bands()
-    assert len(fig.axes[0].lines) == 2
-    fig2 = res.plot_dose_exposure("cmax")
-    y = fig2.axes[0].lines[0].get_ydata()
+    ax = res.plot_bands()
+    assert len(ax.lines) == 2
+    ax2 = res.plot_dose_exposure("cmax")
+    y = ax2.lines[0].get_ydata()
     assert y[1] / y[0] == pytest.approx(5.0)

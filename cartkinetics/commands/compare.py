@@ -7,17 +7,19 @@ with its ``warning``, is still printed; the warning also goes to stderr), 2 on b
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
 
-from cartkinetics.commands.nca import (
-    add_nca_arguments,
+from cartkinetics.commands._options import (
+    add_json_argument,
+    add_out_argument,
     add_read_arguments,
-    nca_from_args,
+    out_dir,
+    print_json,
     read_from_args,
     selected_assay,
 )
+from cartkinetics.commands.nca import add_nca_arguments, nca_from_args
 
 HELP = "first versus second infusion, paired (NCA-based)"
 
@@ -34,14 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "doubling_time, tlast): levels, areas and half-lives by geometric mean ratio, days "
         "by difference",
     )
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        help="print n_pairs, one entry per metric (median_first, median_second, ratio_gm or "
-        "median_difference, ci_low, ci_high, p_value, test, kind, unit), first, second, "
-        "assay, unit, basis, rule and warning",
-    )
-    parser.add_argument("--out", metavar="PAIRS.csv", help="also write the per-patient pairs")
+    add_json_argument(parser, "n_pairs, one entry per metric (median_first, median_second, "
+                      "ratio_gm or median_difference, ci_low, ci_high, p_value, test, kind, "
+                      "unit), first, second, assay, unit, basis, rule and warning")
+    add_out_argument(parser, "pairs.csv, the per-patient pairs")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,13 +59,14 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # no pairs: said below, once
         result = compare_infusions(table, assay=assay, metrics=metrics, basis="NCA")
-    if args.out:
+    out = out_dir(args)
+    if out is not None:
         try:
-            result.pairs.to_csv(args.out, index=False)
+            result.pairs.to_csv(out / "pairs.csv", index=False)
         except OSError as exc:
-            raise CartKineticsError(f"cannot write the pairs ({exc})", source=args.out) from exc
+            raise CartKineticsError(f"cannot write the pairs ({exc})", source=str(out)) from exc
     if args.json:
-        print(json.dumps(result.to_dict(), indent=1))
+        print_json(result.to_dict())
     else:
         print(result.summary())
     if not result.ok:

@@ -16,6 +16,8 @@ import argparse
 import time
 from typing import TYPE_CHECKING
 
+from cartkinetics.commands._options import StepLog, add_out_argument, add_quiet_argument, out_dir
+
 if TYPE_CHECKING:  # pragma: no cover
     from cartkinetics.report import Analysis
 
@@ -24,12 +26,8 @@ HELP = "run the whole job on the bundled (synthetic) example cohort"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of the ``demo`` subcommand."""
-    parser.add_argument(
-        "--out",
-        default="cartkinetics-demo",
-        metavar="DIR",
-        help="output folder (default ./cartkinetics-demo)",
-    )
+    add_out_argument(parser, "CSV tables, PNG figures and report.html",
+                     default="cartkinetics-demo")
     add_analysis_arguments(parser)
 
 
@@ -47,6 +45,7 @@ def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", metavar="STEP,...", default=None,
                         help="run only these steps: nca, compare, fits, population, "
                              "endpoints, simulation")
+    add_quiet_argument(parser)
 
 
 def parse_only(text: str | None) -> tuple[str, ...] | None:
@@ -96,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from cartkinetics.report import AnalysisOptions, run_analysis
 
     started = time.perf_counter()
+    out_dir(args)  # a folder, created (refuses a file name)
     _use_agg()
     print("cartkinetics demo on the bundled SYNTHETIC example cohort (not patient data)")
     options = AnalysisOptions(
@@ -109,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         cohort=example.patients_path(),
         out=args.out,
         options=options,
+        log=StepLog(args),
     )
     if analysis.data is not None:
         print()

@@ -15,7 +15,11 @@ HELP = "fit each series with a model (lmfit, BLQ by M3)"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of the ``fit`` subcommand."""
-    from cartkinetics.commands.nca import add_read_arguments
+    from cartkinetics.commands._options import (
+        add_cluster_arguments,
+        add_quiet_argument,
+        add_read_arguments,
+    )
 
     add_read_arguments(parser)
     parser.add_argument("--model", default="stein2019", help="library model (default stein2019)")
@@ -43,15 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "infusion-specific cmax and tmax): ratios with CIs")
     parser.add_argument("--n-boot", type=int, default=500,
                         help="bootstrap draws for the CIs of model Cmax/Tmax/AUC (default 500)")
-    from cartkinetics._dask import add_cluster_arguments
-
-    add_cluster_arguments(parser, jobs_alias=True)
+    add_cluster_arguments(parser, "the per-series fits", jobs_alias=True)
     parser.add_argument("--chunk-size", type=int, default=25,
                         help="series per Dask task and per Parquet partition (default 25)")
     parser.add_argument("--resume", action="store_true",
                         help="with --out on a cluster: keep the partitions already in "
                         "DIR/fits and fit only the rest")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true",
                         help="print one record per series (patient, infusion, assay, model, "
                         "status, message, n_obs, n_blq, params, stderr, cmax, cmax_ci, tmax, "
@@ -61,6 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "with --workers/--scheduler the per-series table is streamed to "
                         "DIR/fits/part-<first>-<last>.parquet and fits.csv assembled from it "
                         "(no per-series plots)")
+    add_quiet_argument(parser)
 
 
 def _fmt(v: Any) -> str:
@@ -102,7 +104,7 @@ def _resolve_prior(choice: str, model_name: str, units: set[str] | None = None) 
 
 def run(args: argparse.Namespace) -> int:
     """Fit every series; print a table or JSON records; 0 when at least one fit is usable."""
-    from cartkinetics.commands.nca import read_from_args
+    from cartkinetics.commands._options import progress, read_from_args, step
     from cartkinetics.errors import CartKineticsError
     from cartkinetics.fit.cohort import fit_cohort
 
@@ -144,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
         if stream:
             return _report_streamed(cohort, args)
     else:
-        cohort = fit_cohort(data, args.model, **kws)
+        with step(f"fitting {args.model}", args):
+            cohort = fit_cohort(data, args.model, **kws)
     if args.out:
         out = Path(args.out)
         try:
@@ -157,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
             matplotlib.use("Agg")
             import matplotlib.pyplot as plt
 
-            for r in cohort.results:
+            for r in progress(cohort.results, "writing fit plots", args, unit="plot"):
                 ax = r.plot()
                 ax.legend(fontsize=7)
                 ax.figure.tight_layout()

@@ -12,7 +12,7 @@ import math
 import sys
 from typing import Any
 
-from cartkinetics.commands.nca import add_read_arguments, read_from_args
+from cartkinetics.commands._options import add_quiet_argument, add_read_arguments, read_from_args
 
 HELP = "hierarchical Bayesian fit with PyMC (infusion effect)"
 
@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "tmax_difference: median, ci_low, ci_high, p_less), diagnostics (max_rhat, "
         "min_ess_bulk, divergences, ...), population, shrinkage and per-patient estimates",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet_argument(parser)
 
 
 def _fmt(x: Any, nd: int = 3) -> str:

@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from typing import Any
+
+from cartkinetics.commands._options import (
+    add_cluster_arguments,
+    add_deprecated_alias,
+    add_json_argument,
+    add_out_argument,
+    add_quiet_argument,
+    check_cluster_arguments,
+    out_dir,
+    print_json,
+    quiet,
+    resolve_deprecated,
+    step,
+)
 
 HELP = "dose-scenario simulation of virtual populations"
 
@@ -104,20 +117,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="limit of quantification for persistence (observation units)")
     parser.add_argument("--target", action="append", metavar="OUTCOME>=VALUE",
                         help="report P(outcome >= value), e.g. auc_0_28>=1e5 (repeatable)")
-    from cartkinetics._dask import add_cluster_arguments
-
-    add_cluster_arguments(parser)
+    add_cluster_arguments(parser, "the chunks of virtual patients")
     parser.add_argument("--seed", type=int, default=None, help="random seed (printed if omitted)")
     parser.add_argument("--chunk-size", type=int, default=20_000,
                         help="virtual patients per chunk (part of the seed's definition)")
-    parser.add_argument("--out", metavar="DIR",
-                        help="write Parquet partitions, summary.csv/json (and plots with --plot)")
+    add_out_argument(parser, "Parquet partitions, summary.csv/json (and plots with --plot)")
     parser.add_argument("--plot", action="store_true",
                         help="with --out: prediction bands and exposure-vs-dose plots")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--json", action="store_true",
-                        help="print per scenario {scenario, n, cmax {median, p05, p95}, tmax, "
-                             "auc_0_28}")
+    add_quiet_argument(parser)
+    add_deprecated_alias(parser, "--no-progress", "quiet", action="store_true", default=None)
+    add_json_argument(parser, "per scenario {scenario, n, n_failed, cmax {median, p05, p95}, "
+                              "tmax, auc_0_28}")
 
 
 def _scenarios(args: argparse.Namespace) -> list[Any]:
@@ -153,6 +163,10 @@ def run(args: argparse.Namespace) -> int:
     """Run the simulation and print one summary per scenario; 0 on success."""
     from cartkinetics.simulate import DoseExposure, simulate
     from cartkinetics.simulate.scenarios import ELIANA_MEDIAN_DOSE_PER_KG
+
+    resolve_deprecated(args, "quiet", "--no-progress", "--quiet")
+    check_cluster_arguments(args)
+    out = out_dir(args)
 
     exposure = None
     if args.dose_exponent is not None or args.reference_dose_per_kg is not None:
@@ -202,28 +216,31 @@ def run(args: argparse.Namespace) -> int:
         population = DrawsPopulation(args.model, covs, draws=population[6:],
                                      level=args.draws_level)
     targets = _targets(args.target)
-    result = simulate(
-        args.model,
-        n=args.n,
-        scenarios=_scenarios(args),
-        population=population,
-        tumour=tumour,
-        seed=args.seed,
-        exposure=exposure,
-        lloq=args.lloq,
-        chunk_size=args.chunk_size,
-        keep_curves=500 if args.plot else 0,
-        workers=args.workers,
-        scheduler=args.scheduler,
-        out=args.out,
-        progress=False if args.no_progress else None,
-    )
+    # several chunks: the engine's bar counts them; one chunk: an elapsed-time bar after 2 s
+    chunked = args.n > args.chunk_size
+    with step("simulating", args, enabled=not chunked):
+        result = simulate(
+            args.model,
+            n=args.n,
+            scenarios=_scenarios(args),
+            population=population,
+            tumour=tumour,
+            seed=args.seed,
+            exposure=exposure,
+            lloq=args.lloq,
+            chunk_size=args.chunk_size,
+            keep_curves=500 if args.plot else None,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            out=out,
+            progress=chunked and not quiet(args),
+        )
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
-    if args.out and args.plot:
-        _plots(result, args.out)
-    if targets and args.out:
-        result.write(args.out, targets=targets)
+    if out is not None and args.plot:
+        _plots(result, out)
+    if targets and out is not None:
+        result.write(out, targets=targets)
     keys = ["cmax", "tmax", "auc_0_28"]
     if any(sc.second_infusion_day is not None for sc in result.scenarios):
         keys += ["inf2_cmax", "inf2_tmax", "inf2_auc_0_28"]
@@ -231,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
         keys += ["tumour_nadir", "tumour_below_day"]
     summary = result.to_json_summary(keys=tuple(keys), targets=targets)
     if args.json:
-        print(json.dumps(summary, indent=1))
+        print_json(summary)
         return 0
     print(f"model {result.model}: {result.n} virtual patients per scenario, seed {result.seed} "
           f"({result.info.get('seconds', float('nan')):.1f} s)")
@@ -262,8 +279,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"    {k} = {_fmt(v)} (95% CI {_fmt(s[k + '_lo'])}-{_fmt(s[k + '_hi'])})")
         if s["n_failed"]:
             print(f"    {s['n_failed']} virtual patients failed to solve (status != 0)")
-    if args.out:
-        print(f"written to {args.out}")
+    if out is not None:
+        print(f"written to {out}")
     return 0
 
 
@@ -275,13 +292,13 @@ def _plots(result: Any, out: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = result.plot_bands()
+    fig = result.plot_bands().figure
     fig.savefig(Path(out) / "bands.png", dpi=120)
     plt.close(fig)
     if any(s.dose_per_kg is not None for s in result.scenarios):
-        fig = result.plot_dose_exposure("cmax")
+        fig = result.plot_dose_exposure("cmax").figure
         fig.savefig(Path(out) / "cmax_vs_dose.png", dpi=120)
         plt.close(fig)
-        fig = result.plot_dose_exposure("auc_0_28")
+        fig = result.plot_dose_exposure("auc_0_28").figure
         fig.savefig(Path(out) / "auc_vs_dose.png", dpi=120)
         plt.close(fig)

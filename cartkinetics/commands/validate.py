@@ -11,7 +11,7 @@ HELP = "validation studies of the fits (coverage, SBC, bootstrap) on Dask, resum
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    from cartkinetics._dask import add_cluster_arguments
+    from cartkinetics.commands._options import add_cluster_arguments
 
     p.add_argument("--replicates", type=int, required=True, metavar="N",
                    help="number of replicates (each seeded from SeedSequence(seed) child r)")

@@ -23,6 +23,7 @@ from cartkinetics.endpoints.response import (
     response_endpoints,
     response_table,
 )
+from cartkinetics.endpoints.result import EndpointResultAPI
 from cartkinetics.endpoints.safety import deaths, safety_endpoints, safety_table
 from cartkinetics.endpoints.survival import (
     FOLLOW_UP_METHOD,
@@ -84,8 +85,8 @@ def _rate_text(r: Rate) -> str:
             f"{100 * r.ci_high:.1f}%)")
 
 
-@dataclass
-class EndpointResult:
+@dataclass(repr=False)  # the short repr of EndpointResultAPI, not every field
+class EndpointResult(EndpointResultAPI):
     """Cohort endpoints, each with its method named.
 
     Attributes

@@ -29,6 +29,9 @@ from cartkinetics.simulate.scenarios import DoseExposure, Scenario
 DEFAULT_LLOQ = {"copies/ug": 50.0}
 SUMMARY_KEYS = ("cmax", "tmax", "auc_0_28", "c_day28", "c_day90", "c_day180", "c_day365",
                 "persistence")
+#: time courses kept per scenario by default: enough for the 5-95 % bands of ``plot_bands``
+#: (the 5th/95th percentiles of 200 curves are within ~2 percentile points)
+DEFAULT_KEEP_CURVES = 200
 
 
 def _lloq_default(model: Any) -> float:
@@ -59,6 +62,7 @@ class SimulationResult:
     seed : int
         Entropy of the run (pass it back as ``seed`` to reproduce the run exactly).
     curves : dict scenario name -> (t (nt,), C (q, nt)), the first q patients' time courses
+        (q = ``keep_curves``, 200 by default), from which :meth:`plot_bands` draws.
     notes : list of str
         Modelling assumptions the reader must know (printed by the CLI).
     info : dict
@@ -173,15 +177,56 @@ class SimulationResult:
             out.append(d)
         return out
 
+    def to_frame(self) -> pd.DataFrame:
+        """The per-patient outcomes: one row per virtual patient x scenario (see
+        ``outcomes``; read back from the Parquet partitions when not collected)."""
+        return self._frame()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe description: model, n, seed, scenarios, notes and, per scenario, the
+        median and 5-95 % interval of Cmax, Tmax and AUC0-28 (``to_json_summary``)."""
+        return {
+            "model": self.model, "n": self.n, "seed": self.seed,
+            "scenarios": [s.as_dict() for s in self.scenarios],
+            "summary": self.to_json_summary(),
+            "notes": list(self.notes),
+            "info": {k: v for k, v in self.info.items() if _jsonable(v)},
+        }
+
+    def __repr__(self) -> str:
+        names = [s.name for s in self.scenarios]
+        shown = ", ".join(names[:4]) + (f", ... ({len(names)})" if len(names) > 4 else "")
+        where = "in memory" if self.outcomes is not None else f"in {self.out_dir}"
+        return (f"SimulationResult(model={self.model!r}, n={self.n} per scenario, "
+                f"scenarios=[{shown}], seed={self.seed}, outcomes {where}, "
+                f"curves kept for {len(self.curves)} scenario(s))")
+
+    def _repr_html_(self) -> str:
+        table = self.summary(keys=[k for k in ("cmax", "tmax", "auc_0_28")
+                                   if k in self._frame().columns])
+        cols = ["scenario", "n", "n_failed"] + [c for c in table.columns
+                                                if c.endswith(("_median", "_p05", "_p95"))]
+        head = (f"<p><b>SimulationResult</b>: model {self.model}, {self.n} virtual patients "
+                f"per scenario, seed {self.seed}</p>")
+        return head + table[cols].to_html(index=False, float_format=lambda x: f"{x:.4g}")
+
     # ------------------------------------------------------------ plots
+    def plot(self, ax: Any = None, **kw: Any) -> Any:
+        """Prediction bands per scenario (:meth:`plot_bands`); returns the Axes."""
+        return self.plot_bands(ax=ax, **kw)
+
     def plot_bands(self, ax: Any = None, log: bool = True) -> Any:
-        """Median and 5-95 % prediction band of the kept time courses, per scenario."""
+        """Median and 5-95 % prediction band of the kept time courses, per scenario.
+
+        Returns the matplotlib Axes.
+        """
         from cartkinetics.simulate.plots import plot_bands
 
         return plot_bands(self, ax=ax, log=log)
 
     def plot_dose_exposure(self, key: str = "cmax", ax: Any = None) -> Any:
-        """Median and 5-95 % interval of an outcome against the dose per kg."""
+        """Median and 5-95 % interval of an outcome against the dose per kg; returns the
+        matplotlib Axes."""
         from cartkinetics.simulate.plots import plot_dose_exposure
 
         return plot_dose_exposure(self, key=key, ax=ax)
@@ -246,7 +291,7 @@ def simulate(
     times: Any = None,
     horizon: float = 365.0,
     chunk_size: int = 20_000,
-    keep_curves: int = 0,
+    keep_curves: int | None = None,
     keep_params: bool = False,
     tumour: TumourSpec | None = None,
     workers: int | None = None,
@@ -286,8 +331,9 @@ def simulate(
         Output grid in days (default: fine after each infusion, to ``horizon`` days).
     chunk_size : int
         Virtual patients per chunk (fixes the random streams: keep it to reproduce a run).
-    keep_curves : int
-        Keep the time courses of the first ``keep_curves`` patients per scenario.
+    keep_curves : int, optional
+        Keep the time courses of the first ``keep_curves`` patients per scenario (default
+        200, enough for the prediction bands of ``plot_bands``; 0 keeps none).
     keep_params : bool
         Add the sampled parameters (``param_<name>``) to the outcome table.
     tumour : TumourSpec, optional
@@ -347,6 +393,11 @@ def simulate(
         raise CartKineticsError("collect=False needs out=DIR for the Parquet partitions")
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise CartKineticsError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    if keep_curves is None:
+        keep_curves = DEFAULT_KEEP_CURVES
+    if isinstance(keep_curves, bool) or not isinstance(keep_curves, int | np.integer) \
+            or keep_curves < 0:
+        raise CartKineticsError(f"keep_curves must be an integer >= 0, got {keep_curves!r}")
     covariates = dict(covariates or {})
     if weight is not None:
         covariates["weight"] = weight

@@ -15,16 +15,16 @@ from cartkinetics.errors import CartKineticsError
 def plot_bands(result: Any, ax: Any = None, log: bool = True) -> Any:
     """Median and 5-95 % band of the kept time courses (``keep_curves``), per scenario.
 
-    Returns the matplotlib Figure.
+    Returns the matplotlib Axes.
     """
     import matplotlib.pyplot as plt
 
     if not result.curves:
-        raise CartKineticsError("no time courses kept: run simulate(..., keep_curves=500)")
+        raise CartKineticsError(
+            "no time courses kept (the run passed keep_curves=0): run simulate(..., "
+            "keep_curves=200) or leave keep_curves at its default")
     if ax is None:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-    else:
-        fig = ax.figure
+        _, ax = plt.subplots(figsize=(7, 4.5))
     for name, (t, C) in result.curves.items():
         ok = np.all(np.isfinite(C), axis=1)
         if not ok.any():
@@ -38,12 +38,12 @@ def plot_bands(result: Any, ax: Any = None, log: bool = True) -> Any:
     ax.set_ylabel(f"{result.model} level (median, 5-95 % band)")
     ax.legend(fontsize=8)
     ax.set_title(f"{result.model}: simulated prediction bands")
-    return fig
+    return ax
 
 
 def plot_dose_exposure(result: Any, key: str = "cmax", ax: Any = None) -> Any:
     """Median and 5-95 % interval of an outcome against the dose per kg (one point per
-    scenario with a per-kg dose). Returns the matplotlib Figure."""
+    scenario with a per-kg dose). Returns the matplotlib Axes."""
     import matplotlib.pyplot as plt
 
     table = result.summary(keys=[key])
@@ -58,13 +58,11 @@ def plot_dose_exposure(result: Any, key: str = "cmax", ax: Any = None) -> Any:
     hi = table[f"{key}_p95"].to_numpy()[order]
     x = x[order]
     if ax is None:
-        fig, ax = plt.subplots(figsize=(5.5, 4))
-    else:
-        fig = ax.figure
+        _, ax = plt.subplots(figsize=(5.5, 4))
     ax.errorbar(x, med, yerr=[med - lo, hi - med], fmt="o-", capsize=4)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("dose (CAR-T cells/kg)")
     ax.set_ylabel(f"{key} (median, 5-95 %)")
     ax.set_title(f"{result.model}: {key} against dose")
-    return fig
+    return ax

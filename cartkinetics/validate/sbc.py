@@ -336,7 +336,8 @@ def sbc_stein_main(argv: list[str] | None = None) -> int:
     import argparse
     import json
 
-    from cartkinetics._dask import add_cluster_arguments, write_text_atomic
+    from cartkinetics._dask import write_text_atomic
+    from cartkinetics.commands._options import add_cluster_arguments
     from cartkinetics.validate.study import run_study
 
     ap = argparse.ArgumentParser(description="Simulation-based calibration (Talts et al. 2018) "
