@@ -348,3 +348,30 @@ def test_hierarchical_default_prior_in_another_unit_is_refused(tmp_path):
     with pytest.raises(CartKineticsError) as info:
         fit_population(data, "stein2019", draws=10, tune=10, chains=1)
     assert "cells/uL" in str(info.value) and "priors={'mu'" in str(info.value)
+
+
+def test_simulation_from_fits_keeps_the_fits_unit():
+    # fitted level parameters are in the data's unit: a population of fits in cells/uL
+    # simulates cells/uL (default LLOQ of 50 copies/ug not applied), and mixed units are refused
+    from cartkinetics.simulate import simulate
+    from cartkinetics.simulate.population import FitTablePopulation
+
+    table = pd.DataFrame({
+        "patient": ["A", "B"], "infusion": [1, 1], "assay": ["flow", "flow"],
+        "unit": ["cells/uL", "cells/µL"], "status": ["ok", "ok"],
+        "foldx": [300.0, 500.0], "tmax": [9.0, 11.0], "cmax": [80.0, 120.0],
+        "alpha": [0.2, 0.15], "fb": [0.01, 0.02], "beta": [0.003, 0.004],
+    })
+    pop = FitTablePopulation("stein2019", table=table)
+    assert pop.unit == "cells/uL"
+    res = simulate("stein2019", n=20, population=pop, seed=1)
+    assert res.info["unit"] == "cells/uL"
+    # no LLOQ of this unit is known: persistence is not computed, and the notes say so
+    assert np.isnan(res.outcomes["persistence"]).all()
+    assert any("no LLOQ given" in n for n in res.notes)
+    with_copies = simulate("stein2019", n=20, seed=1)  # the model's own unit: 50 copies/ug
+    assert with_copies.info["unit"] == "copies/ug"
+    assert np.isfinite(with_copies.outcomes["persistence"]).any()
+    mixed = table.assign(unit=["cells/uL", "copies/ug"])
+    with pytest.raises(CartKineticsError, match="several units"):
+        FitTablePopulation("stein2019", table=mixed)

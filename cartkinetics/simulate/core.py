@@ -34,8 +34,19 @@ SUMMARY_KEYS = ("cmax", "tmax", "auc_0_28", "c_day28", "c_day90", "c_day180", "c
 DEFAULT_KEEP_CURVES = 200
 
 
-def _lloq_default(model: Any) -> float:
-    unit = str(model.observations.get(model.primary_observation, ""))
+def _output_unit(model: Any, population: Any = None) -> str:
+    """Unit of the simulated levels: a fitted population's (its level parameters were fitted
+    to data in that unit), else the model's observation unit."""
+    from cartkinetics.units import canonical_unit
+
+    unit = getattr(population, "unit", "") or ""
+    if unit:
+        return unit
+    return canonical_unit(str(model.observations.get(model.primary_observation, "")))
+
+
+def _lloq_default(model: Any, population: Any = None) -> float:
+    unit = _output_unit(model, population)
     for key, v in DEFAULT_LLOQ.items():
         if unit.startswith(key):
             return v
@@ -415,7 +426,7 @@ def simulate(
     elif dose_exponent is not None:
         raise CartKineticsError("give exposure or dose_exponent, not both")
     if lloq is None:
-        lloq = _lloq_default(m)
+        lloq = _lloq_default(m, pop)
     if not (isinstance(lloq, int | float) and (math.isnan(lloq) or lloq > 0)):
         raise CartKineticsError(f"lloq must be > 0 (or NaN), got {lloq!r}")
     if not (isinstance(horizon, int | float) and horizon >= 28):
@@ -437,7 +448,8 @@ def simulate(
     _check_memory(plan)
     if progress is None:
         progress = plan.n_chunks > 10 and sys.stderr.isatty()
-    info: dict[str, Any] = {"population": pop.describe(), "chunk_size": chunk_size,
+    info: dict[str, Any] = {"population": pop.describe(), "unit": _output_unit(m, pop),
+                            "chunk_size": chunk_size,
                             "n_chunks": plan.n_chunks}
     if workers is not None or scheduler is not None:
         parts, cinfo = run_dask(plan, workers, scheduler, progress)

@@ -412,6 +412,18 @@ class FitTablePopulation(Population):
             raise CartKineticsError(
                 f"the fit table holds several assays {sorted(frame['assay'].unique())}: "
                 "choose one with assay=", source=source)
+        # levels (Cmax ...) of fitted parameters are in the unit of the data they were fitted to
+        self.unit = ""
+        if "unit" in frame.columns:
+            from cartkinetics.units import canonical_unit
+
+            units = sorted({canonical_unit(u) for u in frame["unit"].dropna().astype(str) if u})
+            if len(units) > 1:
+                raise CartKineticsError(
+                    f"the fit table holds fits in several units {units}: their level "
+                    "parameters cannot be pooled into one population; choose one assay with "
+                    "assay=, or refit data converted to one unit", source=source)
+            self.unit = units[0] if units else ""
         cols = [p for p in m.param_names if p in frame.columns]
         if not cols:
             raise CartKineticsError(
