@@ -75,7 +75,7 @@ def _resolve_prior(choice: str, model_name: str) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     """Fit every series; print a table or JSON records; 0 when at least one fit is usable."""
-    from cartkinetics.commands._options import progress, read_from_args, step
+    from cartkinetics.commands._options import out_dir, progress, read_from_args, step
     from cartkinetics.errors import CartKineticsError
     from cartkinetics.fit.cohort import fit_cohort
 
@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
                 f"--sigma must be a number or 'estimate', got {args.sigma!r}"
             ) from exc
     data = read_from_args(args)
+    out_dir(args)  # --out is a folder: checked (and created) before minutes of fitting
     with step(f"fitting {args.model}", args):
         cohort = fit_cohort(
             data, args.model, assay=args.assay, censoring=args.censoring, sigma=sigma,
