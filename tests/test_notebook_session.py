@@ -29,7 +29,7 @@ _FIT = "FitResult/CohortFit get a short repr and CohortFit.plot(ax=) (branch red
 _DATA = "KineticsData.plot delegating to plots.plot_kinetics is added at integration"
 
 PENDING_REPR = {"fit_series": _FIT, "fit_cohort": _FIT}
-PENDING_PLOT = {"data": _DATA, "nca": _NCA, "compare": _NCA, "fit_cohort": _FIT}
+PENDING_PLOT = {"data": _DATA, "compare": _NCA, "fit_cohort": _FIT}
 NAMES = ["data", "nca", "compare", "fit_series", "fit_cohort", "endpoints", "simulation"]
 
 
