@@ -98,6 +98,28 @@ def _section(name: str, parser: argparse.ArgumentParser) -> str:
         rows.append(f"| `{_cell(invocation)}` | {_cell(helptext)} |")
     if rows:
         lines += ["| Option | Meaning |", "|---|---|", *rows, ""]
+    # nested subcommands (``validate fit-coverage``): one subsection each, options included
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub, subparser in action.choices.items():
+                lines.append(_subsection(f"{name} {sub}", subparser))
+    return "\n".join(lines)
+
+
+def _subsection(title: str, parser: argparse.ArgumentParser) -> str:
+    fmt = parser._get_formatter()
+    lines = [f"### {title}", "", "```text", parser.format_usage().rstrip(), "```", ""]
+    if parser.description:
+        lines += [parser.description.strip(), ""]
+    rows = []
+    for action in parser._actions:
+        if action.help == argparse.SUPPRESS or isinstance(action, argparse._HelpAction):
+            continue
+        invocation = fmt._format_action_invocation(action)
+        helptext = fmt._expand_help(action) if action.help else ""
+        rows.append(f"| `{_cell(invocation)}` | {_cell(helptext)} |")
+    if rows:
+        lines += ["| Option | Meaning |", "|---|---|", *rows, ""]
     return "\n".join(lines)
 
 

@@ -36,6 +36,18 @@ def test_cli_page_is_the_generated_one(monkeypatch):
     )
 
 
+def _nested(name: str) -> list[str]:
+    """Names of the nested subcommands of ``name`` (``validate``: its studies)."""
+    import argparse
+
+    from cartkinetics.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return [n for a in sub.choices[name]._actions if isinstance(a, argparse._SubParsersAction)
+            for n in a.choices]
+
+
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_every_option_of_help_is_on_the_page(name, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "100")
@@ -46,7 +58,13 @@ def test_every_option_of_help_is_on_the_page(name, capsys, monkeypatch):
     section = _sections().get(name)
     assert section is not None, f"no section for {name} in docs/cli.md"
     options = set(re.findall(r"(?<![\w-])--[a-z][\w-]*", helptext)) - {"--help"}
-    assert options, name
+    subcommands = _nested(name)
+    assert options or subcommands, name
+    for sub in subcommands:  # e.g. validate fit-coverage: its options on the page too
+        with pytest.raises(SystemExit):
+            main([name, sub, "--help"])
+        options |= set(re.findall(r"(?<![\w-])--[a-z][\w-]*", capsys.readouterr().out))
+    options -= {"--help"}
     missing = sorted(o for o in options if f"`{o}" not in section and f", {o}" not in section)
     assert not missing, f"{name}: options in --help but not in docs/cli.md: {missing}"
     usage = helptext.split("\n\n", 1)[0].strip()

@@ -24,12 +24,10 @@ from cartkinetics import example  # noqa: E402
 
 MAX_REPR = 2000
 
-_NCA = "nca() and compare_infusions() become result objects with plot(ax=) (branch nca)"
 _FIT = "FitResult/CohortFit get a short repr and CohortFit.plot(ax=) (branch redesign)"
-_DATA = "KineticsData.plot delegating to plots.plot_kinetics is added at integration"
 
 PENDING_REPR = {"fit_series": _FIT, "fit_cohort": _FIT}
-PENDING_PLOT = {"data": _DATA, "nca": _NCA, "compare": _NCA, "fit_cohort": _FIT}
+PENDING_PLOT = {"fit_cohort": _FIT}
 NAMES = ["data", "nca", "compare", "fit_series", "fit_cohort", "endpoints", "simulation"]
 
 

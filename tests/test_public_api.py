@@ -7,6 +7,7 @@ second ``ck.nca(data)`` of a notebook raised "'module' object is not callable".
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -70,6 +71,12 @@ def _curve() -> tuple[np.ndarray, np.ndarray]:
 
 
 # name -> (call, is it slow); each call is made the way the function is called today
+@functools.lru_cache(maxsize=1)
+def _population_fit() -> Any:
+    return ck.fit_population(_data(), "stein2019", draws=30, tune=30, chains=1, seed=1,
+                             progress=False, warn=False)
+
+
 CALLS: dict[str, tuple[Callable[[], Any], bool]] = {
     "read_kinetics": (_data, False),
     "read_patients": (lambda: ck.read_patients(example.patients_path()), False),
@@ -86,6 +93,10 @@ CALLS: dict[str, tuple[Callable[[], Any], bool]] = {
         lambda: ck.fit_population(_data(), "stein2019", draws=30, tune=30, chains=1, seed=1,
                                   progress=False, warn=False), True),
     "read_cohort": (lambda: ck.read_cohort(example.patients_path()), False),
+    "exposure_response": (
+        lambda: ck.exposure_response(example.patients_path(), example.kinetics_path(),
+                                     survival=()), False),
+    "exposure_draws": (lambda: ck.exposure_draws(_population_fit(), "cmax"), True),
     "cohort_endpoints": (lambda: ck.cohort_endpoints(example.patients_path()), False),
 }
 

@@ -191,8 +191,8 @@ def out_dir(args: argparse.Namespace) -> Path | None:
     path = Path(args.out)
     if path.is_file() or path.suffix.lower() in (".csv", ".json", ".txt", ".tsv", ".parquet"):
         raise CartKineticsError(
-            "--out takes a folder (the tables are written inside it, e.g. DIR/nca.csv), "
-            "not a file name", source=str(path))
+            "--out takes a folder (the command writes its files inside it), not a file name",
+            source=str(path))
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

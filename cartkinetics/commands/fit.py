@@ -104,7 +104,7 @@ def _resolve_prior(choice: str, model_name: str, units: set[str] | None = None) 
 
 def run(args: argparse.Namespace) -> int:
     """Fit every series; print a table or JSON records; 0 when at least one fit is usable."""
-    from cartkinetics.commands._options import progress, read_from_args, step
+    from cartkinetics.commands._options import out_dir, progress, read_from_args, step
     from cartkinetics.errors import CartKineticsError
     from cartkinetics.fit.cohort import fit_cohort
 
@@ -129,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and not (cluster and args.out):
         raise CartKineticsError("--resume needs --out DIR and --workers N or --scheduler ADDR")
     data = read_from_args(args)
+    out_dir(args)  # --out is a folder: checked (and created) before minutes of fitting
     kws = dict(assay=args.assay, censoring=args.censoring, sigma=sigma, n_boot=args.n_boot,
                joint=args.joint, prior=_resolve_prior(args.prior, args.model,
                                      {s.unit for s in data.series(args.assay)}))

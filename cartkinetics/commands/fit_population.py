@@ -12,7 +12,12 @@ import math
 import sys
 from typing import Any
 
-from cartkinetics.commands._options import add_quiet_argument, add_read_arguments, read_from_args
+from cartkinetics.commands._options import (
+    add_quiet_argument,
+    add_read_arguments,
+    out_dir,
+    read_from_args,
+)
 
 HELP = "hierarchical Bayesian fit with PyMC (infusion effect)"
 
@@ -109,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     from cartkinetics.fit.population import fit_population
 
     data = read_from_args(args)
+    out_dir(args)  # --out is a folder: checked (and created) before the sampling
     assays = sorted({s.assay for s in data.series()})
     assay = args.assay if args.assay in assays else None
     if assay is None and len(assays) > 1:
