@@ -120,7 +120,7 @@ def open_client(
             raise CartKineticsError("give workers=N, scheduler=ADDR or client=Client")
         cluster = LocalCluster(
             n_workers=int(workers), threads_per_worker=1, processes=True,
-            dashboard_address=None, host="127.0.0.1", env=worker_env(),
+            dashboard_address=":0", host="127.0.0.1", env=worker_env(),
         )
         client = Client(cluster)
         info["workers"] = int(workers)
