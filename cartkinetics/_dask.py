@@ -295,7 +295,7 @@ def add_cluster_arguments(parser: Any, *, jobs_alias: bool = False) -> None:
                        "for SLURM/PBS and Kubernetes)")
     if jobs_alias:
         group.add_argument("--jobs", type=int, metavar="N", dest="jobs",
-                           help="deprecated: parallel local processes; use --workers N")
+                           help="deprecated alias of --workers N (local worker processes)")
 
 
 __all__ = ["child_rng", "package_root", "worker_env", "check_cluster_args", "open_client",
