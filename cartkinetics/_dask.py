@@ -119,7 +119,7 @@ def open_client(
             raise CartKineticsError("give workers=N, scheduler=ADDR or client=Client")
         cluster = LocalCluster(
             n_workers=int(workers), threads_per_worker=1, processes=True,
-            dashboard_address=None, host="127.0.0.1", env=worker_env(),
+            dashboard_address=":0", host="127.0.0.1", env=worker_env(),
         )
         client = Client(cluster)
         info["workers"] = int(workers)
@@ -278,9 +278,6 @@ def ranges(n: int, size: int) -> list[tuple[int, int]]:
     if size < 1:
         raise CartKineticsError(f"partition size must be >= 1, got {size}")
     return [(a, min(a + size, n) - 1) for a in range(0, n, size)]
-
-
-# ------------------------------------------------------------------ CLI
 
 
 __all__ = ["child_rng", "package_root", "worker_env", "check_cluster_args", "open_client",

@@ -130,7 +130,12 @@ def test_subprocess_cluster_worker_killed_mid_run(tmp_path):
         assert "err" not in box, box.get("err")
         res = box["res"]
         assert n_before < len(series)  # the kill happened mid-run
-        assert len(client.scheduler_info()["workers"]) == 1
+        # the surviving worker, seen through the scheduler file (--scheduler FILE)
+        from cartkinetics._dask import open_client
+
+        with open_client(scheduler=str(cluster.file)) as (c2, info):
+            assert len(c2.scheduler_info()["workers"]) == 1
+            assert info["scheduler"] == str(cluster.file)
         pd.testing.assert_frame_equal(res.table, reference.table, check_exact=True)
         assert len(finished_parts(out / "fits")) == len(series)
         assert not list((out / "fits").glob(".*.tmp"))  # no half-written partition left

@@ -258,7 +258,7 @@ def add_cluster_arguments(
                             "docs/distributed.md for SLURM/PBS and Kubernetes)")
     if jobs_alias:
         group.add_argument("--jobs", type=int, metavar="N", dest="jobs",
-                           help="deprecated: parallel local processes; use --workers N")
+                           help="deprecated alias of --workers N (local worker processes)")
 
 
 def check_cluster_arguments(args: argparse.Namespace) -> None:

@@ -18,13 +18,16 @@ import os
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from cartkinetics.errors import CartKineticsError
 from cartkinetics.fit.individual import OK_STATUSES, FitResult, _fail, _series_key, fit_series
 from cartkinetics.fit.likelihood import ResidualModel
+
+if TYPE_CHECKING:
+    from cartkinetics.fit.distributed import StreamedCohortFit
 
 
 def _as_series_list(data: Any, assay: str | None = None) -> list[Any]:
@@ -225,7 +228,7 @@ def fit_cohort(
     resume: bool = False,
     progress: bool = False,
     **fit_kws: Any,
-) -> Any:
+) -> CohortFit | StreamedCohortFit:
     """Fit every series of a data set.
 
     Parameters
