@@ -684,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
         doc["compile"] = compile_times()
 
     # ------------------------------------------------------------------ markdown
-    print("## Solvers\n")
+    print("## Solver speed\n")
     print(f"CAR-T model of `benchmarks/bench_solvers.py`, 60 outputs over 180 days, "
           f"rtol {RTOL:g}, atol {ATOL:g} cells, one thread, numba {numba.__version__}. "
           "Time: CPU microseconds per patient (median of repeats). Error: median over "
@@ -748,7 +748,9 @@ def main(argv: list[str] | None = None) -> int:
           "machine was busy and the speed-up cannot show)\n")
     if "compile" in doc:
         ct = doc["compile"]
-        print("### Compile time (fresh processes, empty numba cache)\n")
+        print("### Compile time\n")
+        print("Each first call in a fresh process with an empty numba cache, then from the "
+              "cache.\n")
         print("| first call | empty cache: CPU (s) | wall (s) | from cache: CPU (s) | wall (s) |")
         print("|---|---:|---:|---:|---:|")
         labels = {"auto": "solve, method 'auto' (non-stiff: the explicit entry point)",
