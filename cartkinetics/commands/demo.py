@@ -90,6 +90,31 @@ def _use_agg() -> None:
     matplotlib.use("Agg")
 
 
+def first_run_note() -> str | None:
+    """A console line for a first run on this machine (no compiled kernels in numba's cache):
+    what is compiled, that it happens once and where it is kept; None otherwise."""
+    import os
+    from pathlib import Path
+
+    import cartkinetics
+
+    env = os.environ.get("NUMBA_CACHE_DIR")
+    # numba's cache: $NUMBA_CACHE_DIR, else each module's __pycache__ folder
+    root = Path(env) if env else Path(cartkinetics.__file__).parent / "__pycache__"
+    try:
+        # the outcome kernels serve every step that summarises curves: their absence means
+        # nothing of the library has been compiled into this cache yet
+        cached = root.is_dir() and any(root.rglob("outcomes._outcomes_one-*.nbi"))
+    except OSError:
+        cached = False
+    if cached:
+        return None
+    return ("first run on this machine: numba compiles the curve-outcome, fit and simulation "
+            "kernels, and PyTensor the hierarchical model, each when a step first needs it "
+            "(about a minute on 2 cores). This happens once: the compiled code is cached "
+            f"(numba: {root}) and later runs load it in seconds.")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the demo and print a summary; 0 on success, 1 when a step failed."""
     from cartkinetics import example
@@ -99,6 +124,9 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     _use_agg()
     print("cartkinetics demo on the bundled SYNTHETIC example cohort (not patient data)")
+    note = first_run_note()
+    if note:
+        print(note, flush=True)
     options = AnalysisOptions(
         model="stein2019", quick=args.quick, draws=args.draws, chains=args.chains,
         n_jobs=args.jobs, seed=args.seed, synthetic=True, only=parse_only(args.only),
