@@ -58,7 +58,7 @@ SCRIPTS: dict[str, str] = {
 #: extra arguments for a quick run of scripts that have no ``--quick`` flag
 QUICK_FALLBACK: dict[str, list[str]] = {"bench_fit.py": ["--n", "8"]}
 #: flags that shorten a quick run further, passed when the script has them
-QUICK_EXTRA = ("--skip-dask", "--no-compile", "--skip-liu-sampling")
+QUICK_EXTRA = ("--skip-dask", "--no-compile", "--skip-liu-sampling", "--skip-liu-peers")
 #: total wall-time budget of a --quick run (s); scripts share what the own measurements leave
 QUICK_BUDGET = 240.0
 #: target of the first demo on a fresh machine (s, wall, 2 cores), issue #20
