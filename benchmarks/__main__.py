@@ -64,6 +64,8 @@ QUICK_EXTRA = ("--skip-dask", "--no-compile", "--skip-liu-sampling", "--skip-liu
 #: in proportion to QUICK_SHARE (measured CPU time of their quick runs)
 QUICK_BUDGET = 270.0
 QUICK_SHARE = {"solvers": 0.45, "fit": 0.15, "population": 0.25, "simulate": 0.15}
+#: shares of a full run given --budget (the Liu 2022 sampling is most of bench_population)
+FULL_SHARE = {"solvers": 0.25, "fit": 0.1, "population": 0.45, "simulate": 0.2}
 #: target of the first demo on a fresh machine (s, wall, 2 cores), issue #20
 DEMO_TARGET = 90.0
 #: per-script limit of a full run (s), against a hung script
@@ -283,10 +285,12 @@ def _fmt_s(x: float) -> str:
 
 
 def collect(quick: bool, only: list[str] | None, want_json: bool,
-            log: Any = None) -> dict[str, Any]:
+            log: Any = None, budget: float | None = None) -> dict[str, Any]:
     """Every measurement of one run, as a JSON-friendly dict (``header`` and ``rows`` first)."""
     started = time.perf_counter()
-    budget = QUICK_BUDGET if quick else None
+    stretchable = budget is None and quick
+    if budget is None and quick:
+        budget = QUICK_BUDGET
     doc: dict[str, Any] = {"header": record.start_header(quick), "quick": quick,
                            "rows": [], "scripts": []}
     rows = doc["rows"]
@@ -347,10 +351,11 @@ def collect(quick: bool, only: list[str] | None, want_json: bool,
             # the budget is for idle cores: on a shared machine it stretches with the load
             # (at most 3x), so that a busy machine still gives each script its CPU time
             load = (record.load_average() or [0.0])[0]
-            stretch = min(3.0, max(1.0, load / (os.cpu_count() or 1)))
+            stretch = min(3.0, max(1.0, load / (os.cpu_count() or 1))) if stretchable else 1.0
             left = budget * stretch - (time.perf_counter() - started)
-            share = sum(QUICK_SHARE.get(n, 0.1) for n in names[i:])
-            timeout = max(10.0, left * QUICK_SHARE.get(name, 0.1) / share)
+            shares = QUICK_SHARE if quick else FULL_SHARE
+            share = sum(shares.get(n, 0.1) for n in names[i:])
+            timeout = max(10.0, left * shares.get(name, 0.1) / share)
         say(f"running {SCRIPTS[name]} ...")
         res = run_script(name, quick, timeout, want_json)
         doc["scripts"].append(res)
@@ -424,6 +429,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--only", metavar="NAME,...",
                         help="subset (printed, not recorded): import, compile, demo, "
                              + ", ".join(SCRIPTS))
+    parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                        help="total wall-time budget: scripts are stopped at their share of "
+                             "it, keeping what they printed (default: none for a full run, "
+                             f"{QUICK_BUDGET:.0f} s stretched with the load for --quick)")
     parser.add_argument("--no-write", action="store_true",
                         help="print only; do not write RESULTS.md, RESULTS.json, the docs page")
     return parser
@@ -443,7 +452,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     log = None if args.json else (lambda t: print(t, file=sys.stderr, flush=True))
-    doc = collect(args.quick, only, args.json, log)
+    doc = collect(args.quick, only, args.json, log, getattr(args, "budget", None))
     text = to_markdown(doc)
     if only is None and not getattr(args, "no_write", False):
         data = dict(doc, scripts=[{k: v for k, v in sc.items()

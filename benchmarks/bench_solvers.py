@@ -639,6 +639,18 @@ def main(argv: list[str] | None = None) -> int:
                         "error_floor": ERR_FLOOR, "reference": "scipy odeint rtol 1e-12 atol "
                         "1e-10", "reference_patients": n_ref, "sizes": sizes,
                         "wp_sizes": wp_sizes}, "problems": {}}
+    print("## Solver speed\n")
+    print(f"CAR-T model of `benchmarks/bench_solvers.py`, 60 outputs over 180 days, "
+          f"rtol {RTOL:g}, atol {ATOL:g} cells, one thread, numba {numba.__version__}. "
+          "Time: CPU microseconds per patient (median of repeats). Error: median over "
+          f"{n_ref} patients of max |y - y_ref| / (|y_ref| + {ERR_FLOOR:g} cells) against "
+          "scipy odeint at rtol 1e-12. \"x auto\": the row's time over cartkinetics `auto`'s "
+          "(> 1: the library's default is faster). Work-precision: each solver at rtol 1e-3 "
+          f".. 1e-9 (the library at four points per decade), atol {ATOL:g}; patients per run: "
+          f"library and numbalsoda {wp_sizes['library']}, diffrax {wp_sizes['diffrax']}, "
+          f"scipy {wp_sizes['scipy']}. \"At equal error\": a peer run against the cheapest "
+          "library run whose achieved error is at most the peer's (both measured in this "
+          "run).\n", flush=True)
     for label, prob in PROBLEMS.items():
         log(f"{label}: reference ({n_ref} patients)")
         Pref = population(n_ref, prob.typical, seed=1)
@@ -659,112 +671,26 @@ def main(argv: list[str] | None = None) -> int:
             for o in (ours if lsoda else ours[:1]):
                 res["equal_error"] += equal_error(res["work_precision"], peer, o,
                                                   (1e-4, RTOL, 1e-8) if lsoda else (RTOL,))
+        name = f"work_precision_{label.replace('-', '')}.png"
+        plot_work_precision(label, res["work_precision"], Path(args.figures) / name)
+        res["figure"] = args.figure_link + name
+        if label == "stiff":
+            # the stiff target: auto against numbalsoda's LSODA at equal error, rtol 1e-6
+            tgt = next((q for q in res["equal_error"] if q["peer"] == "numbalsoda lsoda"
+                        and q["ours"] == "cartkinetics auto" and q["peer_rtol"] == RTOL), None)
+            auto_row = next(r for r in res["rows"] if r["solver"] == "cartkinetics auto")
+            doc["stiff_target"] = {"speedup": tgt["speedup"] if tgt else None, "target": 1.5,
+                                   "auto_switched_fraction": auto_row.get("switched_fraction")}
         doc["problems"][label] = res
+        print_problem(label, res, doc.get("stiff_target"))
     threads_sizes = [1000] if quick else [1000, 10_000]
     doc["threads"] = [r for prob in PROBLEMS.values()
                       for r in thread_scaling(prob, threads_sizes, log, quick)]
-
-    # the stiff target: auto against numbalsoda's LSODA at equal error, at rtol 1e-6
-    stiff = doc["problems"]["stiff"]
-    tgt = next((q for q in stiff["equal_error"] if q["peer"] == "numbalsoda lsoda"
-                and q["ours"] == "cartkinetics auto" and q["peer_rtol"] == RTOL), None)
-    auto_row = next(r for r in stiff["rows"] if r["solver"] == "cartkinetics auto")
-    doc["stiff_target"] = {"speedup": tgt["speedup"] if tgt else None, "target": 1.5,
-                           "auto_switched_fraction": auto_row.get("switched_fraction")}
-
-    figs = {}
-    for label, res in doc["problems"].items():
-        name = f"work_precision_{label.replace('-', '')}.png"
-        plot_work_precision(label, res["work_precision"], Path(args.figures) / name)
-        figs[label] = args.figure_link + name
-    doc["figures"] = figs
-
+    print_threads(doc["threads"])
     if not args.no_compile:
         log("compile times (fresh processes)")
         doc["compile"] = compile_times()
-
-    # ------------------------------------------------------------------ markdown
-    print("## Solver speed\n")
-    print(f"CAR-T model of `benchmarks/bench_solvers.py`, 60 outputs over 180 days, "
-          f"rtol {RTOL:g}, atol {ATOL:g} cells, one thread, numba {numba.__version__}. "
-          "Time: CPU microseconds per patient (median of repeats). Error: median over "
-          f"{n_ref} patients of max |y - y_ref| / (|y_ref| + {ERR_FLOOR:g} cells) against "
-          "scipy odeint at rtol 1e-12. \"x auto\": the row's time over cartkinetics `auto`'s "
-          "(> 1: the library's default is faster).\n")
-    for label, res in doc["problems"].items():
-        prob = PROBLEMS[label]
-        print(f"### {label.capitalize()} problem ({prob.n} states"
-              + (", blood-tissue exchange 60 and 25 per day" if prob.n == 5 else "") + ")\n")
-        auto_us = next(r["us_per_patient"] for r in res["rows"]
-                       if r["solver"] == "cartkinetics auto")
-        print("| solver | patients | us / patient | x auto | achieved error | failures |")
-        print("|---|---:|---:|---:|---:|---:|")
-        for r in res["rows"]:
-            extra = ""
-            if r["solver"] == "cartkinetics auto" and r.get("switched_fraction") is not None:
-                extra = f" (switched to Rodas5P: {100 * r['switched_fraction']:.0f}%)"
-            print(f"| {r['solver']}{extra} | {r['patients']} | {r['us_per_patient']:,.1f} | "
-                  f"{r['us_per_patient'] / auto_us:.2f} | {_e(r['achieved_error'])} | "
-                  f"{r['failures']} |")
-        print(f"\nReference check: odeint at rtol 1e-11 against rtol 1e-12, same measure: "
-              f"{_e(res['reference_check'])}.\n")
-    print("### Work-precision\n")
-    print("Each solver at rtol 1e-3 .. 1e-9 (the library at four points per decade), atol "
-          f"{ATOL:g}; patients per run: library and numbalsoda {wp_sizes['library']}, "
-          f"diffrax {wp_sizes['diffrax']}, scipy {wp_sizes['scipy']}.\n")
-    for label, link in figs.items():
-        print(f"![work-precision, {label}]({link})\n")
-    print("At equal error: each peer run against the cheapest library run whose achieved error "
-          "is at most the peer's (both measured in this run).\n")
-    print("| problem | peer (rtol) | peer error | peer us | cartkinetics run (rtol) | error | "
-          "us | peer / cartkinetics |")
-    print("|---|---|---:|---:|---|---:|---:|---:|")
-    for label, res in doc["problems"].items():
-        for q in res["equal_error"]:
-            sp = "-" if q["speedup"] is None else f"{q['speedup']:.2f}x"
-            our = "none as accurate" if q["our_rtol"] is None else \
-                f"{q['ours'].replace('cartkinetics ', '')} ({q['our_rtol']:.0e})"
-            our_us = "-" if q["our_us"] is None else f"{q['our_us']:,.1f}"
-            print(f"| {label} | {q['peer']} ({q['peer_rtol']:.0e}) | {_e(q['peer_error'])} | "
-                  f"{q['peer_us']:,.1f} | {our} | {_e(q['our_error'])} | "
-                  f"{our_us} | {sp} |")
-    st = doc["stiff_target"]
-    sp = st["speedup"]
-    print(f"\n**Stiff target** (cartkinetics `auto` >= 1.5x numbalsoda LSODA at equal error, "
-          f"LSODA at rtol {RTOL:g}): "
-          + ("not measured (numbalsoda missing)" if sp is None else
-             f"{sp:.2f}x, {'met' if sp >= 1.5 else 'not met'}")
-          + (f"; `auto` switched to its stiff method on "
-             f"{100 * st['auto_switched_fraction']:.0f}% of the stiff patients"
-             if st["auto_switched_fraction"] is not None else "") + ".\n")
-    print("### Thread scaling (wall time against wall time, library)\n")
-    print("| problem | solver | patients | 1 thread (s) | 2 threads (s) | speed-up | cores the "
-          "2-thread run got |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    for r in doc["threads"]:
-        print(f"| {r['problem']} | {r['solver']} | {r['patients']} | {r['wall_1']:.3f} | "
-              f"{r['wall_2']:.3f} | {r['speedup']:.2f}x | {r['cores_used_2']:.2f} |")
-    print("\n(\"cores the 2-thread run got\": CPU time / wall time of that run; below ~1.8 the "
-          "machine was busy and the speed-up cannot show)\n")
-    if "compile" in doc:
-        ct = doc["compile"]
-        print("### Compile time\n")
-        print("Each first call in a fresh process with an empty numba cache, then from the "
-              "cache.\n")
-        print("| first call | empty cache: CPU (s) | wall (s) | from cache: CPU (s) | wall (s) |")
-        print("|---|---:|---:|---:|---:|")
-        labels = {"auto": "solve, method 'auto' (non-stiff: the explicit entry point)",
-                  "tsit5": "solve, method 'tsit5' (lock-step kernel)",
-                  "rodas5p stiff": "solve, method 'rodas5p'",
-                  "auto stiff": "solve, method 'auto', stiff problem (both methods)",
-                  "sensitivities": "solve_sensitivities, method 'auto' (non-stiff)",
-                  "new": "a new model, kernels compiled", "import": "import (not a compile)"}
-        for key, text in labels.items():
-            e, c = ct["empty cache"].get(key), ct["from cache"].get(key)
-            cells = [f"{v[0]:.2f} | {v[1]:.2f}" if v else "- | -" for v in (e, c)]
-            print(f"| {text} | {cells[0]} | {cells[1]} |")
-        print("\n(each empty-cache row is its own process with an empty numba cache: what a "
-              "user waits for on the first solve of that kind after installing)\n")
+        print_compile(doc["compile"])
     if notes:
         print("Notes:\n")
         for n in notes:
@@ -772,6 +698,78 @@ def main(argv: list[str] | None = None) -> int:
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(doc, indent=1, default=float))
     return 0
+
+
+def print_problem(label: str, res: dict, target: dict | None) -> None:
+    prob = PROBLEMS[label]
+    print(f"### {label.capitalize()} problem ({prob.n} states"
+          + (", blood-tissue exchange 60 and 25 per day" if prob.n == 5 else "") + ")\n")
+    auto_us = next(r["us_per_patient"] for r in res["rows"]
+                   if r["solver"] == "cartkinetics auto")
+    print("| solver | patients | us / patient | x auto | achieved error | failures |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in res["rows"]:
+        extra = ""
+        if r["solver"] == "cartkinetics auto" and r.get("switched_fraction") is not None:
+            extra = f" (switched to Rodas5P: {100 * r['switched_fraction']:.0f}%)"
+        print(f"| {r['solver']}{extra} | {r['patients']} | {r['us_per_patient']:,.1f} | "
+              f"{r['us_per_patient'] / auto_us:.2f} | {_e(r['achieved_error'])} | "
+              f"{r['failures']} |")
+    print(f"\nReference check: odeint at rtol 1e-11 against rtol 1e-12, same measure: "
+          f"{_e(res['reference_check'])}.\n")
+    print(f"![work-precision, {label}]({res['figure']})\n")
+    print("| peer (rtol) | peer error | peer us | cartkinetics run (rtol) | error | us | "
+          "peer / cartkinetics |")
+    print("|---|---:|---:|---|---:|---:|---:|")
+    for q in res["equal_error"]:
+        sp = "-" if q["speedup"] is None else f"{q['speedup']:.2f}x"
+        our = "none as accurate" if q["our_rtol"] is None else \
+            f"{q['ours'].replace('cartkinetics ', '')} ({q['our_rtol']:.1e})"
+        our_us = "-" if q["our_us"] is None else f"{q['our_us']:,.1f}"
+        print(f"| {q['peer']} ({q['peer_rtol']:.0e}) | {_e(q['peer_error'])} | "
+              f"{q['peer_us']:,.1f} | {our} | {_e(q['our_error'])} | {our_us} | {sp} |")
+    if label == "stiff" and target is not None:
+        sp = target["speedup"]
+        print(f"\n**Stiff target** (cartkinetics `auto` >= 1.5x numbalsoda LSODA at equal "
+              f"error, LSODA at rtol {RTOL:g}): "
+              + ("not measured (numbalsoda missing)" if sp is None else
+                 f"{sp:.2f}x, {'met' if sp >= 1.5 else 'not met'}")
+              + (f"; `auto` switched to its stiff method on "
+                 f"{100 * target['auto_switched_fraction']:.0f}% of the stiff patients"
+                 if target["auto_switched_fraction"] is not None else "") + ".")
+    print(flush=True)
+
+
+def print_threads(rows: list[dict]) -> None:
+    print("### Thread scaling (wall time against wall time, library)\n")
+    print("| problem | solver | patients | 1 thread (s) | 2 threads (s) | speed-up | cores the "
+          "2-thread run got |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['problem']} | {r['solver']} | {r['patients']} | {r['wall_1']:.3f} | "
+              f"{r['wall_2']:.3f} | {r['speedup']:.2f}x | {r['cores_used_2']:.2f} |")
+    print("\n(\"cores the 2-thread run got\": CPU time / wall time of that run; below ~1.8 the "
+          "machine was busy and the speed-up cannot show)\n", flush=True)
+
+
+def print_compile(ct: dict) -> None:
+    print("### Compile time\n")
+    print("Each first call in a fresh process with an empty numba cache, then from the "
+          "cache.\n")
+    print("| first call | empty cache: CPU (s) | wall (s) | from cache: CPU (s) | wall (s) |")
+    print("|---|---:|---:|---:|---:|")
+    labels = {"auto": "solve, method 'auto' (non-stiff: the explicit entry point)",
+              "tsit5": "solve, method 'tsit5' (lock-step kernel)",
+              "rodas5p stiff": "solve, method 'rodas5p'",
+              "auto stiff": "solve, method 'auto', stiff problem (both methods)",
+              "sensitivities": "solve_sensitivities, method 'auto' (non-stiff)",
+              "new": "a new model, kernels compiled", "import": "import (not a compile)"}
+    for key, text in labels.items():
+        e, c = ct["empty cache"].get(key), ct["from cache"].get(key)
+        cells = [f"{v[0]:.2f} | {v[1]:.2f}" if v else "- | -" for v in (e, c)]
+        print(f"| {text} | {cells[0]} | {cells[1]} |")
+    print("\n(each empty-cache row is its own process with an empty numba cache: what a "
+          "user waits for on the first solve of that kind after installing)\n", flush=True)
 
 
 if __name__ == "__main__":
