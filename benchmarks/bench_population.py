@@ -8,8 +8,11 @@ Part B, Liu 2022 (3-state ODE) on the 32 real patients of ../shared/data/liu2022
   (1) the library's Op, all series in one batched numba sensitivity solve,
   (2) the same Op solving series one by one,
   (3) PyMC's built-in ODE op (pymc.ode.DifferentialEquation, scipy odeint with its own
-      sensitivities), one op per patient,
-  (4) a scipy callback: solve_ivp (LSODA) per patient and central finite differences;
+      sensitivities at odeint's default rtol = atol = 1.49e-8), one op per patient, against
+      the library Op at the same tolerances,
+  (4) a scipy callback: solve_ivp (LSODA) per patient at the Op's tolerances and central
+      finite differences per series, measured;
+  each with its errors against a reference (scipy LSODA at rtol 1e-12, central differences);
   then a full sampling run with the library's Op (nutpie; the Op runs in numba object mode).
 
     PYTHONPATH=. python benchmarks/bench_population.py [--quick] [--skip-liu]
@@ -138,12 +141,56 @@ def _liu_baseline() -> dict[str, float]:
     return out
 
 
+ODEINT_TOL = 1.49012e-8  # scipy odeint's default rtol and atol (pymc.ode does not set them)
+
+
+def _scipy_liu(pdata, y, free_idx, rtol: float, atol: float, h: float = 1e-6):
+    """The scipy callback: log-likelihood of all series by solve_ivp (LSODA) and its gradient
+    in the free parameters by central differences, re-solving only the series a parameter
+    belongs to (2 solves per free parameter and series)."""
+    from scipy.integrate import solve_ivp
+
+    sels = [pdata.obs_series == s for s in range(pdata.n_series)]
+
+    def series_ll(p, sel):
+        tt = np.unique(pdata.t[sel])
+
+        def f(t, yv):
+            return np.array([
+                p[0] * yv[0] * (1 - yv[0] / p[4]) - p[5] * yv[0] / (yv[0] + p[7]) * yv[1],
+                p[1] * yv[0] / (yv[0] + p[8]) * yv[1]
+                + p[6] * yv[0] / (yv[0] + p[9]) * yv[2] - p[2] * yv[1],
+                -p[6] * yv[0] / (yv[0] + p[9]) * yv[2] - p[3] * yv[2],
+            ])
+
+        sol = solve_ivp(f, (0.0, tt[-1]), [p[10], 0.0, p[11]], t_eval=tt, method="LSODA",
+                        rtol=rtol, atol=atol)
+        c = np.maximum(sol.y[1][np.searchsorted(tt, pdata.t[sel])], 1e-300)
+        return -0.5 * np.sum((y[sel] - np.log(c)) ** 2)
+
+    def loglik_grad(th):
+        ll = 0.0
+        g = np.zeros_like(th)
+        for s, sel in enumerate(sels):
+            ll += series_ll(th[s], sel)
+            for j in free_idx:
+                e = h * th[s, j]
+                up, dn = th[s].copy(), th[s].copy()
+                up[j] += e
+                dn[j] -= e
+                g[s, j] = (series_ll(up, sel) - series_ll(dn, sel)) / (2 * e)
+        return ll, g
+
+    return loglik_grad
+
+
 def part_b_evaluations(pdata, model, peers: bool = True,
                        free: tuple[str, ...] = LIU_FREE) -> list[tuple]:
-    """Time of one population log-likelihood + gradient with each ODE route."""
+    """One population log-likelihood + gradient with each ODE route: (label, seconds,
+    tolerances, log-likelihood error, gradient error) against a reference (scipy LSODA at rtol
+    1e-12, central differences), errors on the free parameters."""
     import pytensor
     import pytensor.tensor as pt
-    from scipy.integrate import solve_ivp
 
     from cartkinetics.fit.pytensor_ops import ODEObservationOp
 
@@ -153,6 +200,12 @@ def part_b_evaluations(pdata, model, peers: bool = True,
     obs = ["car_t", "leukaemia"][:pdata.n_outputs]
     sigma = 1.0
     y = pdata.log_y
+    ref_ll, ref_g = _scipy_liu(pdata, y, free_idx, 1e-12, 1e-14, h=1e-5)(theta)
+    gscale = float(np.max(np.abs(ref_g[:, free_idx])))
+
+    def errors(ll, g):
+        g = np.asarray(g)[:, free_idx]
+        return abs(float(ll) - ref_ll), float(np.max(np.abs(g - ref_g[:, free_idx]))) / gscale
 
     def loglik_grad_op(op):
         th = pt.dmatrix("th")
@@ -161,22 +214,25 @@ def part_b_evaluations(pdata, model, peers: bool = True,
         return pytensor.function([th], [ll, pytensor.grad(ll, th)])
 
     rows = []
-    for label, batch in (("library Op, batched numba solve", True),
-                         ("library Op, one solve per series", False)):
-        op = ODEObservationOp(model, pdata, batch=batch, observations=obs)
+
+    def op_row(label, tol, **kw):
+        op = ODEObservationOp(model, pdata, observations=obs, **kw)
         f = loglik_grad_op(op)
+        err = errors(*f(theta))
         ths = [theta * (1 + 1e-6 * k) for k in range(50)]  # defeat the Op's cache
         it = iter(ths * 10)
-        rows.append((label, _best(lambda f=f, it=it: f(next(it)), repeat=5)))
+        rows.append((label, _best(lambda f=f, it=it: f(next(it)), repeat=5), tol, *err))
 
-    # the library Op with sensitivities for the 4 free parameters only (the fit's setting)
-    op = ODEObservationOp(model, pdata, wrt=list(free), observations=obs)
-    f = loglik_grad_op(op)
-    it = iter([theta * (1 + 1e-6 * k) for k in range(50)] * 10)
-    rows.append((f"library Op, batched, sensitivities of the {len(free)} free parameters only",
-                 _best(lambda f=f, it=it: f(next(it)), repeat=5)))
+    op_row("library Op, batched numba solve", "rtol 1e-6, atol 1e-10", batch=True)
+    op_row("library Op, one solve per series", "rtol 1e-6, atol 1e-10", batch=False)
+    # the library Op with sensitivities for the free parameters only (the fit's setting)
+    op_row(f"library Op, batched, sensitivities of the {len(free)} free parameters only",
+           "rtol 1e-6, atol 1e-10", wrt=list(free))
     if not peers:
         return rows
+    # matched to pymc.ode: odeint's default tolerances
+    op_row("library Op, batched, at odeint's tolerances (matched to pymc.ode)",
+           "rtol = atol = 1.49e-8", rtol=ODEINT_TOL, atol=ODEINT_TOL)
 
     # PyMC's DifferentialEquation: Liu 2022 right-hand side written in PyTensor
     def rhs(yv, t, p):
@@ -208,51 +264,20 @@ def part_b_evaluations(pdata, model, peers: bool = True,
             pred = pt.log(pt.maximum(sol[pos[ok], 1], 1e-300))
             ll = ll - 0.5 * pt.sum((y[sel][ok] - pred) ** 2)
         f = pytensor.function([th], [ll, pytensor.grad(ll, th)])
+        err = errors(*f(theta))
         rows.append(("pymc.ode.DifferentialEquation (one op per patient)",
-                     _best(lambda: f(theta), repeat=2)))
+                     _best(lambda: f(theta), repeat=2), "rtol = atol = 1.49e-8 (odeint)", *err))
     except Exception as exc:  # report, do not hide
         rows.append((f"pymc.ode.DifferentialEquation failed: {type(exc).__name__}: {exc}",
-                     float("nan")))
+                     float("nan"), "", float("nan"), float("nan")))
 
-    def scipy_loglik(th):
-        ll = 0.0
-        for s in range(pdata.n_series):
-            sel = pdata.obs_series == s
-            p = th[s]
-            tt = np.unique(pdata.t[sel])
-
-            def f(t, yv, p=p):
-                return np.array(
-                    [
-                        p[0] * yv[0] * (1 - yv[0] / p[4]) - p[5] * yv[0] / (yv[0] + p[7]) * yv[1],
-                        p[1] * yv[0] / (yv[0] + p[8]) * yv[1]
-                        + p[6] * yv[0] / (yv[0] + p[9]) * yv[2] - p[2] * yv[1],
-                        -p[6] * yv[0] / (yv[0] + p[9]) * yv[2] - p[3] * yv[2],
-                    ]
-                )
-
-            sol = solve_ivp(f, (0.0, tt[-1]), [p[10], 0.0, p[11]], t_eval=tt, method="LSODA",
-                            rtol=1e-6, atol=1e-10)
-            c = np.maximum(sol.y[1][np.searchsorted(tt, pdata.t[sel])], 1e-300)
-            ll -= 0.5 * np.sum((y[sel] - np.log(c)) ** 2)
-        return ll
-
-    def scipy_fd(th):
-        base = scipy_loglik(th)
-        g = np.zeros_like(th)
-        for j in free_idx:  # only the free parameters, per series
-            for s in range(th.shape[0]):
-                e = np.zeros_like(th)
-                e[s, j] = 1e-6 * th[s, j]
-                g[s, j] = (scipy_loglik(th + e) - scipy_loglik(th - e)) / (2 * e[s, j])
-        return base, g
-
+    # the scipy callback at the library Op's tolerances, measured (one full call)
+    cb = _scipy_liu(pdata, y, free_idx, 1e-6, 1e-10)
     t0 = time.perf_counter()
-    scipy_loglik(theta)
-    one = time.perf_counter() - t0
-    # per-series central differences: 2 solves per free parameter and series
-    rows.append((f"scipy solve_ivp callback + central differences ({len(free)} free params)",
-                 one * (1 + 2 * len(free))))
+    out = cb(theta)
+    sec = time.perf_counter() - t0
+    rows.append((f"scipy solve_ivp LSODA callback + central differences ({len(free)} free "
+                 "params, per series)", sec, "rtol 1e-6, atol 1e-10", *errors(*out)))
     return rows
 
 
@@ -379,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import os
 
+    print("## Hierarchical sampling time\n")
+    print("```text")
     print(f"machine: {os.cpu_count()} cores, load average at start "
           f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
@@ -394,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_liu:
         if not LIU.is_dir():
             print(f"\nB. skipped: {LIU} absent")
+            print("```")
             return 0
         from cartkinetics import models
         from cartkinetics.fit import population as P
@@ -404,10 +432,20 @@ def main(argv: list[str] | None = None) -> int:
         rows = part_b_evaluations(pdata, model, peers=not args.skip_liu_peers,
                                   free=tuple(args.liu_free))
         print(f"\nB1. Liu 2022, {pdata.n_patients} patients, {pdata.n_obs} CAR-T observations: "
-              "one log-likelihood + gradient")
+              "one log-likelihood + gradient (wall, best of repeats); errors against scipy "
+              "LSODA at rtol 1e-12 with central differences: |log-lik error|, and the largest "
+              "gradient error over the free parameters relative to the largest gradient entry")
         ref = rows[0][1]
-        for label, sec in rows:
-            print(f"{label:<66} {sec * 1e3:10.1f} ms  x{sec / ref:7.1f}")
+        matched = next((r[1] for r in rows if "matched to pymc.ode" in r[0]), None)
+        print(f"{'route':<72} {'tolerances':<30} {'ms':>9} {'x row 1':>8} {'loglik err':>10} "
+              f"{'grad err':>9}")
+        for label, sec, tol, lerr, gerr in rows:
+            print(f"{label:<72} {tol:<30} {sec * 1e3:9.1f} {sec / ref:8.1f} {lerr:10.1e} "
+                  f"{gerr:9.1e}")
+        pm_row = next((r for r in rows if r[0].startswith("pymc.ode.DifferentialEquation (")),
+                      None)
+        if matched and pm_row:
+            print(f"pymc.ode / library Op at the same tolerances: {pm_row[1] / matched:.1f}x")
         if args.liu_leukaemia:
             pdata = P.prepare_population_data(_liu_data(True), assay=["qpcr", "leukaemia"])
         if not args.skip_liu_sampling:
@@ -417,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"total {r[4]:.1f} s, divergences {r[5]}, max R-hat {r[6]:.3f}, "
                   f"min ESS bulk {r[8]:.0f} tail {r[9]:.0f}, min E-BFMI {r[10]:.2f}, "
                   f"mean leapfrog steps per draw {r[11]:.0f}, sampler {r[7]}")
+    print("```")
     return 0
 
 

@@ -228,6 +228,8 @@ class AnalysisOptions:
         Fewer posterior draws and virtual patients (a smoke run, not for inference).
     draws, tune, chains : int, optional
         Hierarchical fit settings (default 300/300/2, quick 100/150/2).
+    target_accept : float, optional
+        NUTS target acceptance of the hierarchical fit (None: the fit's default).
     n_virtual : int, optional
         Virtual patients per simulated scenario (default 2000, quick 500).
     dose_levels : tuple of float
@@ -257,6 +259,7 @@ class AnalysisOptions:
     draws: int | None = None
     tune: int | None = None
     chains: int = 2
+    target_accept: float | None = None
     n_virtual: int | None = None
     dose_levels: tuple[float, ...] = (1.0e6, 3.1e6, 5.0e6)
     dose_exponent: float = 0.5
@@ -528,7 +531,8 @@ def _step_population(a: Analysis) -> str:
         raise _Skip(f"hierarchical fit not available ({_short(exc)})") from exc
     draws, tune, chains = o.sampling()
     fit = fit_population(a.data, o.model, assay=_main_assay(a), draws=draws, tune=tune,
-                         chains=chains, seed=o.seed, progress=False, warn=False, cores=1)
+                         chains=chains, seed=o.seed, progress=False, warn=False, cores=1,
+                         target_accept=o.target_accept)
     a.population = fit
     paths = fit.save(a.out / "population", figures=True)
     a.files += [p for k, p in paths.items() if not str(p).endswith(".png")]

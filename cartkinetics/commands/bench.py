@@ -38,10 +38,15 @@ def _load(path: Path) -> ModuleType:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of the ``bench`` subcommand (those of ``python -m benchmarks``)."""
     parser.add_argument("--quick", action="store_true",
-                        help="quick flags of each script and a ~1 minute budget")
+                        help="quick flags of each script and a ~4.5 minute budget")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--only", metavar="NAME,...",
-                        help="subset: import, compile, solvers, fit, population, simulate")
+                        help="subset (printed, not recorded): import, compile, demo, solvers, "
+                             "fit, population, simulate")
+    parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                        help="total wall-time budget; scripts are stopped at their share")
+    parser.add_argument("--no-write", action="store_true",
+                        help="print only; do not write RESULTS.md, RESULTS.json, the docs page")
 
 
 def run(args: argparse.Namespace) -> int:

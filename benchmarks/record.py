@@ -1,0 +1,180 @@
+"""The benchmark record: the header of a run, RESULTS.md / RESULTS.json and the docs page.
+
+``python -m benchmarks`` writes ``benchmarks/RESULTS.md`` (and its JSON twin) in one run and
+regenerates ``docs/benchmarks.md`` from it with :func:`docs_page`: a fixed introduction (how
+to run, what is measured and how; no numbers) followed by RESULTS.md as it is, with the
+figure links rewritten for the docs folder. ``tests/test_benchmarks_record.py`` checks that
+the committed docs page is ``docs_page(RESULTS.md)`` and that the header has
+:data:`HEADER_FIELDS`.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS_MD = HERE / "RESULTS.md"
+RESULTS_JSON = HERE / "RESULTS.json"
+DOCS_PAGE = ROOT / "docs" / "benchmarks.md"
+#: figures go to docs/figures (the docs site serves them); RESULTS.md links them from benchmarks/
+FIGURES = ROOT / "docs" / "figures"
+FIGURE_LINK_RESULTS = "../docs/figures/"
+FIGURE_LINK_DOCS = "figures/"
+
+#: library and peers whose versions head the record (absent ones are listed as such)
+PACKAGES = ("cartkinetics", "numpy", "scipy", "numba", "lmfit", "pymc", "pytensor", "nutpie",
+            "arviz", "dask", "numbalsoda", "jax", "diffrax")
+
+#: header lines of RESULTS.md ("- **field**: value"), in this order
+HEADER_FIELDS = ("run", "commit", "date", "machine", "cores", "load average at start",
+                 "load average at end", "python", "versions", "total time")
+
+
+def _git(*args: str) -> str:
+    try:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, cwd=str(ROOT),
+                             timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def commit() -> str:
+    """``<hash> (<subject>)``, with ``+ uncommitted changes`` when the work tree is dirty."""
+    sha = _git("rev-parse", "--short=12", "HEAD") or "unknown"
+    subject = _git("log", "-1", "--format=%s")[:80]
+    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", "cartkinetics",
+                 "benchmarks")
+    return f"{sha}" + (f" ({subject})" if subject else "") + (
+        " + uncommitted changes" if dirty else "")
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (Linux), else platform.processor()."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def start_header(quick: bool) -> dict[str, Any]:
+    """What is known before the run: everything but the end load and the total time."""
+    return {
+        "run": "quick (--quick)" if quick else "full",
+        "commit": commit(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{cpu_model()}, {platform.machine()}, {platform.system()}",
+        "cores": os.cpu_count(),
+        "load average at start": load_average(),
+        "python": platform.python_version(),
+        "versions": versions(),
+    }
+
+
+def finish_header(header: dict[str, Any], seconds: float) -> dict[str, Any]:
+    header["load average at end"] = load_average()
+    header["total time"] = round(seconds, 1)
+    return header
+
+
+def _fmt(field: str, value: Any) -> str:
+    if field.startswith("load average"):
+        return "n/a" if not value else " / ".join(f"{x:.2f}" for x in value) + " (1 / 5 / 15 min)"
+    if field == "versions":
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    if field == "total time":
+        return f"{value:.0f} s"
+    return str(value)
+
+
+def header_markdown(header: dict[str, Any]) -> str:
+    lines = ["# Benchmark results", "",
+             "Written by `python -m benchmarks` in one run; every number below comes from "
+             "this run, on this machine.", ""]
+    lines += [f"- **{f}**: {_fmt(f, header.get(f))}" for f in HEADER_FIELDS]
+    return "\n".join(lines)
+
+
+def parse_header(text: str) -> dict[str, str]:
+    """The ``- **field**: value`` lines of a RESULTS.md (for the record test)."""
+    return dict(re.findall(r"^- \*\*([^*]+)\*\*: (.*)$", text, flags=re.MULTILINE))
+
+
+DOCS_INTRO = """\
+# Benchmarks
+
+<!-- generated by `python -m benchmarks` from benchmarks/RESULTS.md: edit benchmarks/record.py
+     (this introduction) or re-run the benchmarks, not this page -->
+
+This page is `benchmarks/RESULTS.md`, the record of the latest run of the whole benchmark suite,
+shown as it is: every number on it was measured in that one run, on the machine named in its
+header, peers included. Nothing else on this page is a measurement.
+
+```bash
+pip install ".[bench]"        # peers: numbalsoda (builds with gfortran), JAX + diffrax
+python -m benchmarks          # full run: writes benchmarks/RESULTS.md, RESULTS.json, this page
+python -m benchmarks --quick  # smaller sizes, the same sections
+cartkinetics bench            # the same command
+```
+
+How the measurements are made:
+
+- **Matched peers.** A peer row solves the same problem as the library row beside it, with the
+  same `rtol` / `atol`, the same output times and the same thread count (one, unless the row
+  says otherwise). A peer that is not installed is skipped with a line saying so.
+- **Achieved error.** Every solver row gives its error against a tight reference solve
+  (scipy's LSODA, `odeint`, at `rtol` 1e-12): per patient the largest
+  `|y - y_ref| / (|y_ref| + floor)` over outputs and states, then the median over patients.
+  Comparisons "at equal error" use the work-precision runs: the cheapest library run whose
+  achieved error is at most the peer's.
+- **Times.** Single-thread rows are CPU time (what one core spends; the machine may be shared),
+  medians of repeats; thread scaling compares wall time with wall time in the same run.
+- **Fresh machine.** First calls run in new processes with empty numba, PyTensor and model
+  caches.
+"""
+
+
+def docs_page(results_md: str) -> str:
+    """The docs page for a RESULTS.md text: the introduction, then RESULTS.md (headings one
+    level down, figure links relative to docs/)."""
+    body = results_md.replace(FIGURE_LINK_RESULTS, FIGURE_LINK_DOCS)
+    body = re.sub(r"^(#+) ", lambda m: "#" + m.group(1) + " ", body, flags=re.MULTILINE)
+    return DOCS_INTRO + "\n" + body.rstrip() + "\n"
+
+
+def write(results_md: str, doc: dict[str, Any]) -> list[Path]:
+    """Write RESULTS.md, RESULTS.json and the docs page; the paths written."""
+    import json
+
+    RESULTS_MD.write_text(results_md.rstrip() + "\n", encoding="utf-8")
+    RESULTS_JSON.write_text(json.dumps(doc, indent=1, default=str) + "\n", encoding="utf-8")
+    DOCS_PAGE.write_text(docs_page(RESULTS_MD.read_text(encoding="utf-8")), encoding="utf-8")
+    return [RESULTS_MD, RESULTS_JSON, DOCS_PAGE]
