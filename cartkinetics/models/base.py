@@ -20,26 +20,16 @@ import numpy as np
 
 from cartkinetics.errors import CartKineticsError
 
-# solver status codes (same numbers as cartkinetics.solvers)
-SUCCESS, MAX_STEPS, STEP_TOO_SMALL, NON_FINITE, INVALID_INPUT = 0, 1, 2, 3, 4
-STATUS_MESSAGES = {
-    SUCCESS: "the solve succeeded",
-    MAX_STEPS: "the solver reached max_steps before the last sample time",
-    STEP_TOO_SMALL: "the step size became too small (stiff or singular problem)",
-    NON_FINITE: "the state became non-finite (NaN or inf)",
-    INVALID_INPUT: "invalid input (non-finite or out-of-range parameter, dose or time)",
-}
-
-
-def status_message(code: int) -> str:
-    """Sentence for a status code (uses the solvers' table when it is available)."""
-    try:
-        from cartkinetics.solvers import STATUS_MESSAGES as solver_messages  # type: ignore
-
-        return str(solver_messages[int(code)])
-    except Exception:  # the solvers package may not define it yet
-        return STATUS_MESSAGES.get(int(code), f"status {code}")
-
+# the status codes and their sentences: one table, the solvers' (re-exported for the models)
+from cartkinetics.solvers.status import (  # noqa: F401
+    INVALID_INPUT,
+    MAX_STEPS,
+    NON_FINITE,
+    STATUS_MESSAGES,
+    STEP_TOO_SMALL,
+    SUCCESS,
+    status_message,
+)
 
 # The scales a parameter can be estimated and varied on (``Parameter.transform``):
 #   "log"      phi = ln x                      (x > 0)

@@ -33,6 +33,7 @@ import pandas as pd
 
 from cartkinetics.errors import CartKineticsError
 from cartkinetics.models.base import from_scale
+from cartkinetics.solvers.status import SUCCESS
 
 # ------------------------------------------------------------------ covariate distributions
 
@@ -346,7 +347,7 @@ def _status_ok(frame: pd.DataFrame) -> np.ndarray:
     if "status" in frame.columns:
         s = frame["status"]
         if pd.api.types.is_numeric_dtype(s):
-            ok &= s.to_numpy() == 0
+            ok &= s.to_numpy() == SUCCESS
         else:
             # the statuses of cartkinetics.fit (converged, converged_singular) and common ones
             good = ["ok", "success", "converged", "converged_singular", "0"]
