@@ -31,6 +31,7 @@ from cartkinetics.solvers import (
     solve_batch,
     solve_sensitivities_batch,
 )
+from cartkinetics.solvers.status import KIND_AUTO, KIND_EXPLICIT, KIND_ROSENBROCK
 
 
 @njit(cache=True)
@@ -87,13 +88,13 @@ def mixed_cart():
 def test_routes():
     from cartkinetics.solvers import _kernels, _lockstep
 
-    assert api._kernel(False, api._EXPLICIT, True) is _lockstep.solve_explicit
-    assert api._kernel(False, api._EXPLICIT, False) is _kernels.solve_erk
-    assert api._kernel(False, api._AUTO, True) is _kernels.solve_erk
-    assert api._kernel(False, api._ROSENBROCK, True) is _kernels.solve_ros
-    assert api._kernel(True, api._AUTO, True) is _kernels.solve_sens_erk
-    assert api._kernel(True, api._EXPLICIT, True) is _kernels.solve_sens_erk
-    assert api._kernel(True, api._ROSENBROCK, False) is _kernels.solve_sens_ros
+    assert api._kernel(False, KIND_EXPLICIT, True) is _lockstep.solve_explicit
+    assert api._kernel(False, KIND_EXPLICIT, False) is _kernels.solve_erk
+    assert api._kernel(False, KIND_AUTO, True) is _kernels.solve_erk
+    assert api._kernel(False, KIND_ROSENBROCK, True) is _kernels.solve_ros
+    assert api._kernel(True, KIND_AUTO, True) is _kernels.solve_sens_erk
+    assert api._kernel(True, KIND_EXPLICIT, True) is _kernels.solve_sens_erk
+    assert api._kernel(True, KIND_ROSENBROCK, False) is _kernels.solve_sens_ros
 
 
 @pytest.mark.parametrize("threads", [1, 2])

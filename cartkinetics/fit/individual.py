@@ -25,14 +25,14 @@ derivatives of each row's term, including the M3 term through the inverse Mills 
 of ``ln sigma`` when estimated; model curvature neglected), ``Cov = 2 H^-1``. This stays
 valid at Stein's Tmax kink, where finite differences of the gradient are not.
 
-Parameters are fitted on the log scale (``log_<name>``) for every parameter the model marks
-``log_scale``, with the model's bounds. Starting values come from the data (observed Cmax
-and its day seed ``cmax`` and ``tmax``; early slope, contraction and terminal slopes seed
-Stein's ``foldx``, ``alpha``, ``beta`` and ``fb``). The global step
-(:mod:`cartkinetics.fit.multistart`, shared with the joint and multi-output fits) runs
-``n_starts`` local searches together in a vectorised Levenberg-Marquardt loop (the data start,
-a Tmax scan over the sampling intervals, the best random candidates) and lmfit polishes the
-best end point: the result is an lmfit fit.
+Parameters are fitted on the log scale (``log_<name>``) for every parameter whose declared
+``transform`` is log or logit (``Parameter.log_scale``), with the model's bounds. Starting
+values come from the data (observed Cmax and its day seed ``cmax`` and ``tmax``; early slope,
+contraction and terminal slopes seed Stein's ``foldx``, ``alpha``, ``beta`` and ``fb``). The
+global step (:mod:`cartkinetics.fit.multistart`, shared with the joint and multi-output fits)
+runs ``n_starts`` local searches together in a vectorised Levenberg-Marquardt loop (the data
+start, a Tmax scan over the sampling intervals, the best random candidates) and lmfit polishes
+the best end point: the result is an lmfit fit.
 
 Estimator: maximum likelihood by default; ``prior="population"`` gives the maximum a
 posteriori (empirical-Bayes) estimate with the model's published population distribution
@@ -71,6 +71,7 @@ from cartkinetics.fit.likelihood import (
 )
 from cartkinetics.fit.multistart import SIGMA_BOUNDS, fit_multistart
 from cartkinetics.outcomes import OUTCOME_KEYS, batch_curve_outcomes
+from cartkinetics.solvers.status import SUCCESS
 from cartkinetics.units import check_prior_units
 
 Z95 = 1.959963984540054
@@ -233,11 +234,11 @@ class _Problem:
         if not jac:
             sol = self.model.solve(t, p, b.dose, **kw)
             obs = np.asarray(sol.observed[oname], dtype=float)
-            if sol.status != 0 or not np.all(np.isfinite(obs)) or np.any(obs <= 0):
+            if sol.status != SUCCESS or not np.all(np.isfinite(obs)) or np.any(obs <= 0):
                 return None, None
             return np.log(obs), None
         obs = dobs = None
-        status = 0
+        status = SUCCESS
         if self._sens_ok:
             try:
                 kws = dict(kw)
@@ -248,10 +249,10 @@ class _Problem:
                 dobs = np.asarray(dobs, float)
             except NotImplementedError:
                 self._sens_ok = False
-        bad_grad = status == 0 and dobs is not None and not np.all(np.isfinite(dobs))
+        bad_grad = status == SUCCESS and dobs is not None and not np.all(np.isfinite(dobs))
         if not self._sens_ok or bad_grad:
             return self._predict_fd(theta, b, kw)
-        if status != 0 or not np.all(np.isfinite(obs)) or np.any(obs <= 0):
+        if status != SUCCESS or not np.all(np.isfinite(obs)) or np.any(obs <= 0):
             return None, None
         lf = np.log(obs)
         J = np.zeros((t.size, self.k))
@@ -273,14 +274,14 @@ class _Problem:
             rows.append(self.block_params(th, b))
         sol = self.model.solve_batch(b.data.t, np.array(rows), b.dose, **kw)
         obs = np.asarray(sol.observed[b.observation or self.observation], float)
-        if sol.status[0] != 0 or not np.all(np.isfinite(obs[0])) or np.any(obs[0] <= 0):
+        if sol.status[0] != SUCCESS or not np.all(np.isfinite(obs[0])) or np.any(obs[0] <= 0):
             return None, None
         with np.errstate(divide="ignore", invalid="ignore"):
             lobs = np.log(obs)
         J = np.zeros((b.data.t.size, self.k))
         for r, i in enumerate(used, start=1):
             step = h * max(1.0, abs(theta[i]))
-            if sol.status[r] == 0 and np.all(np.isfinite(lobs[r])):
+            if sol.status[r] == SUCCESS and np.all(np.isfinite(lobs[r])):
                 J[:, i] = (lobs[r] - lobs[0]) / step
         return lobs[0], J
 

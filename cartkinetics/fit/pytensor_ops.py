@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from cartkinetics.errors import CartKineticsError
+from cartkinetics.solvers.status import N_STATS, SUCCESS
 
 
 def _series_blocks(pdata: Any) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
@@ -135,7 +136,7 @@ class ODEObservationOp:
                 except CartKineticsError:
                     continue
                 self.n_solves += 1
-                if status != 0 or not np.all(np.isfinite(obs)) or np.any(obs <= 0):
+                if status != SUCCESS or not np.all(np.isfinite(obs)) or np.any(obs <= 0):
                     continue
                 rows, at = idx[mine], inv[mine]
                 logp[rows] = np.log(obs)[at]
@@ -202,7 +203,7 @@ class ODEObservationOp:
         DP = np.zeros((self.n_obs, npar))
         f = m.functions
         series, pos = self.pdata.obs_series, self._t_pos
-        ok = res.status[series] == 0
+        ok = res.status[series] == SUCCESS
         for i in np.flatnonzero(ok):  # model calls only; the algebra is vectorised below
             s, j = series[i], pos[i]
             t, y = self._t_all[j], res.y[s, j]
@@ -297,7 +298,7 @@ def _numba_evaluator(owner: ODEObservationOp) -> Any:
         import numba
 
         from cartkinetics.solvers import _kernels
-        from cartkinetics.solvers.api import _tableaus
+        from cartkinetics.solvers.api import kernel_arguments
     except ImportError:
         return None
     model = owner.model
@@ -306,12 +307,11 @@ def _numba_evaluator(owner: ODEObservationOp) -> Any:
     f_init, f_init_dp = f.init, f.init_dp
     f_obs, f_obs_dy, f_obs_dp = f.obs, f.obs_dy, f.obs_dp
     solve_serial = _kernels.solve_serial
-    kind, et, rt = _tableaus(owner.method)
-    ea, eb, ee, ec, edense = et.a, et.b, et.e, et.c, et.dense
-    eorder, ethresh = float(et.error_order), float(et.stiff_threshold)
-    ra, rC, rgamma, rc, rd = rt.a, rt.C, float(rt.gamma), rt.c, rt.d
-    rb, re, rH, rorder = rt.b, rt.e, rt.H, float(rt.error_order)
-    kind = np.int64(kind)
+    ka = kernel_arguments(owner.method, float(owner.rtol), 0.0)
+    ea, eb, ee, ec, edense = ka.etab
+    ra, rC, rc, rd, rb, re, rH = ka.rtab
+    reals = ka.reals
+    kind = np.int64(ka.kind)
     has_jac = owner._system.jac is not None
     autonomous = bool(owner._system.autonomous)
     n, npar = np.int64(model.n_states), np.int64(model.n_params)
@@ -323,7 +323,6 @@ def _numba_evaluator(owner: ODEObservationOp) -> Any:
     t_pos = owner._t_pos.astype(np.int64)
     obs_series = owner.pdata.obs_series.astype(np.int64)
     n_obs = owner.n_obs
-    rtol = float(owner.rtol)
     atol = float(owner.atol)
     max_steps = np.int64(100_000)
 
@@ -363,7 +362,7 @@ def _numba_evaluator(owner: ODEObservationOp) -> Any:
         JUMPS = np.zeros((ns, 0, n))
         DTB = np.zeros((ns, 0, nsel))
         OUT = np.empty((ns, nt, N))
-        STATS = np.zeros((ns, 6), dtype=np.int64)
+        STATS = np.zeros((ns, N_STATS), dtype=np.int64)
         STATUS = np.zeros(ns, dtype=np.int64)
         # closure arrays are read-only constants in numba: the kernel's signature wants
         # writable ones
@@ -371,7 +370,7 @@ def _numba_evaluator(owner: ODEObservationOp) -> Any:
                      n, npar, True, kind, has_jac, autonomous,
                      (ea.copy(), eb.copy(), ee.copy(), ec.copy(), edense.copy()),
                      (ra.copy(), rC.copy(), rc.copy(), rd.copy(), rb.copy(), re.copy(), rH.copy()),
-                     (eorder, ethresh, rgamma, rorder, rtol, 0.0), ATOL, max_steps, OUT, STATS,
+                     reals, ATOL, max_steps, OUT, STATS,
                      STATUS, np.arange(ns))
         ob = np.empty(n_obs_fn)
         dy = np.empty((n_obs_fn, n))
@@ -380,7 +379,7 @@ def _numba_evaluator(owner: ODEObservationOp) -> Any:
         for i in range(n_obs):
             s = obs_series[i]
             k = obs_k[i]
-            if STATUS[s] != 0:
+            if STATUS[s] != SUCCESS:
                 continue
             jt = t_pos[i]
             t = t_all[jt]

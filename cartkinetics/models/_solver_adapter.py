@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from cartkinetics.errors import CartKineticsError
+from cartkinetics.solvers.status import INVALID_INPUT, SUCCESS
 
 _NUMBA_METHODS = ("auto", "tsit5", "dopri5", "rodas5p", "rodas4")
 
@@ -96,7 +97,7 @@ def batch_backend(method: str) -> Any:
     m = _method(method)
 
     def run(model, t, P, dose, rtol, atol, method_, max_steps, return_states):
-        from cartkinetics.models.base import INVALID_INPUT, BatchSolution  # noqa: F401
+        from cartkinetics.models.base import BatchSolution
         from cartkinetics.solvers import solve_batch
 
         system = ode_system(model)
@@ -110,7 +111,7 @@ def batch_backend(method: str) -> Any:
         status[~np.all(np.isfinite(P_used), axis=1)] = INVALID_INPUT
         Y = res.y
         obs = model.observe_batch(t, Y, P_used)
-        failed = status != 0
+        failed = status != SUCCESS
         if failed.any():
             obs[failed] = np.nan
         observed = {name: obs[:, j, :] for j, name in enumerate(model.obs_names)}

@@ -28,9 +28,7 @@ from numba import njit, prange
 
 from cartkinetics.outcomes import N_OUTCOMES as _N_OUT
 from cartkinetics.outcomes import outcomes_into
-
-SUCCESS = 0
-INVALID_INPUT = 4
+from cartkinetics.solvers.status import INVALID_INPUT, SUCCESS
 
 
 @njit(cache=True)

@@ -25,10 +25,10 @@ from cartkinetics.errors import CartKineticsError
 from cartkinetics.outcomes import OUTCOME_KEYS, batch_curve_outcomes
 from cartkinetics.simulate.population import Population
 from cartkinetics.simulate.scenarios import DoseExposure, Scenario
+from cartkinetics.solvers.status import INVALID_INPUT, SUCCESS
 
 INF2_KEYS = tuple(f"inf2_{k}" for k in OUTCOME_KEYS)
 TUMOUR_KEYS = ("tumour_nadir", "tumour_nadir_day", "tumour_below_day", "tumour_relapse_day")
-STATUS_INVALID = 4
 
 
 # ------------------------------------------------------------------ time grid
@@ -288,7 +288,7 @@ def _solve_ode(
         rtol=float(opts["rtol"]), atol=atol, max_steps=int(opts["max_steps"]), t0=float(t0),
     )
     status = np.asarray(res.status, dtype=np.int64).copy()
-    status[~np.all(np.isfinite(P), axis=1)] = STATUS_INVALID
+    status[~np.all(np.isfinite(P), axis=1)] = INVALID_INPUT
     return np.asarray(res.y), P, status
 
 
@@ -354,7 +354,7 @@ def _run_ode(
     Y, P_used, status = _solve_ode(model, t1, base, y0, later, later_amount, 0.0,
                                    plan.solver_options)
     obs1 = model.observe_batch(t1, Y, P_used)
-    obs1[status != 0] = np.nan
+    obs1[status != SUCCESS] = np.nan
     names = model.obs_names
     C1 = obs1[:, names.index(model.primary_observation), :]
     res = batch_curve_outcomes(t1, C1, plan.lloq)
@@ -375,9 +375,9 @@ def _run_ode(
         t2 = grid[grid >= d2]
         Y2, _, st2 = _solve_ode(model, t2, P_used, y_d, np.empty(0), np.empty((m, 0)), d2,
                                 plan.solver_options)
-        status = np.where(status != 0, status, st2)
+        status = np.where(status != SUCCESS, status, st2)
         obs2 = model.observe_batch(t2, Y2, P_used)
-        obs2[status != 0] = np.nan
+        obs2[status != SUCCESS] = np.nan
         C2 = obs2[:, names.index(model.primary_observation), :]
         r2 = batch_curve_outcomes(t2 - d2, C2, plan.lloq)
         res.update({f"inf2_{key}": v for key, v in r2.items()})

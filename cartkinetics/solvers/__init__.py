@@ -55,29 +55,52 @@ processes load everything from numba's cache in well under a second. ``system.co
 does it up front.
 """
 
-from cartkinetics.solvers.api import (
-    METHODS,
-    STATS_FIELDS,
-    BatchResult,
-    SensitivityBatchResult,
-    SensitivityResult,
-    SolveResult,
-    solve,
-    solve_batch,
-    solve_sensitivities,
-    solve_sensitivities_batch,
-    status_name,
-)
+import importlib
+from typing import Any
+
 from cartkinetics.solvers.status import (
     INVALID_INPUT,
     MAX_STEPS,
     NON_FINITE,
+    STATS_FIELDS,
     STATUS_MESSAGES,
     STATUS_NAMES,
     STEP_TOO_SMALL,
     SUCCESS,
 )
-from cartkinetics.solvers.system import OdeSystem, cache_dir
+
+# public name -> module that defines it, imported on first use: the status codes above do
+# not need numba, so models and results read them without loading the solvers
+_LAZY = {
+    "METHODS": "cartkinetics.solvers.api",
+    "BatchResult": "cartkinetics.solvers.api",
+    "SensitivityBatchResult": "cartkinetics.solvers.api",
+    "SensitivityResult": "cartkinetics.solvers.api",
+    "SolveResult": "cartkinetics.solvers.api",
+    "solve": "cartkinetics.solvers.api",
+    "solve_batch": "cartkinetics.solvers.api",
+    "solve_sensitivities": "cartkinetics.solvers.api",
+    "solve_sensitivities_batch": "cartkinetics.solvers.api",
+    "status_name": "cartkinetics.solvers.api",
+    "OdeSystem": "cartkinetics.solvers.system",
+    "cache_dir": "cartkinetics.solvers.system",
+}
+_SUBMODULES = {"api", "system", "status", "tableaus", "_core", "_kernels", "_lockstep"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"cartkinetics.solvers.{name}")
+    raise AttributeError(f"module 'cartkinetics.solvers' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)
+
 
 __all__ = [
     "METHODS",

@@ -53,6 +53,23 @@ from cartkinetics.solvers._core import (
     lu_factor,
     lu_solve,
 )
+from cartkinetics.solvers.status import (
+    INVALID_INPUT,
+    KIND_AUTO,
+    KIND_ROSENBROCK,
+    MAX_STEPS,
+    NON_FINITE,
+    STAT_F_EVALUATIONS,
+    STAT_JACOBIANS,
+    STAT_LU,
+    STAT_REJECTED,
+    STAT_STEPS,
+    STAT_SWITCHED,
+    STEP_TOO_SMALL,
+    SUCCESS,
+    SWITCH,
+    TAKE_STEP,
+)
 
 __all__ = ["JAC_SIG", "RHS_SIG", "solve_erk", "solve_ros", "solve_sens_erk", "solve_sens_ros", "solve_serial"]  # noqa: F822 (module __getattr__)
 
@@ -61,7 +78,6 @@ _JAC_T = types.FunctionType(JAC_SIG)
 
 _EPS = 2.220446049250313e-16
 _SQRT_EPS = 1.4901161193847656e-08
-_SWITCH = -1  # internal: the explicit method detected stiffness
 # error_model="numpy" everywhere: a division by zero gives inf/NaN (then caught as a
 # non-finite error norm or state) instead of a ZeroDivisionError check on every division,
 # which kept the error norm from vectorising; the results are the same IEEE operations
@@ -189,15 +205,15 @@ def _reject_factor(lerr, ctl):
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _step_head(nsteps, max_steps, t, h, tend, n_nonfinite):
-    """Checks before a step: (status, h, last). status -1: take the step, with h cut to end
-    exactly at tend when within 1 % of it (last); else the failure status to return."""
+    """Checks before a step: (status, h, last). status TAKE_STEP: take the step, with h cut to
+    end exactly at tend when within 1 % of it (last); else the failure status to return."""
     if nsteps >= max_steps:
-        return 1, h, False
+        return MAX_STEPS, h, False
     if 0.1 * abs(h) <= abs(t) * _EPS or h <= 0.0:
-        return (3 if n_nonfinite > 0 else 2), h, False
+        return (NON_FINITE if n_nonfinite > 0 else STEP_TOO_SMALL), h, False
     if t + 1.01 * h >= tend:
-        return -1, tend - t, True
-    return -1, h, False
+        return TAKE_STEP, tend - t, True
+    return TAKE_STEP, h, False
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -238,7 +254,7 @@ def _piece_erk(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, eta
                rtol, atol, max_steps, first_step, t_eval, ie, out, stats, work):
     """Explicit embedded RK (FSAL) from t to tend with Hairer's PI control and dense output.
 
-    Returns (status, t, ie); status _SWITCH when ``detect`` and Hairer's stiffness test fired.
+    Returns (status, t, ie); status SWITCH when ``detect`` and Hairer's stiffness test fired.
     (Arguments are packed in tuples: CPython turns calls with more than 30 arguments into
     tuple concatenations, which numba cannot type with first-class functions.)
     """
@@ -255,23 +271,23 @@ def _piece_erk(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, eta
     (a10, a20, a21, a30, a31, a32, a40, a41, a42, a43, a50, a51, a52, a53, a54, a60, a61, a62, a63, a64, a65,
      c1, c2, c3, c4, c5, c6, e0, e1, e2, e3, e4, e5, e6) = _erk_coefficients(ea, ec, ee)
     _eval(rhs, jac, dfdp, t, y, p, piece, n, sidx, sens, has_jac, K0, J, Jp, yt2, ft2, ys, fs)
-    stats[2] += 1
+    stats[STAT_F_EVALUATIONS] += 1
     if not all_finite(K0):
-        return 3, t, ie
+        return NON_FINITE, t, ie
     hmax = tend - t
     if first_step > 0.0:
         h = min(first_step, hmax)
     else:
         h = _hinit(rhs, jac, dfdp, t, y, K0, p, piece, n, sidx, sens, has_jac, eorder, hmax, rtol, atol, ytmp, K1, J, Jp, yt2, ft2, ys, fs)
-        stats[2] += 1
+        stats[STAT_F_EVALUATIONS] += 1
     ctl, lfacold = _pi_control(eorder, 0.1)  # the step may grow by 10
     reject = False
     n_nonfinite = 0
     iasti = 0
     nonsti = 0
     while True:
-        code, h, last = _step_head(stats[0] + stats[1], max_steps, t, h, tend, n_nonfinite)
-        if code >= 0:
+        code, h, last = _step_head(stats[STAT_STEPS] + stats[STAT_REJECTED], max_steps, t, h, tend, n_nonfinite)
+        if code != TAKE_STEP:
             return code, t, ie
         # hot loop: the model is called directly in plain mode (a call through the _eval
         # helper with its many array arguments costs reference counting, measured 8x slower)
@@ -316,16 +332,16 @@ def _piece_erk(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, eta
         for k in range(N):
             errv[k] = h * (e0 * K0[k] + e1 * K1[k] + e2 * K2[k] + e3 * K3[k] + e4 * K4[k] + e5 * K5[k]
                            + e6 * K6[k])
-        stats[2] += s - 1
+        stats[STAT_F_EVALUATIONS] += s - 1
         # squared RMS norm: err <= 1 iff err2 <= 1, and err ** x = exp(x / 2 log err2), so one
         # log and two exp per step replace a sqrt and two pow (pow was ~10% of a solve)
         err2 = error_norm2(errv, y, ynew, rtol, atol)
         if not math.isfinite(err2):
             # overflow or NaN in a trial step: shrink hard; a NaN at every h is NON_FINITE
             n_nonfinite += 1
-            stats[1] += 1
+            stats[STAT_REJECTED] += 1
             if n_nonfinite >= 30:
-                return 3, t, ie
+                return NON_FINITE, t, ie
             h *= 0.1
             reject = True
             continue
@@ -334,7 +350,7 @@ def _piece_erk(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, eta
         if err2 <= 1.0:
             fac, lfacold = _accept_factor(lerr, lfacold, ctl)
             hnew = h / fac
-            stats[0] += 1
+            stats[STAT_STEPS] += 1
             switch = False
             if detect:
                 # Hairer's test: h * |lambda| from the two last stages, both at c = 1
@@ -373,9 +389,9 @@ def _piece_erk(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, eta
                 K[0, k] = K[s - 1, k]
             t = tnew
             if last:
-                return 0, t, ie
+                return SUCCESS, t, ie
             if switch:
-                return _SWITCH, t, ie
+                return SWITCH, t, ie
             if reject:
                 hnew = min(hnew, h)
             reject = False
@@ -383,7 +399,7 @@ def _piece_erk(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, eta
         else:
             hnew = h / _reject_factor(lerr, ctl)
             reject = True
-            stats[1] += 1
+            stats[STAT_REJECTED] += 1
             h = hnew
 
 
@@ -404,21 +420,21 @@ def _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, aut
     nH = rH.shape[0]
     hmax = tend - t
     _eval(rhs, jac, dfdp, t, y, p, piece, n, sidx, sens, has_jac, f0, J, Jp, yt2, ft2, ys, fs)
-    stats[2] += 1
+    stats[STAT_F_EVALUATIONS] += 1
     if not all_finite(f0):
-        return 3, t, ie
+        return NON_FINITE, t, ie
     if first_step > 0.0:
         h = min(first_step, hmax)
     else:
         h = _hinit(rhs, jac, dfdp, t, y, f0, p, piece, n, sidx, sens, has_jac, rorder, hmax, rtol, atol, ytmp, ynew, J, Jp, yt2, ft2, ys, fs)
-        stats[2] += 1
+        stats[STAT_F_EVALUATIONS] += 1
     ctl, lfacold = _pi_control(rorder, 1.0 / 6.0)  # the step may grow by 6
     reject = False
     fresh = False  # f0, J, dT, X valid for (t, y)
     n_nonfinite = 0
     while True:
-        code, h, last = _step_head(stats[0] + stats[1], max_steps, t, h, tend, n_nonfinite)
-        if code >= 0:
+        code, h, last = _step_head(stats[STAT_STEPS] + stats[STAT_REJECTED], max_steps, t, h, tend, n_nonfinite)
+        if code != TAKE_STEP:
             return code, t, ie
         if not fresh:
             if sens is not None and sens:  # the augmented evaluation also fills J
@@ -429,15 +445,15 @@ def _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, aut
                     jac(t, y, p, piece, J)
                 else:
                     _jacobian(rhs, jac, dfdp, t, y, p, piece, n, has_jac, J, f0, yt2, ft2)
-            stats[2] += 1
-            stats[3] += 1
+            stats[STAT_F_EVALUATIONS] += 1
+            stats[STAT_JACOBIANS] += 1
             if autonomous:
                 for k in range(N):
                     dT[k] = 0.0
             else:
                 dt_ = _SQRT_EPS * max(abs(t), 1.0)
                 _eval(rhs, jac, dfdp, t + dt_, y, p, piece, n, sidx, sens, has_jac, ytmp, Jt, Jpt, yt2, ft2, ys, fs)
-                stats[2] += 1
+                stats[STAT_F_EVALUATIONS] += 1
                 for k in range(N):
                     dT[k] = (ytmp[k] - f0[k]) / dt_
             if sens is not None and sens:
@@ -476,11 +492,11 @@ def _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, aut
             for k in range(n):
                 W[i, k] = -J[i, k]
             W[i, i] += hg
-        stats[4] += 1
+        stats[STAT_LU] += 1
         if not lu_factor(W, piv):
             h *= 0.5
             reject = True
-            stats[1] += 1
+            stats[STAT_REJECTED] += 1
             continue
         for i in range(s):
             if i == 0:
@@ -496,7 +512,7 @@ def _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, aut
                     _eval(rhs, jac, dfdp, t + rc[i] * h, ytmp, p, piece, n, sidx, sens, has_jac, ynew, Jt, Jpt, yt2, ft2, ys, fs)
                 else:
                     rhs(t + rc[i] * h, ytmp, p, piece, ynew)
-                stats[2] += 1
+                stats[STAT_F_EVALUATIONS] += 1
             hd = h * rd[i]
             for k in range(N):
                 acc = 0.0
@@ -527,9 +543,9 @@ def _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, aut
         err2 = error_norm2(errv, y, ynew, rtol, atol)
         if not math.isfinite(err2):
             n_nonfinite += 1
-            stats[1] += 1
+            stats[STAT_REJECTED] += 1
             if n_nonfinite >= 30:
-                return 3, t, ie
+                return NON_FINITE, t, ie
             h *= 0.1
             reject = True
             continue
@@ -538,7 +554,7 @@ def _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, aut
         if err2 <= 1.0:
             fac, lfacold = _accept_factor(lerr, lfacold, ctl)
             hnew = h / fac
-            stats[0] += 1
+            stats[STAT_STEPS] += 1
             tnew = tend if last else t + h
             while ie < nt and t_eval[ie] <= tnew:
                 te = t_eval[ie]
@@ -561,7 +577,7 @@ def _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, aut
             t = tnew
             fresh = False
             if last:
-                return 0, t, ie
+                return SUCCESS, t, ie
             if reject:
                 hnew = min(hnew, h)
             reject = False
@@ -569,7 +585,7 @@ def _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, aut
         else:
             hnew = h / _reject_factor(lerr, ctl)
             reject = True
-            stats[1] += 1
+            stats[STAT_REJECTED] += 1
             h = hnew
 
 
@@ -624,6 +640,10 @@ def _workspace(n, npar, ns, N, sens, se, sr):
     return y, fb, fa, work_e, work_r
 
 
+# slots of work_r (above) that _solve reads: the Jacobians, cleared before every problem
+_WR_J, _WR_JP, _WR_JT, _WR_JPT = 9, 10, 13, 14
+
+
 def _solve(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, sens, kind, has_jac, autonomous,
            etab, rtab, reals, ATOL, max_steps, OUT, STATS, STATUS, IDX):  # pragma: no cover - numba
     """Solve the problems IDX one after the other (the entry points: see ``_ENTRIES``).
@@ -638,8 +658,8 @@ def _solve(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, se
     first_step); sens: None (plain solves, the sensitivity code is not compiled) or a bool.
 
     An auto solve in an entry point without Rosenbrock stops at the switch with STATUS
-    _SWITCH, the switch time and state written to t0[m] and Y0[m]; an entry point without
-    the explicit method resumes the problems whose STATUS is _SWITCH on entry (stats and the
+    SWITCH, the switch time and state written to t0[m] and Y0[m]; an entry point without
+    the explicit method resumes the problems whose STATUS is SWITCH on entry (stats and the
     output rows up to t0[m] those of the explicit part: the same operations as a switch
     inside one call, so the same results). STATUS is output only otherwise.
 
@@ -659,7 +679,7 @@ def _solve(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, se
     N = Y0.shape[1]
     nt = t_eval.shape[0]
     y, fb, fa, work_e, work_r = _workspace(n, npar, SIDX.shape[0], N, sens, se, sr)
-    J, Jp, Jt, Jpt = work_r[9], work_r[10], work_r[13], work_r[14]
+    J, Jp, Jt, Jpt = work_r[_WR_J], work_r[_WR_JP], work_r[_WR_JT], work_r[_WR_JPT]
     # counters in a private array, copied at the end: the rows of STATS of problems solved by
     # other threads share cache lines (false sharing on every step otherwise)
     st = np.empty(STATS.shape[1], dtype=np.int64)
@@ -670,8 +690,8 @@ def _solve(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, se
         p, bps, jumps, dtb, atol, out = P[m], BPS[m], JUMPS[m], DTB[m], ATOL[m], OUT[m]
         resume = False
         if etab is None:
-            resume = STATUS[m] == _SWITCH
-        status = 0
+            resume = STATUS[m] == SWITCH
+        status = SUCCESS
         if resume:
             for i in range(st.shape[0]):
                 st[i] = STATS[m, i]
@@ -682,21 +702,21 @@ def _solve(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, se
                 for k in range(N):
                     out[i, k] = np.nan
             if not check_inputs(t0[m], t_eval, Y0[m], p, bps, jumps, rtol, atol, max_steps, first_step):
-                status = 4
+                status = INVALID_INPUT
             elif sens is not None and sens:
                 # the selected columns index Jp and fill the augmented state: never read out of bounds
                 if N != n * (1 + SIDX.shape[0]) or dtb.shape[1] < SIDX.shape[0]:
-                    status = 4
+                    status = INVALID_INPUT
                 for j in range(SIDX.shape[0]):
                     if SIDX[j] < 0 or SIDX[j] >= npar:
-                        status = 4
+                        status = INVALID_INPUT
         # an entry point compiled without the explicit method solves with Rosenbrock (the only
         # one that resumes auto solves); one without Rosenbrock refuses kind 1 instead of looping
-        stiff = kind == 1 or etab is None
+        stiff = kind == KIND_ROSENBROCK or etab is None
         if stiff and rtab is None:
-            status = 4
+            status = INVALID_INPUT
         t = t0[m]
-        if status == 0 and nt > 0:
+        if status == SUCCESS and nt > 0:
             for k in range(N):
                 y[k] = Y0[m, k]
             # the workspace is shared by the problems of a call: start every problem from zero
@@ -735,21 +755,21 @@ def _solve(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, se
                 if not stiff:
                     if etab is not None:  # pruned (never typed) in an entry point without it
                         status, t, ie = _piece_erk(rhs, jac, dfdp, t, tend, y, p, piece, n, SIDX, sens, has_jac,
-                                                   etab, eorder, ethresh, kind == 2, rtol, atol, max_steps,
+                                                   etab, eorder, ethresh, kind == KIND_AUTO, rtol, atol, max_steps,
                                                    first_step, t_eval, ie, out, st, work_e)
-                    if status == _SWITCH:
-                        st[5] = 1
+                    if status == SWITCH:
+                        st[STAT_SWITCHED] = 1
                         if rtab is None:
                             break  # the caller resumes with the Rosenbrock entry point
                         stiff = True
-                        status = 0
+                        status = SUCCESS
                         continue  # the rest of this piece with the Rosenbrock method
                 else:
                     if rtab is not None:
                         status, t, ie = _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, SIDX, sens, has_jac,
                                                    autonomous, rtab, rgamma, rorder, rtol, atol, max_steps,
                                                    first_step, t_eval, ie, out, st, work_r)
-                if status != 0:
+                if status != SUCCESS:
                     break
                 if ib < nb and bps[ib] == tend and t < t_final:
                     _apply_break(rhs, jac, dfdp, t, y, p, piece, ib, n, SIDX, sens, jumps, dtb, fb, fa)
@@ -759,12 +779,12 @@ def _solve(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, se
                         _apply_break(rhs, jac, dfdp, t, y, p, piece, ib, n, SIDX, sens, jumps, dtb, fb, fa)
                         ib += 1
                         piece += 1
-            if status != 0 and status != _SWITCH:
+            if status != SUCCESS and status != SWITCH:
                 for i in range(ie, nt):
                     for k in range(N):
                         out[i, k] = np.nan
         STATUS[m] = status
-        if status == _SWITCH:  # hand the switch point to the Rosenbrock entry point
+        if status == SWITCH:  # hand the switch point to the Rosenbrock entry point
             t0[m] = t
             for k in range(N):
                 Y0[m, k] = y[k]
@@ -817,7 +837,7 @@ def entry_arguments(kernel, sens: bool, etab: tuple, rtab: tuple) -> tuple:
 # family, so that a first solve compiles one method: the other tableau is typed None and its
 # code pruned before typing, as the sensitivity code is with sens None. Callers of these run
 # an auto solve in two calls (api._run): the explicit entry stops a problem where the
-# stiffness test fires (STATUS _SWITCH, the switch time and state written to t0[m], Y0[m], so
+# stiffness test fires (STATUS SWITCH, the switch time and state written to t0[m], Y0[m], so
 # callers pass copies, the counters to STATS[m]) and the Rosenbrock entry continues it.
 # ``solve_serial`` holds both methods and switches inside the call (for callers inside numba
 # code: the PyTensor Op). Loop vectorisation: plain solves without it (bitwise the same

@@ -60,6 +60,15 @@ from cartkinetics.solvers._kernels import (
     lazy_entries,
     signature,
 )
+from cartkinetics.solvers.status import (
+    INVALID_INPUT,
+    NON_FINITE,
+    STAT_F_EVALUATIONS,
+    STAT_REJECTED,
+    STAT_STEPS,
+    SUCCESS,
+    TAKE_STEP,
+)
 
 __all__ = ["solve_explicit"]  # noqa: F822 (module __getattr__)
 
@@ -68,6 +77,9 @@ _T, _H, _TEND, _LFAC, _TFIN = 0, 1, 2, 3, 4
 _Q, _PIECE, _IB, _IE, _REJ, _LAST, _NNF, _PHASE = 0, 1, 2, 3, 4, 5, 6, 7
 # lane phases: needs a problem, starts a piece, steps, has nothing left to do
 _NEED, _START, _STEP, _IDLE = 0, 1, 2, 3
+# slots of the work-array tuple ``work`` (made in ``_solve_lockstep``): the arrays of _hinit and
+# _apply_break
+_W_J, _W_JP, _W_YT2, _W_FT2, _W_YS, _W_FS, _W_FB, _W_FA = 0, 1, 2, 3, 4, 5, 6, 7
 
 
 @njit(cache=True, error_model="numpy")
@@ -75,7 +87,7 @@ def _finish(l, status, t_eval, OUT, STATS, STATUS, I, ST):
     """Lane l's problem ends with ``status`` (int64): NaN outputs after the last reached one,
     status and counters written (as at the end of a problem in ``_kernels._solve``)."""
     m = I[l, _Q]
-    if status != 0:
+    if status != SUCCESS:
         for i in range(I[l, _IE], t_eval.shape[0]):
             for k in range(OUT.shape[2]):
                 OUT[m, i, k] = np.nan
@@ -92,7 +104,7 @@ def _load(l, rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, eorder
     (phase _STEP) or no problem is left (_IDLE). Returns the next position in IDX.
 
     The same operations as the start of a problem in ``_kernels._solve`` and of ``_piece_erk``."""
-    J, Jp, yt2, ft2, ys, fs = work[0], work[1], work[2], work[3], work[4], work[5]
+    J, Jp, yt2, ft2, ys, fs = work[_W_J], work[_W_JP], work[_W_YT2], work[_W_FT2], work[_W_YS], work[_W_FS]
     y, K0, K1, ytmp, pl = Y[l], KK[l, 0], KK[l, 1], YT[l], PL[l]
     nt = t_eval.shape[0]
     N = y.shape[0]
@@ -116,10 +128,10 @@ def _load(l, rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, eorder
                 for k in range(N):
                     OUT[m, i, k] = np.nan
             if not check_inputs(t0[m], t_eval, Y0[m], P[m], BPS[m], JUMPS[m], rtol, ATOL[m], max_steps, first_step):
-                _finish(l, np.int64(4), t_eval, OUT, STATS, STATUS, I, ST)
+                _finish(l, np.int64(INVALID_INPUT), t_eval, OUT, STATS, STATUS, I, ST)
                 continue
             if nt == 0:
-                _finish(l, np.int64(0), t_eval, OUT, STATS, STATUS, I, ST)
+                _finish(l, np.int64(SUCCESS), t_eval, OUT, STATS, STATUS, I, ST)
                 continue
             for k in range(N):
                 y[k] = Y0[m, k]
@@ -140,9 +152,9 @@ def _load(l, rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, eorder
             S[l, _TEND] = tend
             piece = I[l, _PIECE]
             rhs(t, y, pl, piece, K0)
-            ST[l, 2] += 1
+            ST[l, STAT_F_EVALUATIONS] += 1
             if not all_finite(K0):
-                _finish(l, np.int64(3), t_eval, OUT, STATS, STATUS, I, ST)
+                _finish(l, np.int64(NON_FINITE), t_eval, OUT, STATS, STATUS, I, ST)
                 continue
             hmax = tend - t
             if first_step > 0.0:
@@ -150,7 +162,7 @@ def _load(l, rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, eorder
             else:
                 h = _hinit(rhs, jac, dfdp, t, y, K0, pl, piece, n, SIDX, None, False, eorder, hmax, rtol, ATOL[m],
                            ytmp, K1, J, Jp, yt2, ft2, ys, fs)
-                ST[l, 2] += 1
+                ST[l, STAT_F_EVALUATIONS] += 1
             S[l, _H] = h
             S[l, _LFAC] = _pi_control(eorder, 0.1)[1]
             I[l, _REJ] = 0
@@ -168,9 +180,9 @@ def _next_piece(l, rhs, jac, dfdp, t_eval, BPS, JUMPS, DTB, SIDX, n, OUT, STATS,
     m = I[l, _Q]
     t = S[l, _T]
     if not t < S[l, _TFIN]:
-        _finish(l, np.int64(0), t_eval, OUT, STATS, STATUS, I, ST)
+        _finish(l, np.int64(SUCCESS), t_eval, OUT, STATS, STATUS, I, ST)
         return
-    fb, fa = work[6], work[7]
+    fb, fa = work[_W_FB], work[_W_FA]
     y, pl = Y[l], PL[l]
     ib = I[l, _IB]
     piece = I[l, _PIECE]
@@ -227,9 +239,9 @@ def _solve_explicit(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n,
                                 max_steps, first_step, OUT, STATS, STATUS, IDX, nxt, S, I, ST, Y, KK, YT, PL, work)
                 if I[l, _PHASE] != _STEP:
                     break
-                code, h, last = _step_head(ST[l, 0] + ST[l, 1], max_steps, S[l, _T], S[l, _H], S[l, _TEND],
+                code, h, last = _step_head(ST[l, STAT_STEPS] + ST[l, STAT_REJECTED], max_steps, S[l, _T], S[l, _H], S[l, _TEND],
                                            I[l, _NNF])
-                if code >= 0:
+                if code != TAKE_STEP:
                     _finish(l, code, t_eval, OUT, STATS, STATUS, I, ST)
                     continue
                 S[l, _H] = h
@@ -312,14 +324,14 @@ def _solve_explicit(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n,
             t = S[l, _T]
             h = S[l, _H]
             tend = S[l, _TEND]
-            ST[l, 2] += 6
+            ST[l, STAT_F_EVALUATIONS] += 6
             err2 = ERR[l]
             if not math.isfinite(err2):
                 # overflow or NaN in a trial step: shrink hard; a NaN at every h is NON_FINITE
                 I[l, _NNF] += 1
-                ST[l, 1] += 1
+                ST[l, STAT_REJECTED] += 1
                 if I[l, _NNF] >= 30:
-                    _finish(l, np.int64(3), t_eval, OUT, STATS, STATUS, I, ST)
+                    _finish(l, np.int64(NON_FINITE), t_eval, OUT, STATS, STATUS, I, ST)
                     continue
                 S[l, _H] = h * 0.1
                 I[l, _REJ] = 1
@@ -329,12 +341,12 @@ def _solve_explicit(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n,
             if err2 > 1.0:
                 S[l, _H] = h / _reject_factor(lerr, ctl)
                 I[l, _REJ] = 1
-                ST[l, 1] += 1
+                ST[l, STAT_REJECTED] += 1
                 continue
             fac, lfacold = _accept_factor(lerr, S[l, _LFAC], ctl)
             S[l, _LFAC] = lfacold
             hnew = h / fac
-            ST[l, 0] += 1
+            ST[l, STAT_STEPS] += 1
             last = I[l, _LAST] != 0
             tnew = tend if last else t + h
             # dense output at the requested times inside (t, tnew]

@@ -10,7 +10,17 @@ import numba
 import numpy as np
 
 from cartkinetics.errors import CartKineticsError
-from cartkinetics.solvers.status import STATUS_MESSAGES, STATUS_NAMES
+from cartkinetics.solvers.status import (
+    KIND_AUTO,
+    KIND_EXPLICIT,
+    KIND_ROSENBROCK,
+    N_STATS,
+    STATS_FIELDS,
+    STATUS_MESSAGES,
+    STATUS_NAMES,
+    SUCCESS,
+    SWITCH,
+)
 from cartkinetics.solvers.system import OdeSystem
 from cartkinetics.solvers.tableaus import ExplicitTableau, RosenbrockTableau
 from cartkinetics.solvers.tableaus.dopri5 import DOPRI5
@@ -19,17 +29,6 @@ from cartkinetics.solvers.tableaus.rodas5p import RODAS5P
 from cartkinetics.solvers.tableaus.tsit5 import TSIT5
 
 METHODS: tuple[str, ...] = ("auto", "tsit5", "dopri5", "rodas5p", "rodas4")
-STATS_FIELDS: tuple[str, ...] = (
-    "steps",
-    "rejected",
-    "f_evaluations",
-    "jacobians",
-    "lu_decompositions",
-    "switched_to_stiff",
-)
-
-# kind codes of the kernels
-_EXPLICIT, _ROSENBROCK, _AUTO = 0, 1, 2
 
 
 class _SingleStatus:
@@ -39,8 +38,8 @@ class _SingleStatus:
 
     @property
     def ok(self) -> bool:
-        """True when the solve succeeded (status 0)."""
-        return self.status == 0
+        """True when the solve succeeded (status SUCCESS)."""
+        return self.status == SUCCESS
 
     @property
     def message(self) -> str:
@@ -148,16 +147,50 @@ def _tableaus(method: str) -> tuple[int, ExplicitTableau, RosenbrockTableau]:
 def _tableaus_of(method: str) -> tuple[int, ExplicitTableau, RosenbrockTableau]:
     m = str(method).lower()
     if m == "auto":
-        return _AUTO, TSIT5, RODAS5P
+        return KIND_AUTO, TSIT5, RODAS5P
     if m == "tsit5":
-        return _EXPLICIT, TSIT5, RODAS5P
+        return KIND_EXPLICIT, TSIT5, RODAS5P
     if m == "dopri5":
-        return _EXPLICIT, DOPRI5, RODAS5P
+        return KIND_EXPLICIT, DOPRI5, RODAS5P
     if m == "rodas5p":
-        return _ROSENBROCK, TSIT5, RODAS5P
+        return KIND_ROSENBROCK, TSIT5, RODAS5P
     if m == "rodas4":
-        return _ROSENBROCK, TSIT5, RODAS4
+        return KIND_ROSENBROCK, TSIT5, RODAS4
     raise CartKineticsError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+
+
+@dataclass(frozen=True)
+class KernelArguments:
+    """The method-dependent arguments of the kernels' entry points (see
+    ``_kernels.signature``): ``kind`` (KIND_EXPLICIT, KIND_ROSENBROCK or KIND_AUTO), the
+    explicit tableau ``etab = (a, b, e, c, dense)``, the Rosenbrock tableau ``rtab = (a, C,
+    c, d, b, e, H)`` and ``reals = (explicit error order, stiffness threshold, gamma,
+    Rosenbrock error order, rtol, first_step)``."""
+
+    kind: int
+    etab: tuple
+    rtab: tuple
+    reals: tuple
+
+
+def kernel_arguments(method: str, rtol: float, first_step: float = 0.0) -> KernelArguments:
+    """The kernel arguments of ``method`` with tolerance ``rtol`` and ``first_step`` (0:
+    automatic): the one place that packs them, for the Python API and the PyTensor Op."""
+    kind, et, rt = _tableaus(method)
+    return KernelArguments(
+        kind=int(kind),
+        etab=(et.a, et.b, et.e, et.c, et.dense),
+        rtab=(rt.a, rt.C, rt.c, rt.d, rt.b, rt.e, rt.H),
+        reals=(float(et.error_order), float(et.stiff_threshold), float(rt.gamma),
+               float(rt.error_order), float(rtol), float(first_step)),
+    )
+
+
+def kernel_outputs(m: int, nt: int, N: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Output arrays of a kernel call for m problems of N equations at nt times: OUT (m, nt,
+    N), STATS (m, N_STATS) int64 and STATUS (m,) int64."""
+    return (np.empty((m, nt, N)), np.zeros((m, N_STATS), dtype=np.int64),
+            np.zeros(m, dtype=np.int64))
 
 
 def _as_float(x, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
@@ -324,33 +357,28 @@ def _kernel(sens: bool, kind: int, lockstep: bool):
     continues the problems it found stiff with the Rosenbrock one (see ``_run``)."""
     from cartkinetics.solvers import _kernels
 
-    if kind == _EXPLICIT and lockstep and not sens:
+    if kind == KIND_EXPLICIT and lockstep and not sens:
         from cartkinetics.solvers import _lockstep
 
         return _lockstep.solve_explicit  # two problems side by side: same results, faster
-    if kind == _ROSENBROCK:
+    if kind == KIND_ROSENBROCK:
         return _kernels.solve_sens_ros if sens else _kernels.solve_ros
     return _kernels.solve_sens_erk if sens else _kernels.solve_erk
 
 
 def _run(system, t_eval, T0, Y0, P, BPS, JUMPS, DTB, ATOL, method, rtol, max_steps, first_step,
          sens, parallel, n_threads=None, sidx=None, lockstep=True):
-    from cartkinetics.solvers._kernels import _SWITCH, entry_arguments
+    from cartkinetics.solvers._kernels import entry_arguments
 
-    kind, et, rt = _tableaus(method)
+    ka = kernel_arguments(method, rtol, first_step)
+    kind, etab, rtab, reals = ka.kind, ka.etab, ka.rtab, ka.reals
     f_rhs, f_jac, f_dfdp = system.functions(sensitivities=bool(sens))
     m, N = Y0.shape
-    OUT = np.empty((m, t_eval.shape[0], N))
-    STATS = np.zeros((m, len(STATS_FIELDS)), dtype=np.int64)
-    STATUS = np.zeros(m, dtype=np.int64)
-    split = kind == _AUTO
+    OUT, STATS, STATUS = kernel_outputs(m, t_eval.shape[0], N)
+    split = kind == KIND_AUTO
     if split:  # the explicit part writes each switch point (t, y) into T0, Y0: not the caller's
         T0, Y0 = T0.copy(), Y0.copy()
     SIDX = np.ascontiguousarray(sidx if sidx is not None else np.empty(0), dtype=np.int64)
-    etab = (et.a, et.b, et.e, et.c, et.dense)
-    rtab = (rt.a, rt.C, rt.c, rt.d, rt.b, rt.e, rt.H)
-    reals = (float(et.error_order), float(et.stiff_threshold), float(rt.gamma),
-             float(rt.error_order), float(rtol), float(first_step))
 
     def run_share(kernel, idx: np.ndarray) -> None:
         s, e, r = entry_arguments(kernel, bool(sens), etab, rtab)
@@ -365,9 +393,9 @@ def _run(system, t_eval, T0, Y0, P, BPS, JUMPS, DTB, ATOL, method, rtol, max_ste
     threads = max(1, int(threads)) if parallel else 1
     _threaded(run_share, _kernel(sens, kind, lockstep), np.arange(m, dtype=np.int64), threads)
     if split:
-        switched = np.flatnonzero(STATUS == _SWITCH).astype(np.int64)
+        switched = np.flatnonzero(STATUS == SWITCH).astype(np.int64)
         if switched.size:
-            _threaded(run_share, _kernel(sens, _ROSENBROCK, lockstep), switched, threads)
+            _threaded(run_share, _kernel(sens, KIND_ROSENBROCK, lockstep), switched, threads)
     return OUT, STATS, STATUS
 
 
