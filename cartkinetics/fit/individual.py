@@ -25,14 +25,14 @@ derivatives of each row's term, including the M3 term through the inverse Mills 
 of ``ln sigma`` when estimated; model curvature neglected), ``Cov = 2 H^-1``. This stays
 valid at Stein's Tmax kink, where finite differences of the gradient are not.
 
-Parameters are fitted on the log scale (``log_<name>``) for every parameter the model marks
-``log_scale``, with the model's bounds. Starting values come from the data (observed Cmax
-and its day seed ``cmax`` and ``tmax``; early slope, contraction and terminal slopes seed
-Stein's ``foldx``, ``alpha``, ``beta`` and ``fb``). The global step
-(:mod:`cartkinetics.fit.multistart`, shared with the joint and multi-output fits) runs
-``n_starts`` local searches together in a vectorised Levenberg-Marquardt loop (the data start,
-a Tmax scan over the sampling intervals, the best random candidates) and lmfit polishes the
-best end point: the result is an lmfit fit.
+Parameters are fitted on the log scale (``log_<name>``) for every parameter whose declared
+``transform`` is log or logit (``Parameter.log_scale``), with the model's bounds. Starting
+values come from the data (observed Cmax and its day seed ``cmax`` and ``tmax``; early slope,
+contraction and terminal slopes seed Stein's ``foldx``, ``alpha``, ``beta`` and ``fb``). The
+global step (:mod:`cartkinetics.fit.multistart`, shared with the joint and multi-output fits)
+runs ``n_starts`` local searches together in a vectorised Levenberg-Marquardt loop (the data
+start, a Tmax scan over the sampling intervals, the best random candidates) and lmfit polishes
+the best end point: the result is an lmfit fit.
 
 Estimator: maximum likelihood by default; ``prior="population"`` gives the maximum a
 posteriori (empirical-Bayes) estimate with the model's published population distribution

@@ -340,46 +340,23 @@ def _get_model(model: Any) -> Any:
     return model
 
 
-def _transforms(model: Any) -> list[str]:
-    """'logit' for dimensionless fractions bounded by 1 (Stein's FB), else 'log'.
-
-    A rate with an upper bound of 1/day (Stein's beta) stays on the log scale: only
-    dimensionless parameters (unit "-") are fractions.
-    """
-    out = []
-    for p in model.parameters:
-        if p.unit.strip() in ("-", "", "fraction", "1") and p.lower >= 0.0 and p.upper <= 1.0:
-            out.append("logit")
-        else:
-            out.append("log")
-    return out
-
-
-def _forward(x: np.ndarray, kind: str) -> np.ndarray:
-    return np.log(x) if kind == "log" else np.log(x) - np.log1p(-x)
-
-
-def _backward(phi: np.ndarray, kind: str) -> np.ndarray:
-    return np.exp(phi) if kind == "log" else 1.0 / (1.0 + np.exp(-phi))
-
-
 def default_priors(model: Any) -> dict[str, Any]:
     """Default (weakly informative) priors, centred on the model's published values.
 
     Returns
     -------
     dict with keys
-        ``mu``: name -> (mean, sd) on the transformed scale (log, or logit for fractions);
+        ``mu``: name -> (mean, sd) on each parameter's ``transform`` scale (log, or logit
+        for fractions);
         ``omega``: name -> ("lognormal", median, sd_log) (also "gamma"/"halfnormal", see
         :func:`_omega_prior_arrays`); ``delta``: name -> (mean, sd); ``tau``: name ->
         HalfNormal scale; ``sigma``: ("lognormal", median, sd_log) or ("halfnormal", scale);
         ``nu``: ("gamma", alpha, beta); ``b``: sd of covariate coefficients.
     """
     model = _get_model(model)
-    kinds = _transforms(model)
     mu, omega, delta, tau = {}, {}, {}, {}
-    for p, kind in zip(model.parameters, kinds, strict=True):
-        mu[p.name] = (float(_forward(np.array(p.value), kind)), 1.0)
+    for p in model.parameters:
+        mu[p.name] = (float(p.to_scale(p.value)), 1.0)
         w2 = model.bsv.get(p.name) if getattr(model, "bsv", None) else None
         # LogNormal with median = the published SD; zero density at omega = 0
         # (boundary-avoiding: no funnel at small omega); 1 (ln scale) where none published
@@ -456,19 +433,26 @@ def _omega_prior_arrays(spec: dict[str, Any], free: list[str]) -> tuple[str, lis
 def _upper_limits(
     model: Any, params: list[str], kinds: list[str], names: list[str]
 ) -> np.ndarray | None:
-    """Declared upper limits of ``params`` on the sampled (log/logit) scale, or None.
+    """Declared upper limits of ``params`` on the sampled scale (``transform``), or None.
 
-    Infinite limits (and a fraction's limit of 1) become 1e3 on the sampled scale, i.e. no
-    truncation in practice; None when no parameter has a finite limit.
+    Infinite limits (and the limit of a logit or bounded scale, which that scale already
+    keeps) become 1e3 on the sampled scale, i.e. no truncation in practice; None when no
+    parameter has a finite limit.
     """
     out = []
     for n in params:
         j = names.index(n)
-        up = float(model.parameters[j].upper)
-        if not math.isfinite(up) or (kinds[j] == "logit" and up >= 1.0) or up <= 0:
+        par = model.parameters[j]
+        up = float(par.upper)
+        if (
+            not math.isfinite(up)
+            or (kinds[j] == "logit" and up >= 1.0)
+            or kinds[j] == "bounded"
+            or (kinds[j] == "log" and up <= 0)
+        ):
             out.append(np.inf)
         else:
-            out.append(float(_forward(np.array(up), kinds[j])))
+            out.append(float(par.to_scale(up)))
     arr = np.array(out)
     if not np.any(np.isfinite(arr)):
         return None
@@ -789,7 +773,7 @@ def build_model(
 
     model = _get_model(model)
     names = list(model.param_names)
-    kinds = _transforms(model)
+    kinds = model.transforms  # each parameter's declared sampling scale
     fixed, fixed_series = _fixed_values(fixed, pdata, model)
     free = [n for n in names if n not in fixed]
     if residual not in ("normal", "student"):
@@ -955,7 +939,7 @@ def build_model(
                 cols.append(pt.as_tensor(fixed_series[n]))
             else:
                 k = free.index(n)
-                cols.append(pt.exp(phi[:, k]) if kinds[j] == "log" else pt.sigmoid(phi[:, k]))
+                cols.append(model.parameters[j].from_scale_pt(phi[:, k]))
         theta = pm.Deterministic("theta", pt.stack(cols, axis=1), dims=("series", "all_param"))
 
         if stein:
@@ -1303,7 +1287,7 @@ class PopulationFit:
         rows = []
         diag = az.summary(self.idata, var_names=self._sampled_vars(), kind="diagnostics")
         pooled = self.info.get("pooled", [])
-        kinds = dict(zip(self.info["names"], self.info["kinds"], strict=True))
+        par = {p.name: p for p in self.model.parameters}
 
         def diag_of(label: str) -> tuple[float, float, float]:
             if label in diag.index:
@@ -1313,7 +1297,7 @@ class PopulationFit:
 
         for j, n in enumerate(self.info["free"]):
             mu = self._stack("mu")[:, j]
-            typ = _backward(mu, kinds[n])
+            typ = par[n].from_scale(mu)
             rows.append(("typical", n, *_ci(typ), *diag_of(f"mu[{n}]")))
             if n in pooled:  # no random effect, no between-patient SD
                 continue
@@ -1570,7 +1554,7 @@ class PopulationFit:
     def _typical_outcome_effect(self, max_draws: int = 500) -> tuple[np.ndarray, np.ndarray]:
         from cartkinetics.outcomes import batch_curve_outcomes
 
-        names, free, kinds = self.info["names"], self.info["free"], self.info["kinds"]
+        names, free = self.info["names"], self.info["free"]
         mu = self._stack("mu")
         delta = self._stack("delta")
         step = max(1, mu.shape[0] // max_draws)
@@ -1582,9 +1566,10 @@ class PopulationFit:
         th2 = th1.copy()
         for k, n in enumerate(free):
             j = names.index(n)
-            th1[:, j] = _backward(mu[:, k], kinds[j])
+            par = self.model.parameters[j]
+            th1[:, j] = par.from_scale(mu[:, k])
             sh = delta[:, self.info["effects"].index(n)] if n in self.info["effects"] else 0.0
-            th2[:, j] = _backward(mu[:, k] + sh, kinds[j])
+            th2[:, j] = par.from_scale(mu[:, k] + sh)
         grid = np.linspace(0, 60, 601)
         o1 = batch_curve_outcomes(grid, np.exp(self.predict_log(grid, th1)))
         o2 = batch_curve_outcomes(grid, np.exp(self.predict_log(grid, th2)))

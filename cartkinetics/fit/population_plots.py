@@ -73,9 +73,7 @@ def plot_population(
     """
     ax = _axes(ax)
     d = fit.data
-    names, free, kinds = fit.info["names"], fit.info["free"], fit.info["kinds"]
-    from cartkinetics.fit.population import _backward
-
+    names, free = fit.info["names"], fit.info["free"]
     mu = fit._stack("mu")
     om = fit._stack("omega")
     idx = _thin(mu.shape[0], max_draws)
@@ -94,7 +92,7 @@ def plot_population(
                 phi = phi + fit._stack("delta")[idx, e]
                 if "tau" in fit.idata.posterior:
                     phi = phi + fit._stack("tau")[idx, e] * rng.standard_normal(idx.size)
-            th[:, jj] = _backward(phi, kinds[jj])
+            th[:, jj] = fit.model.parameters[jj].from_scale(phi)
         _band(fit, ax, grid, th, (0.05, 0.95), _COLORS.get(k, "tab:green"),
               f"infusion {k}: median, 90% PI", d.series_infusion[d.obs_series] == k)
     return _finish(ax, d, f"{fit.model.name}: population prediction (open: BLQ at LLOQ)")

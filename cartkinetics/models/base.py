@@ -41,6 +41,77 @@ def status_message(code: int) -> str:
         return STATUS_MESSAGES.get(int(code), f"status {code}")
 
 
+# The scales a parameter can be estimated and varied on (``Parameter.transform``):
+#   "log"      phi = ln x                      (x > 0)
+#   "logit"    phi = ln x - ln(1 - x)          (a fraction, 0 < x < 1)
+#   "identity" phi = x
+#   "bounded"  phi = logit((x - lower) / (upper - lower))   (finite lower < x < upper)
+TRANSFORMS = ("log", "logit", "identity", "bounded")
+FRACTION_UNITS = ("-", "", "fraction", "1")
+
+
+def default_transform(unit: str, lower: float, upper: float, log_scale: bool) -> str:
+    """The scale a parameter declared without ``transform`` is estimated on.
+
+    ``"identity"`` when ``log_scale`` is False; ``"logit"`` for a dimensionless fraction
+    (unit ``"-"``) bounded by [0, 1] (Stein's FB); else ``"log"``. A rate with an upper
+    bound of 1/day (Stein's beta) is not a fraction: it stays on the log scale.
+    """
+    if not log_scale:
+        return "identity"
+    if unit.strip() in FRACTION_UNITS and lower >= 0.0 and upper <= 1.0:
+        return "logit"
+    return "log"
+
+
+def to_scale(x: Any, transform: str, lower: float = 0.0, upper: float = 1.0) -> np.ndarray:
+    """Natural value(s) ``x`` on the ``transform`` scale (see :data:`TRANSFORMS`).
+
+    Values outside the transform's domain give -inf/inf/NaN (no warning).
+    """
+    x = np.asarray(x, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if transform == "log":
+            return np.log(x)
+        if transform == "logit":
+            return np.log(x) - np.log1p(-x)
+        if transform == "identity":
+            return x.copy()
+        if transform == "bounded":
+            u = (x - lower) / (upper - lower)
+            return np.log(u) - np.log1p(-u)
+    raise CartKineticsError(f"unknown transform {transform!r}; transforms are {TRANSFORMS}")
+
+
+def from_scale(phi: Any, transform: str, lower: float = 0.0, upper: float = 1.0) -> np.ndarray:
+    """Inverse of :func:`to_scale`: natural value(s) of ``phi`` on the ``transform`` scale."""
+    phi = np.asarray(phi, dtype=float)
+    if transform == "log":
+        return np.exp(phi)
+    if transform == "logit":
+        return 1.0 / (1.0 + np.exp(-phi))
+    if transform == "identity":
+        return phi.copy()
+    if transform == "bounded":
+        return lower + (upper - lower) / (1.0 + np.exp(-phi))
+    raise CartKineticsError(f"unknown transform {transform!r}; transforms are {TRANSFORMS}")
+
+
+def from_scale_pt(phi: Any, transform: str, lower: float = 0.0, upper: float = 1.0) -> Any:
+    """:func:`from_scale` in PyTensor (for the hierarchical fit's graph)."""
+    import pytensor.tensor as pt
+
+    if transform == "log":
+        return pt.exp(phi)
+    if transform == "logit":
+        return pt.sigmoid(phi)
+    if transform == "identity":
+        return phi
+    if transform == "bounded":
+        return lower + (upper - lower) * pt.sigmoid(phi)
+    raise CartKineticsError(f"unknown transform {transform!r}; transforms are {TRANSFORMS}")
+
+
 @dataclass(frozen=True)
 class Parameter:
     """One model parameter.
@@ -56,11 +127,20 @@ class Parameter:
     lower, upper : float
         Bounds used by fits (natural scale).
     log_scale : bool
-        Whether fits and variability work on log(parameter).
+        Whether the parameter is positive and per-patient fits estimate log(parameter)
+        (lmfit keeps the bounds). Derived from ``transform`` when that is given
+        (True for "log" and "logit"); kept as a positional shorthand: False means
+        ``transform="identity"``.
     source : str
         Where the value comes from (paper table, re-implementation file).
     description : str
         One line saying what it is.
+    transform : {"log", "logit", "identity", "bounded"}
+        The scale on which the parameter is estimated and varies between patients: the
+        hierarchical fit samples it (and its priors are) on this scale, posterior
+        populations map draws back with it and variability is normal on it. Default from
+        :func:`default_transform` (logit for a dimensionless fraction in [0, 1], identity
+        when ``log_scale`` is False, else log).
     """
 
     name: str
@@ -71,6 +151,45 @@ class Parameter:
     log_scale: bool = True
     source: str = ""
     description: str = ""
+    transform: str = ""
+
+    def __post_init__(self) -> None:
+        kind = self.transform or default_transform(
+            self.unit, self.lower, self.upper, self.log_scale
+        )
+        if kind not in TRANSFORMS:
+            raise CartKineticsError(
+                f"parameter {self.name}: unknown transform {kind!r}; transforms are {TRANSFORMS}"
+            )
+        if kind in ("log", "logit") and self.lower < 0:
+            raise CartKineticsError(
+                f"parameter {self.name}: a {kind} transform needs lower >= 0, got {self.lower}"
+            )
+        if kind == "logit" and self.upper > 1:
+            raise CartKineticsError(
+                f"parameter {self.name}: a logit transform needs upper <= 1, got {self.upper}"
+            )
+        if kind == "bounded" and not (
+            np.isfinite(self.lower) and np.isfinite(self.upper) and self.lower < self.upper
+        ):
+            raise CartKineticsError(
+                f"parameter {self.name}: a bounded transform needs finite lower < upper, got "
+                f"[{self.lower}, {self.upper}]"
+            )
+        object.__setattr__(self, "transform", kind)
+        object.__setattr__(self, "log_scale", kind in ("log", "logit"))
+
+    def to_scale(self, x: Any) -> np.ndarray:
+        """Natural value(s) on this parameter's ``transform`` scale."""
+        return to_scale(x, self.transform, self.lower, self.upper)
+
+    def from_scale(self, phi: Any) -> np.ndarray:
+        """Natural value(s) of ``phi`` given on this parameter's ``transform`` scale."""
+        return from_scale(phi, self.transform, self.lower, self.upper)
+
+    def from_scale_pt(self, phi: Any) -> Any:
+        """:meth:`from_scale` in PyTensor."""
+        return from_scale_pt(phi, self.transform, self.lower, self.upper)
 
 
 @dataclass
@@ -208,8 +327,13 @@ class Model:
 
     @property
     def log_scale(self) -> np.ndarray:
-        """True where a parameter is estimated on the log scale."""
+        """True where a parameter is estimated on the log scale (``transform`` log or logit)."""
         return np.array([p.log_scale for p in self.parameters], dtype=bool)
+
+    @property
+    def transforms(self) -> list[str]:
+        """Each parameter's ``transform`` (log, logit, identity, bounded), in order."""
+        return [p.transform for p in self.parameters]
 
     @property
     def state_names(self) -> list[str]:
@@ -244,6 +368,7 @@ class Model:
                     "lower": p.lower,
                     "upper": None if not np.isfinite(p.upper) else p.upper,
                     "log_scale": p.log_scale,
+                    "transform": p.transform,
                     "source": p.source,
                     "description": p.description,
                 }

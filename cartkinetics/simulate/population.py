@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from cartkinetics.errors import CartKineticsError
+from cartkinetics.models.base import from_scale
 
 # ------------------------------------------------------------------ covariate distributions
 
@@ -477,21 +478,6 @@ class FitTablePopulation(Population):
         return f"{self._rows.shape[0]} per-patient fits ({how}; {self.n_excluded} excluded)"
 
 
-def _transform_kinds(model: Any) -> list[str]:
-    """'logit' for fractions bounded by [0, 1] (e.g. Stein's FB), else 'log' -- the scales of
-    :mod:`cartkinetics.fit.population`."""
-    return ["logit" if (p.lower >= 0.0 and p.upper <= 1.0) else "log" for p in model.parameters]
-
-
-def _to_scale(x: np.ndarray, kind: str) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.log(x) if kind == "log" else np.log(x) - np.log1p(-x)
-
-
-def _from_scale(phi: np.ndarray, kind: str) -> np.ndarray:
-    return np.exp(phi) if kind == "log" else 1.0 / (1.0 + np.exp(-phi))
-
-
 @dataclass
 class DrawsPopulation(Population):
     """Virtual patients from posterior draws (each virtual patient from one draw).
@@ -503,7 +489,8 @@ class DrawsPopulation(Population):
         ``level="individual"``: columns named as parameters (natural scale); each virtual
         patient is one random draw.
         ``level="population"``: typical values as ``<name>`` (natural scale) or ``mu_<name>``
-        (on the fit's scale: log, or logit for fractions bounded by 1) and between-patient SDs
+        (on the fit's scale, each parameter's ``transform``: log, or logit for fractions)
+        and between-patient SDs
         on that scale as ``omega_<name>`` (or variances ``omega2_<name>``); parameters
         without an omega column take no variability. Each virtual patient takes one random
         draw, then its own random effect from that draw's omegas, so the uncertainty of the
@@ -537,16 +524,18 @@ class DrawsPopulation(Population):
         if self.level not in ("individual", "population"):
             raise CartKineticsError(
                 f"level must be 'individual' or 'population', got {self.level!r}")
-        kinds = _transform_kinds(m)
+        # the declared scales, those the hierarchical fit sampled on (Parameter.transform)
+        kinds = m.transforms
+        pars = m.parameters
         k = m.n_params
         typical = m.param_vector(None)
-        mu = np.tile([_to_scale(np.array(v), kd) for v, kd in zip(typical, kinds, strict=True)],
+        mu = np.tile([float(p.to_scale(v)) for p, v in zip(pars, typical, strict=True)],
                      (len(d), 1))
         sd = np.zeros((len(d), k))
         found = False
         for j, name in enumerate(m.param_names):
             if name in d.columns:
-                mu[:, j] = _to_scale(_numbers(d, name, source), kinds[j])
+                mu[:, j] = pars[j].to_scale(_numbers(d, name, source))
                 found = True
             elif self.level == "population" and "mu_" + name in d.columns:
                 mu[:, j] = _numbers(d, "mu_" + name, source)
@@ -572,6 +561,7 @@ class DrawsPopulation(Population):
         self._mu = mu
         self._sd = sd
         self._kinds = kinds
+        self._bounds = [(p.lower, p.upper) for p in pars]
         self.n_draws = len(d)
         self.draws = None
 
@@ -619,7 +609,7 @@ class DrawsPopulation(Population):
             phi = phi + rng.standard_normal((n, phi.shape[1])) * self._sd[idx]
         out = np.empty_like(phi)
         for j, kind in enumerate(self._kinds):
-            out[:, j] = _from_scale(phi[:, j], kind)
+            out[:, j] = from_scale(phi[:, j], kind, *self._bounds[j])
         return out
 
     def _describe(self) -> str:
