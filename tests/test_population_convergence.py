@@ -159,15 +159,47 @@ def test_cli_reports_not_converged_in_json_and_on_the_console(tmp_path, capsys):
     csv = tmp_path / "kin.csv"
     df.to_csv(csv, index=False)
     args = ["fit-population", str(csv), "--draws", "40", "--tune", "40", "--chains", "2"]
-    assert main(args + ["--json"]) == 0
+    # the default runs until converged: a budget of 1 s leaves the first round only
+    assert main(args + ["--json", "--time-budget", "1"]) == 0
     cap = capsys.readouterr()
     out = json.loads(cap.out)
     diag = out["diagnostics"]
+    conv = out["convergence"]
+    assert conv["ok"] is False and conv["stopped"] == "time budget"
+    assert len(conv["rounds"]) == 1 and "stopped: time budget" in cap.err
     assert diag["ok"] is False
     assert any("ESS" in p for p in diag["problems"])
     assert diag["worst"] and {"quantity", "r_hat", "ess_bulk", "ess_tail"} <= set(diag["worst"][0])
     assert "NOT CONVERGED" in cap.err and diag["worst"][0]["quantity"] in cap.err
     assert out["seed"] is not None
-    assert main(args) == 0
+    assert main(args + ["--no-until-converged"]) == 0
     cap = capsys.readouterr()
     assert "NOT CONVERGED" in cap.out and "worst:" in cap.out and "NOT CONVERGED" in cap.err
+
+
+@pytest.mark.slow
+def test_restarted_chains_join_the_kept_ones_in_a_real_fit():
+    """_combine on real fits: kept chains and restarted chains in one posterior, every
+    group rebuilt, the restarted chain's draws those of the new run."""
+    pytest.importorskip("nutpie")
+    from cartkinetics.data import read_kinetics
+    from cartkinetics.fit.population import fit_population, prepare_population_data
+    from cartkinetics.fit.population_sim import simulate_stein_cohort
+
+    df, _ = simulate_stein_cohort(3, seed=5)
+    pdata = prepare_population_data(read_kinetics(df))
+    kw = {"draws": 30, "tune": 40, "progress": False, "warn": False}
+    fit = fit_population(pdata, chains=3, seed=1, **kw)
+    start = C._start_from_draw(fit, [0, 1], np.random.default_rng(0))
+    assert set(start) == {v.name for v in fit.pm_model.free_RVs}
+    new = fit_population(pdata, chains=1, seed=2, init=start, **kw)
+    assert new.info["sampling"]["init"] == "given point, jittered"
+    both = C._combine(fit, [0, 2], new)
+    post = both.idata.posterior
+    assert post.sizes["chain"] == 3 and post.sizes["draw"] == 30
+    np.testing.assert_array_equal(post["mu"].values[1], fit.idata.posterior["mu"].values[2])
+    np.testing.assert_array_equal(post["mu"].values[2], new.idata.posterior["mu"].values[0])
+    assert both.idata.log_likelihood["log_y"].shape[:2] == (3, 30)
+    assert both.idata.sample_stats.sizes["chain"] == 3
+    d = both.diagnostics(warn=False)
+    assert d["n_chains"] == 3

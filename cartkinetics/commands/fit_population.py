@@ -48,14 +48,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "have more than one local mode; R-hat then cannot see other modes)",
     )
     parser.add_argument(
-        "--until-converged", action="store_true",
-        help="if the diagnostics fail, restart stuck chains from dispersed points or run "
-        "again with twice the warm-up and draws, until R-hat <= 1.01, ESS >= 400 and no "
-        "divergence, or the time budget is spent (cartkinetics.fit.convergence)",
+        "--until-converged", action=argparse.BooleanOptionalAction, default=True,
+        help="(default on) if the diagnostics fail, restart stuck chains from dispersed "
+        "points or run again with twice the warm-up and draws (and, after divergences, a "
+        "higher target acceptance), until R-hat <= 1.01, ESS >= 400 and no divergence, or "
+        "the time budget is spent (cartkinetics.fit.convergence); --no-until-converged: "
+        "one run with the given settings",
     )
     parser.add_argument(
-        "--time-budget", type=float, default=1800.0, metavar="S",
-        help="wall-time budget in seconds of --until-converged (1800)",
+        "--time-budget", type=float, default=900.0, metavar="S",
+        help="wall-time budget in seconds of --until-converged (900); no further round "
+        "starts that would not end within it",
     )
     parser.add_argument(
         "--effect", default=None, metavar="P1,P2",

@@ -468,9 +468,11 @@ def fit_until_converged(
     R-hat back near 1), those chains are run again, with the round's settings and a new
     seed, from points jittered around random draws of the other chains, and replace the
     stuck ones (their mean log densities are recorded in the round). Otherwise the whole fit
-    is run again from dispersed starts with ``growth`` times the warm-up and the draws.
+    is run again from dispersed starts with ``growth`` times the warm-up and the draws, and,
+    when the round had divergent transitions, a target acceptance halfway to 1 (0.9 -> 0.95
+    -> 0.975: smaller steps).
     """
-    from cartkinetics.fit.population import DEFAULT_SEED, fit_population
+    from cartkinetics.fit.population import DEFAULT_SEED, DEFAULT_TARGET_ACCEPT, fit_population
 
     if time_budget <= 0 or max_rounds < 1 or growth < 1:
         raise CartKineticsError("time_budget must be > 0, max_rounds >= 1 and growth >= 1")
@@ -523,10 +525,15 @@ def fit_until_converged(
         else:
             tune = int(round(tune * growth))
             draws = int(round(draws * growth))
+            if rep.divergences:
+                # smaller steps: halve the distance of the target acceptance to 1
+                ta = kwargs.get("target_accept") or DEFAULT_TARGET_ACCEPT
+                kwargs["target_accept"] = min(0.99, 1.0 - (1.0 - ta) / 2.0)
             fit = run(chains, s, "dispersed", tune, draws)
             entry = {"action": "extend (longer warm-up, more draws, dispersed starts)",
                      "tune": tune, "draws": draws, "chains": chains, "seed": s,
-                     "init": "dispersed"}
+                     "init": "dispersed",
+                     "target_accept": kwargs.get("target_accept") or DEFAULT_TARGET_ACCEPT}
         rep = diagnose(fit)
         entry.update({"round": k, "seconds": time.perf_counter() - t0,
                       "diagnostics": rep.to_dict(k=3)})

@@ -31,7 +31,7 @@ by passing ``priors=``):
   omega = 0 (no funnel at small omega for the centred effects); LogNormal(0, 1)
   where nothing was published.
 * ``delta[j] ~ Normal(0, 0.7)`` (no effect a priori; a 95% range of ratios 0.25-4);
-  ``tau[j] ~ HalfNormal(0.3)``.
+  ``tau[j] ~ LogNormal(ln 0.2, 0.75)`` (``TAU_PRIOR``: zero density at 0, no funnel).
 * ``sigma ~ LogNormal(log(residual_sd_published), 0.5)`` (Stein: 0.56 on ln scale), else
   ``HalfNormal(1.0)``; Student-t residuals add ``nu ~ Gamma(2, 0.1)`` (Juarez & Steel 2010).
 * covariate coefficients ``b ~ Normal(0, 0.5)`` per standardised covariate (numeric covariates
@@ -85,6 +85,14 @@ DEFAULT_TARGET_ACCEPT = 0.9
 # publishes no variability
 OMEGA_SD_LOG = 0.5
 OMEGA_SD_LOG_UNPUBLISHED = 1.0
+# default prior of the between-patient SD of the infusion effects (tau): LogNormal with median
+# 0.2 and SD 0.75 on the log scale (95% within 0.046-0.87), i.e. patients' second/first ratios
+# spread by a factor ~1.2 typically, up to ~2.4. It replaced HalfNormal(0.3) (the same
+# median), whose density does not vanish at tau = 0: with 7-20 pairs the data cannot rule out
+# tau near 0, the posterior of ln tau then had a long left tail (a funnel with the
+# non-centred u), and tau was the quantity with the lowest bulk and tail ESS of the fit
+# (docs/population.md, "Why the default fit mixed slowly")
+TAU_PRIOR = ("lognormal", 0.2, 0.75)
 # default prior of the between-infusion (inter-occasion) SDs: HalfNormal(0.3) on the log (or
 # logit) scale, i.e. occasions of one patient differing by a factor up to ~1.8 (95%); NONMEM
 # and Monolix analyses of CAR-T or mAb kinetics report IOV of 0.1-0.5
@@ -357,10 +365,13 @@ def default_priors(model: Any) -> dict[str, Any]:
         ``mu``: name -> (mean, sd) on each parameter's ``transform`` scale (log, or logit
         for fractions);
         ``omega``: name -> ("lognormal", median, sd_log) (also "gamma"/"halfnormal", see
-        :func:`_omega_prior_arrays`); ``delta``: name -> (mean, sd); ``tau``: name ->
-        HalfNormal scale; ``sigma``: ("lognormal", median, sd_log) or ("halfnormal", scale);
-        ``nu``: ("gamma", alpha, beta); ``b``: sd of covariate coefficients; ``iov``: name ->
-        HalfNormal scale of the between-infusion (inter-occasion) SD.
+        :func:`_omega_prior_arrays`); ``delta``: name -> (mean, sd); ``tau``: name -> the
+        prior of the infusion effect's between-patient SD, in the forms of ``omega``
+        (default ``TAU_PRIOR``; a bare number is a HalfNormal scale); ``sigma``:
+        ("lognormal", median, sd_log) or ("halfnormal", scale); ``nu``: ("gamma", alpha,
+        beta); ``b``: sd of covariate coefficients; ``iov``: name -> prior of the
+        between-infusion (inter-occasion) SD, same forms (default HalfNormal scale
+        ``IOV_PRIOR_SCALE``).
     """
     model = _get_model(model)
     mu, omega, delta, tau, iov = {}, {}, {}, {}, {}
@@ -374,7 +385,7 @@ def default_priors(model: Any) -> dict[str, Any]:
         else:
             omega[p.name] = ("lognormal", 1.0, OMEGA_SD_LOG_UNPUBLISHED)
         delta[p.name] = (0.0, 0.7)
-        tau[p.name] = 0.3
+        tau[p.name] = TAU_PRIOR
         iov[p.name] = IOV_PRIOR_SCALE
     rsd = getattr(model, "residual_sd", None)
     sigma = ("lognormal", float(rsd), 0.5) if rsd else ("halfnormal", 1.0)
@@ -410,7 +421,8 @@ def _merge_priors(model: Any, priors: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def _omega_prior_arrays(spec: dict[str, Any], free: list[str]) -> tuple[str, list[np.ndarray]]:
+def _omega_prior_arrays(spec: dict[str, Any], free: list[str],
+                        key: str = "omega") -> tuple[str, list[np.ndarray]]:
     """Family and parameter arrays of the between-patient SD priors of the free parameters.
 
     Each entry is ``("gamma", shape, rate)``, ``("lognormal", median, sd_log)``,
@@ -427,18 +439,32 @@ def _omega_prior_arrays(spec: dict[str, Any], free: list[str]) -> tuple[str, lis
             2 if v[0] == "halfnormal" else 3
         ):
             raise CartKineticsError(
-                f"priors['omega'][{n!r}]: expected ('gamma', shape, rate), ('lognormal', "
+                f"priors[{key!r}][{n!r}]: expected ('gamma', shape, rate), ('lognormal', "
                 f"median, sd_log), ('halfnormal', scale) or a HalfNormal scale, got {v!r}"
             )
         fam.append(v[0])
         args.append([float(a) for a in v[1:]])
     if len(set(fam)) > 1:
         raise CartKineticsError(
-            f"priors['omega']: all between-patient SD priors must share one family, got "
+            f"priors[{key!r}]: all SD priors of one kind must share one family, got "
             f"{dict(zip(free, fam, strict=True))}"
         )
     family = fam[0] if fam else "halfnormal"
     return family, [np.array(a) for a in zip(*args, strict=True)] if args else [np.ones(0)]
+
+
+def _sd_variable(name: str, spec: dict[str, Any], params: list[str], dims: str,
+                 key: str) -> Any:
+    """A vector of SDs (one per parameter of ``params``) with the priors of ``spec`` (the
+    forms of :func:`_omega_prior_arrays`); inside a PyMC model context."""
+    import pymc as pm
+
+    family, args = _omega_prior_arrays(spec, params, key)
+    if family == "gamma":
+        return pm.Gamma(name, alpha=args[0], beta=args[1], dims=dims)
+    if family == "lognormal":
+        return pm.LogNormal(name, mu=np.log(args[0]), sigma=args[1], dims=dims)
+    return pm.HalfNormal(name, sigma=args[0], dims=dims)
 
 
 def _upper_limits(
@@ -954,9 +980,7 @@ def build_model(
             delta = pm.Normal("delta", mu=d_mean, sigma=d_sd, dims="effect")
             shift = delta[None, :]
             if infusion_effect_random:
-                tau = pm.HalfNormal(
-                    "tau", sigma=np.array([float(pri["tau"][e]) for e in effects]), dims="effect"
-                )
+                tau = _sd_variable("tau", pri["tau"], effects, "effect", "tau")
                 u = pm.Normal("u", 0.0, 1.0, dims=("patient", "effect"))
                 shift = shift + (tau[None, :] * u)[pdata.series_patient]
             else:
@@ -966,10 +990,7 @@ def build_model(
         if iov:
             # inter-occasion variability: a deviation per series (patient x infusion)
             iidx = [free.index(n) for n in iov]
-            om_iov = pm.HalfNormal(
-                "omega_iov", sigma=np.array([float(pri["iov"][n]) for n in iov]),
-                dims="iov_param",
-            )
+            om_iov = _sd_variable("omega_iov", pri["iov"], iov, "iov_param", "iov")
             kappa = pm.Normal("kappa", 0.0, 1.0, dims=("series", "iov_param"))
             phi = pt.inc_subtensor(phi[:, iidx], om_iov[None, :] * kappa)
         # natural-scale parameters per series, fixed ones filled in
@@ -1641,12 +1662,25 @@ class PopulationFit:
                               "stuck_chains", "chain_logp", "patients_disagreeing", "advice")
                 },
                 "convergence": self.info.get("convergence"),
+                "model_checking": self._model_checking(),
                 "population": self.summary().to_dict(orient="records"),
                 "shrinkage": self.shrinkage().to_dict(orient="records"),
                 "patients": pat.to_dict(orient="records"),
                 "patient_infusion_effects": eff.to_dict(orient="records"),
             }
         )
+
+    def _model_checking(self) -> dict[str, Any]:
+        """PSIS-LOO per patient and the PIT residuals' summary (never raising)."""
+        out: dict[str, Any] = {}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out["loo_patient"] = self.loo("patient").to_dict()
+                out["pit_residuals"] = self.pit_residuals().to_dict()
+        except Exception as exc:  # e.g. no log_likelihood group
+            out["error"] = f"{type(exc).__name__}: {exc}"
+        return out
 
     def save(self, out_dir: str | Path, figures: bool = True) -> dict[str, Path]:
         """Write idata (NetCDF), tables (CSV), results.json and figures (PNG) to ``out_dir``."""
@@ -1677,6 +1711,8 @@ class PopulationFit:
                 ("individual_pred", pp.plot_individuals),
                 ("forest_cmax_ratio", pp.plot_forest_cmax_ratio),
                 ("vpc_censored", pp.plot_vpc_censored),
+                # beside the censored VPC: residuals with the BLQ rows randomised
+                ("pit_residuals", lambda f: f.pit_residuals().plot()),
             ):
                 try:
                     res = fn(self)
@@ -1688,6 +1724,21 @@ class PopulationFit:
                 plt.close(fig)
                 paths[name] = p
         return paths
+
+    # ------------------------------------------------------------ model checking
+    def loo(self, by: str = "patient") -> Any:
+        """PSIS-LOO leaving out one patient (or ``by="observation"``): elpd, SE, Pareto k per
+        unit (:func:`cartkinetics.fit.model_comparison.loo`)."""
+        from cartkinetics.fit.model_comparison import loo
+
+        return loo(self, by=by)
+
+    def pit_residuals(self, seed: int | None = None) -> Any:
+        """Randomised PIT residuals, BLQ rows included
+        (:func:`cartkinetics.fit.model_comparison.pit_residuals`)."""
+        from cartkinetics.fit.model_comparison import pit_residuals
+
+        return pit_residuals(self, seed=seed)
 
     # ------------------------------------------------------------ plots
     def plot_population(self, ax: Any = None, **kw: Any) -> Any:
