@@ -543,6 +543,8 @@ def _step_population(a: Analysis) -> str:
         "forest_cmax_ratio": "Per-patient Cmax ratio (second/first), posterior median and "
                              "95% credible interval.",
         "vpc_censored": "Visual predictive check with the BLQ fraction (censored VPC).",
+        "pit_residuals": "Randomised PIT residuals over time (BLQ rows drawn within their "
+                         "censored range): standard normal under a correct model.",
     }
     for name, caption in captions.items():
         if name in paths:
@@ -835,7 +837,8 @@ def build_report(analysis: Analysis) -> HtmlReport:
         eff = p.infusion_effect()
         diag = p.diagnostics(warn=False)
         rep.text(f"Hierarchical {p.model.name} fit (PyMC, sampler "
-                 f"{p.info['sampling']['sampler']}): {chains} chains x {draws} draws after "
+                 f"{p.info['sampling']['sampler']}, seed {p.info['settings']['seed']}): "
+                 f"{chains} chains x {draws} draws after "
                  f"{tune} warm-up iterations; patients' random effects shared by both "
                  "infusions, infusion effect on log Cmax and log Tmax; BLQ by M3.")
         if eff:
@@ -856,14 +859,20 @@ def build_report(analysis: Analysis) -> HtmlReport:
         ], columns=["diagnostic", "value", "target"])
         rep.table(dtab, caption="Sampler diagnostics")
         if not diag["ok"]:
-            rep.text("Diagnostics not met: " + "; ".join(diag["problems"]) + ". "
+            worst = ", ".join(w["quantity"] for w in diag["worst"][:5])
+            pats = sorted({d["patient"] for d in diag["patients_disagreeing"]})
+            rep.text("NOT CONVERGED. Diagnostics not met: " + "; ".join(diag["problems"])
+                     + f". Worst quantities: {worst}."
+                     + (f" The chains disagree about patient(s) {', '.join(pats)}." if pats
+                        else "")
+                     + f" What to do: {diag['advice']}. "
                      + ("This is a short run for illustration; for inference use "
                         "`cartkinetics fit-population` with its defaults (4 chains x 1000 "
                         "draws)." if draws < 1000 else ""), note=True)
         rep.table(p.summary()[["kind", "name", "median", "ci_low", "ci_high", "r_hat",
                                "ess_bulk"]], caption="Population parameters (95% CrI)")
         for name in ("population_pred", "forest_cmax_ratio", "individual_pred",
-                     "vpc_censored"):
+                     "vpc_censored", "pit_residuals"):
             fig(f"population/{name}.png")
 
     # endpoints

@@ -19,7 +19,7 @@ def test_cli_json_keys(tmp_path, capsys):
     csv = tmp_path / "kin.csv"
     df.to_csv(csv, index=False)
     rc = main(["fit-population", str(csv), "--model", "stein2019", "--draws", "150",
-               "--tune", "200", "--chains", "1", "--seed", "4", "--json",
+               "--tune", "200", "--chains", "1", "--seed", "4", "--json", "--no-until-converged",
                "--out", str(tmp_path / "out")])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)

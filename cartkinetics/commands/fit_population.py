@@ -29,7 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--draws", type=int, default=1000, help="draws per chain (1000)")
     parser.add_argument("--tune", type=int, default=1000, help="warm-up per chain (1000)")
     parser.add_argument("--chains", type=int, default=4, help="chains (4)")
-    parser.add_argument("--seed", type=int, default=None, help="random seed")
+    parser.add_argument(
+        "--seed", type=int, default=None,
+        help="random seed (default: the fixed DEFAULT_SEED of fit_population, recorded in "
+        "the output; the same seed gives the same draws on the same machine)",
+    )
     parser.add_argument(
         "--sampler", choices=("nutpie", "pymc"), default="nutpie", help="sampler (nutpie)"
     )
@@ -42,14 +46,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="residual distribution of ln(level) (normal)",
     )
     parser.add_argument(
-        "--init", choices=("support_point", "map"), default="support_point",
-        help="where the chains start: PyMC's support point, jittered per chain, or the "
-        "conditional posterior mode with the between-patient SDs at their prior medians "
-        "(for ODE models whose patients have more than one local mode)",
+        "--init", choices=("support_point", "dispersed", "map"), default="support_point",
+        help="where the chains start: PyMC's support point, jittered per chain; 'dispersed': "
+        "the conditional posterior mode (between-patient SDs at their prior medians), "
+        "jittered per chain; 'map': every chain at that mode (for ODE models whose patients "
+        "have more than one local mode; R-hat then cannot see other modes)",
+    )
+    parser.add_argument(
+        "--until-converged", action=argparse.BooleanOptionalAction, default=True,
+        help="(default on) if the diagnostics fail, restart stuck chains from dispersed "
+        "points or run again with twice the warm-up and draws (and, after divergences, a "
+        "higher target acceptance), until R-hat <= 1.01, ESS >= 400 and no divergence, or "
+        "the time budget is spent (cartkinetics.fit.convergence); --no-until-converged: "
+        "one run with the given settings",
+    )
+    parser.add_argument(
+        "--time-budget", type=float, default=900.0, metavar="S",
+        help="wall-time budget in seconds of --until-converged (900); no further round "
+        "starts that would not end within it",
     )
     parser.add_argument(
         "--effect", default=None, metavar="P1,P2",
-        help="parameters shifted by the second infusion (default: cmax,tmax)",
+        help="parameters shifted by the second infusion, any model parameter (default: "
+        "cmax,tmax)",
+    )
+    parser.add_argument(
+        "--iov", default=None, metavar="P1,P2",
+        help="parameters with between-infusion (inter-occasion) variability, NONMEM style "
+        "(any model parameter, e.g. alpha,fb,beta); default none",
+    )
+    parser.add_argument(
+        "--fixed-effect", action="store_true",
+        help="the infusion effect shared by all patients (no between-patient SD tau); the "
+        "usual choice with --iov on the same parameters",
     )
     parser.add_argument(
         "--fix", default=None, metavar="NAME=VALUE,...",
@@ -123,7 +152,16 @@ def run(args: argparse.Namespace) -> int:
             source=args.kinetics,
         )
     effects = None if args.effect is None else [e for e in args.effect.split(",") if e]
-    fit = fit_population(
+    kw: dict[str, Any] = {}
+    if args.until_converged:
+        from cartkinetics.fit.convergence import fit_until_converged
+
+        fitter: Any = fit_until_converged
+        kw["time_budget"] = args.time_budget
+    else:
+        fitter = fit_population
+        kw["warn"] = False
+    fit = fitter(
         data,
         args.model,
         assay=assay,
@@ -138,7 +176,9 @@ def run(args: argparse.Namespace) -> int:
         fixed=_parse_fixed(args.fix),
         covariates=_parse_covariates(args.covariates),
         init=args.init,
-        warn=False,
+        iov=None if args.iov is None else [p for p in args.iov.split(",") if p],
+        infusion_effect_random=not args.fixed_effect,
+        **kw,
         **({} if args.target_accept is None else {"target_accept": args.target_accept}),
     )
     result = fit.to_dict()
@@ -146,14 +186,28 @@ def run(args: argparse.Namespace) -> int:
         paths = fit.save(args.out)
         result["files"] = {k: str(v) for k, v in paths.items()}
     diag = result["diagnostics"]
+    conv = result.get("convergence")
+    if conv:
+        print(f"--until-converged: {len(conv['rounds'])} round(s) in {conv['seconds']:.0f} s, "
+              f"stopped: {conv['stopped']}", file=sys.stderr)
     if not diag["ok"]:
-        print("warning: diagnostics failed: " + "; ".join(diag["problems"]), file=sys.stderr)
+        # never quietly unconverged: on stderr whatever the output format
+        worst = ", ".join(
+            f"{w['quantity']} (R-hat {_fmt(w['r_hat'])}, bulk ESS {_fmt(w['ess_bulk'], 4)}, "
+            f"tail ESS {_fmt(w['ess_tail'], 4)})" for w in diag["worst"][:3]
+        )
+        print("WARNING: NOT CONVERGED: " + "; ".join(diag["problems"]), file=sys.stderr)
+        print(f"  worst quantities: {worst}", file=sys.stderr)
+        pats = sorted({p["patient"] for p in diag["patients_disagreeing"]})
+        if pats:
+            print(f"  the chains disagree about patient(s) {', '.join(pats)}", file=sys.stderr)
+        print(f"  what to do: {diag['advice']}", file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
     print(f"model {result['model']}, {result['n_patients']} patients, {result['n_series']} "
           f"series, {result['n_observations']} observations ({result['n_censored']} BLQ, "
-          f"{result['censoring']}); sampler {result['sampler']}")
+          f"{result['censoring']}); sampler {result['sampler']}, seed {result['seed']}")
     print("\npopulation parameters (median [95% CrI]):")
     for r in result["population"]:
         print(f"  {r['kind']:>9} {r['name']:<12} {_fmt(r['median'])} "
@@ -170,7 +224,10 @@ def run(args: argparse.Namespace) -> int:
           f"{_fmt(diag['min_ess_bulk'], 4)}, min tail ESS {_fmt(diag['min_ess_tail'], 4)}, "
           f"divergences {diag['divergences']}, E-BFMI "
           f"{', '.join(_fmt(b, 2) for b in diag['bfmi'])}: "
-          f"{'ok' if diag['ok'] else 'FAILED'}")
+          f"{'ok' if diag['ok'] else 'NOT CONVERGED'}")
+    if not diag["ok"]:
+        print("  failed: " + "; ".join(diag["problems"]))
+        print("  worst: " + ", ".join(w["quantity"] for w in diag["worst"][:5]))
     if args.out:
         print(f"\nwritten to {args.out}")
     return 0

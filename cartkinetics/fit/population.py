@@ -31,7 +31,7 @@ by passing ``priors=``):
   omega = 0 (no funnel at small omega for the centred effects); LogNormal(0, 1)
   where nothing was published.
 * ``delta[j] ~ Normal(0, 0.7)`` (no effect a priori; a 95% range of ratios 0.25-4);
-  ``tau[j] ~ HalfNormal(0.3)``.
+  ``tau[j] ~ LogNormal(ln 0.2, 0.75)`` (``TAU_PRIOR``: zero density at 0, no funnel).
 * ``sigma ~ LogNormal(log(residual_sd_published), 0.5)`` (Stein: 0.56 on ln scale), else
   ``HalfNormal(1.0)``; Student-t residuals add ``nu ~ Gamma(2, 0.1)`` (Juarez & Steel 2010).
 * covariate coefficients ``b ~ Normal(0, 0.5)`` per standardised covariate (numeric covariates
@@ -66,7 +66,8 @@ BFMI_MIN = 0.3
 
 STEIN_NAMES = ("foldx", "tmax", "cmax", "alpha", "fb", "beta")
 # the population part of the model: variable names of every sampled quantity
-_FREE_VARS = ("mu", "omega", "omega_re", "z", "phi_c", "delta", "tau", "u", "b", "sigma", "nu")
+_FREE_VARS = ("mu", "omega", "omega_re", "z", "phi_c", "delta", "tau", "u", "omega_iov",
+              "kappa", "b", "sigma", "nu")
 # random effects sampled centred by default: the parameters every CK series pins down
 # (peak level, peak time, contraction rate); the others non-centred (see build_model)
 DEFAULT_CENTRED = ("tmax", "cmax", "alpha")
@@ -74,6 +75,9 @@ DEFAULT_CENTRED = ("tmax", "cmax", "alpha")
 # smooth penalty of this scale (ln units)
 ORDER_ALPHA_BETA = True
 ORDER_SCALE = 0.1
+# seed of fit_population when none is given: a fixed default, so that the same command on the
+# same machine gives the same draws; recorded in ``info["settings"]["seed"]`` and the JSON
+DEFAULT_SEED = 20190505
 # NUTS target acceptance of fit_population (nutpie's own default is 0.8)
 DEFAULT_TARGET_ACCEPT = 0.9
 # default prior of the between-patient SDs: LogNormal(ln published SD, 0.5), i.e. 95% of
@@ -81,6 +85,18 @@ DEFAULT_TARGET_ACCEPT = 0.9
 # publishes no variability
 OMEGA_SD_LOG = 0.5
 OMEGA_SD_LOG_UNPUBLISHED = 1.0
+# default prior of the between-patient SD of the infusion effects (tau): LogNormal with median
+# 0.2 and SD 0.75 on the log scale (95% within 0.046-0.87), i.e. patients' second/first ratios
+# spread by a factor ~1.2 typically, up to ~2.4. It replaced HalfNormal(0.3) (the same
+# median), whose density does not vanish at tau = 0: with 7-20 pairs the data cannot rule out
+# tau near 0, the posterior of ln tau then had a long left tail (a funnel with the
+# non-centred u), and tau was the quantity with the lowest bulk and tail ESS of the fit
+# (docs/population.md, "Why the default fit mixed slowly")
+TAU_PRIOR = ("lognormal", 0.2, 0.75)
+# default prior of the between-infusion (inter-occasion) SDs: HalfNormal(0.3) on the log (or
+# logit) scale, i.e. occasions of one patient differing by a factor up to ~1.8 (95%); NONMEM
+# and Monolix analyses of CAR-T or mAb kinetics report IOV of 0.1-0.5
+IOV_PRIOR_SCALE = 0.3
 
 
 # =============================================================================== data
@@ -349,12 +365,16 @@ def default_priors(model: Any) -> dict[str, Any]:
         ``mu``: name -> (mean, sd) on each parameter's ``transform`` scale (log, or logit
         for fractions);
         ``omega``: name -> ("lognormal", median, sd_log) (also "gamma"/"halfnormal", see
-        :func:`_omega_prior_arrays`); ``delta``: name -> (mean, sd); ``tau``: name ->
-        HalfNormal scale; ``sigma``: ("lognormal", median, sd_log) or ("halfnormal", scale);
-        ``nu``: ("gamma", alpha, beta); ``b``: sd of covariate coefficients.
+        :func:`_omega_prior_arrays`); ``delta``: name -> (mean, sd); ``tau``: name -> the
+        prior of the infusion effect's between-patient SD, in the forms of ``omega``
+        (default ``TAU_PRIOR``; a bare number is a HalfNormal scale); ``sigma``:
+        ("lognormal", median, sd_log) or ("halfnormal", scale); ``nu``: ("gamma", alpha,
+        beta); ``b``: sd of covariate coefficients; ``iov``: name -> prior of the
+        between-infusion (inter-occasion) SD, same forms (default HalfNormal scale
+        ``IOV_PRIOR_SCALE``).
     """
     model = _get_model(model)
-    mu, omega, delta, tau = {}, {}, {}, {}
+    mu, omega, delta, tau, iov = {}, {}, {}, {}, {}
     for p in model.parameters:
         mu[p.name] = (float(p.to_scale(p.value)), 1.0)
         w2 = model.bsv.get(p.name) if getattr(model, "bsv", None) else None
@@ -365,7 +385,8 @@ def default_priors(model: Any) -> dict[str, Any]:
         else:
             omega[p.name] = ("lognormal", 1.0, OMEGA_SD_LOG_UNPUBLISHED)
         delta[p.name] = (0.0, 0.7)
-        tau[p.name] = 0.3
+        tau[p.name] = TAU_PRIOR
+        iov[p.name] = IOV_PRIOR_SCALE
     rsd = getattr(model, "residual_sd", None)
     sigma = ("lognormal", float(rsd), 0.5) if rsd else ("halfnormal", 1.0)
     return {
@@ -373,6 +394,7 @@ def default_priors(model: Any) -> dict[str, Any]:
         "omega": omega,
         "delta": delta,
         "tau": tau,
+        "iov": iov,
         "sigma": sigma,
         "nu": ("gamma", 2.0, 0.1),
         "b": 0.5,
@@ -399,7 +421,8 @@ def _merge_priors(model: Any, priors: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def _omega_prior_arrays(spec: dict[str, Any], free: list[str]) -> tuple[str, list[np.ndarray]]:
+def _omega_prior_arrays(spec: dict[str, Any], free: list[str],
+                        key: str = "omega") -> tuple[str, list[np.ndarray]]:
     """Family and parameter arrays of the between-patient SD priors of the free parameters.
 
     Each entry is ``("gamma", shape, rate)``, ``("lognormal", median, sd_log)``,
@@ -416,18 +439,32 @@ def _omega_prior_arrays(spec: dict[str, Any], free: list[str]) -> tuple[str, lis
             2 if v[0] == "halfnormal" else 3
         ):
             raise CartKineticsError(
-                f"priors['omega'][{n!r}]: expected ('gamma', shape, rate), ('lognormal', "
+                f"priors[{key!r}][{n!r}]: expected ('gamma', shape, rate), ('lognormal', "
                 f"median, sd_log), ('halfnormal', scale) or a HalfNormal scale, got {v!r}"
             )
         fam.append(v[0])
         args.append([float(a) for a in v[1:]])
     if len(set(fam)) > 1:
         raise CartKineticsError(
-            f"priors['omega']: all between-patient SD priors must share one family, got "
+            f"priors[{key!r}]: all SD priors of one kind must share one family, got "
             f"{dict(zip(free, fam, strict=True))}"
         )
     family = fam[0] if fam else "halfnormal"
     return family, [np.array(a) for a in zip(*args, strict=True)] if args else [np.ones(0)]
+
+
+def _sd_variable(name: str, spec: dict[str, Any], params: list[str], dims: str,
+                 key: str) -> Any:
+    """A vector of SDs (one per parameter of ``params``) with the priors of ``spec`` (the
+    forms of :func:`_omega_prior_arrays`); inside a PyMC model context."""
+    import pymc as pm
+
+    family, args = _omega_prior_arrays(spec, params, key)
+    if family == "gamma":
+        return pm.Gamma(name, alpha=args[0], beta=args[1], dims=dims)
+    if family == "lognormal":
+        return pm.LogNormal(name, mu=np.log(args[0]), sigma=args[1], dims=dims)
+    return pm.HalfNormal(name, sigma=args[0], dims=dims)
 
 
 def _upper_limits(
@@ -709,6 +746,7 @@ def build_model(
     mutable_data: bool = False,
     truncate: bool = True,
     observations: dict[str, str] | None = None,
+    iov: tuple[str, ...] | list[str] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Build the PyMC model (see the module docstring for the equations).
 
@@ -763,6 +801,14 @@ def build_model(
         model observation each output measures, e.g. ``{"qpcr": "car_t", "leukaemia":
         "leukaemia"}`` for Liu 2022; the primary output defaults to the model's primary
         observation. Each output has its own residual SD (``sigma`` over dim ``output``).
+    iov : sequence of parameter names, optional
+        Between-infusion (inter-occasion) variability, NONMEM/Monolix style: each series
+        (patient i, infusion k) adds ``omega_iov[j] * kappa[i, k, j]`` to parameter j, kappa
+        standard normal (non-centred), on every infusion alike; prior
+        ``omega_iov ~ HalfNormal(IOV_PRIOR_SCALE)`` (``priors={"iov": {name: scale}}``). Needs
+        at least one patient with two infusions. With IOV on a parameter, a fixed infusion
+        effect on it (``infusion_effect_random=False``) is the usual NONMEM model (occasion
+        as a covariate plus IOV); a random effect as well is weakly identified.
 
     Returns
     -------
@@ -798,6 +844,15 @@ def build_model(
             )
     design = _covariate_design(pdata, covariates, names)
     obs_of = _output_observations(model, pdata, observations)
+    iov = list(iov or ())
+    for n in iov:
+        if n not in free:
+            raise CartKineticsError(f"iov: {n!r} is not a free parameter of {model.name} ({free})")
+    if iov and not has_second:
+        raise CartKineticsError(
+            "iov: between-infusion variability needs patients with two infusions; these data "
+            "have one infusion per patient (it would be confounded with the between-patient SD)"
+        )
 
     coords: dict[str, Any] = {
         "param": free,
@@ -831,6 +886,8 @@ def build_model(
         coords["param_c"] = cen_order
     if effects:
         coords["effect"] = effects
+    if iov:
+        coords["iov_param"] = iov
     if design is not None and design.names:
         coords["covariate"] = design.names
     multi = pdata.n_outputs > 1
@@ -923,15 +980,19 @@ def build_model(
             delta = pm.Normal("delta", mu=d_mean, sigma=d_sd, dims="effect")
             shift = delta[None, :]
             if infusion_effect_random:
-                tau = pm.HalfNormal(
-                    "tau", sigma=np.array([float(pri["tau"][e]) for e in effects]), dims="effect"
-                )
+                tau = _sd_variable("tau", pri["tau"], effects, "effect", "tau")
                 u = pm.Normal("u", 0.0, 1.0, dims=("patient", "effect"))
                 shift = shift + (tau[None, :] * u)[pdata.series_patient]
             else:
                 shift = pt.repeat(shift, pdata.n_series, axis=0)
             sec = pt.as_tensor(pdata.second)[:, None]
             phi = pt.inc_subtensor(phi[:, eidx], sec * shift)
+        if iov:
+            # inter-occasion variability: a deviation per series (patient x infusion)
+            iidx = [free.index(n) for n in iov]
+            om_iov = _sd_variable("omega_iov", pri["iov"], iov, "iov_param", "iov")
+            kappa = pm.Normal("kappa", 0.0, 1.0, dims=("series", "iov_param"))
+            phi = pt.inc_subtensor(phi[:, iidx], om_iov[None, :] * kappa)
         # natural-scale parameters per series, fixed ones filled in
         cols = []
         for j, n in enumerate(names):
@@ -998,6 +1059,7 @@ def build_model(
         "stein": stein,
         "centred": centred,
         "pooled": pooled,
+        "iov": iov,
         "observations": obs_of,
     }
     return pm_model, info
@@ -1065,22 +1127,29 @@ def _sample(
     target_accept: float,
     cores: int | None,
     low_rank: bool = False,
-    init: str = "support_point",
+    init: Any = "support_point",
 ) -> tuple[Any, dict[str, Any]]:
     """Sample with nutpie (numba backend) or PyMC NUTS; returns (idata, timing/info)."""
     import pymc as pm
 
-    info: dict[str, Any] = {"sampler": sampler, "init": init}
+    info: dict[str, Any] = {"sampler": sampler,
+                            "init": init if isinstance(init, str) else "given point, jittered"}
     start = _initial_point(pm_model, init, seed, info)
+    # "map": every chain at the computed start; "dispersed" or a given point: each chain
+    # jittered around it (uniform +-1 on every unconstrained coordinate, nutpie's and
+    # PyMC's jitter), so that R-hat can see chains that settle in different modes
+    jitter = init != "map"
     if sampler == "nutpie":
         try:
             import nutpie
 
             register_cacheable_erfcx()
             t0 = time.perf_counter()
-            # from a computed start every chain starts there (nutpie's jitter, uniform +-1 on
-            # every unconstrained coordinate, would move each patient's random effects off it)
-            init_kw = {} if start is None else {"initial_points": start, "jitter_rvs": set()}
+            # from a computed start without jitter every chain starts there (the jitter would
+            # move each patient's random effects off it)
+            init_kw = {} if start is None else {"initial_points": start}
+            if start is not None and not jitter:
+                init_kw["jitter_rvs"] = set()
             compiled = nutpie.compile_pymc_model(pm_model, backend="numba", **init_kw)
             info["compile_seconds"] = time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -1120,7 +1189,8 @@ def _sample(
             progressbar=progress,
             target_accept=target_accept,
             compute_convergence_checks=False,
-            **({} if start is None else {"initvals": start, "init": "adapt_diag"}),
+            **({} if start is None else {
+                "initvals": start, "init": "jitter+adapt_diag" if jitter else "adapt_diag"}),
         )
     info["compile_seconds"] = float("nan")
     info["sample_seconds"] = time.perf_counter() - t0
@@ -1132,7 +1202,7 @@ def _sample(
 _INIT_HELD = ("omega", "omega_re")
 
 
-def _initial_point(pm_model: Any, init: str, seed: int | None,
+def _initial_point(pm_model: Any, init: Any, seed: int | None,
                    info: dict[str, Any]) -> dict[str, np.ndarray] | None:
     """The chains' start for ``init`` (None: the sampler's own, jittered per chain).
 
@@ -1145,10 +1215,14 @@ def _initial_point(pm_model: Any, init: str, seed: int | None,
     the optimiser's time and the log density there go to ``info["init_seconds"]`` and
     ``info["init_logp"]``.
     """
+    if isinstance(init, dict):  # a given point (constrained values of the free variables)
+        return {k: np.asarray(v) for k, v in init.items()}
     if init == "support_point":
         return None
-    if init != "map":
-        raise CartKineticsError(f"init must be 'support_point' or 'map', got {init!r}")
+    if init not in ("map", "dispersed"):
+        raise CartKineticsError(
+            f"init must be 'support_point', 'map', 'dispersed' or a dict, got {init!r}"
+        )
     import pymc as pm
 
     t0 = time.perf_counter()
@@ -1279,13 +1353,16 @@ class PopulationFit:
 
         Columns: name, kind, median, ci_low, ci_high (95% CrI), r_hat, ess_bulk, ess_tail.
         Typical values are on the parameter's natural scale (units of the model); ``omega``
-        is the SD of the log (or logit) parameter; ``ratio`` rows are exp(delta).
+        is the SD of the log (or logit) parameter; ``ratio`` rows are exp(delta); ``iov``
+        rows the between-infusion SD (same scale as omega).
         """
         import arviz as az
 
         post = self.idata.posterior
         rows = []
-        diag = az.summary(self.idata, var_names=self._sampled_vars(), kind="diagnostics")
+        # unrounded (ArviZ rounds R-hat to 2 decimals by default: 1.014 would read 1.01)
+        diag = az.summary(self.idata, var_names=self._sampled_vars(), kind="diagnostics",
+                          round_to="none")
         pooled = self.info.get("pooled", [])
         par = {p.name: p for p in self.model.parameters}
 
@@ -1308,6 +1385,9 @@ class PopulationFit:
             rows.append(("ratio", e, *_ci(np.exp(d)), *diag_of(f"delta[{e}]")))
             if "tau" in post:
                 rows.append(("tau", e, *_ci(self._stack("tau")[:, j]), *diag_of(f"tau[{e}]")))
+        for j, n in enumerate(self.info.get("iov") or []):
+            rows.append(("iov", n, *_ci(self._stack("omega_iov")[:, j]),
+                         *diag_of(f"omega_iov[{n}]")))
         if "b" in post:
             b = self._stack("b")
             design = self.info["design"]
@@ -1341,62 +1421,23 @@ class PopulationFit:
         population parameters only (mu, omega, delta, tau, b, sigma, nu).
 
         Thresholds: R-hat <= 1.01, ESS >= 400 (bulk and tail), no divergence, E-BFMI >= 0.3.
-        A ``RuntimeWarning`` names every failed check when ``warn`` is true.
+        Computed by :func:`cartkinetics.fit.convergence.diagnose`, which also names the worst
+        quantities (``worst``), stuck chains (``stuck_chains``) and the patients the chains
+        disagree about (``patients_disagreeing``). A ``RuntimeWarning`` names every failed
+        check and the worst quantities when ``warn`` is true.
         """
-        import arviz as az
+        from cartkinetics.fit.convergence import diagnose
 
-        post = self.idata.posterior
-        vn = self._sampled_vars()
-        n_chains = int(post.sizes["chain"])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # R-hat is NaN with one chain
-            rhat = az.rhat(self.idata, var_names=vn)
-        ess_b = az.ess(self.idata, var_names=vn, method="bulk")
-        ess_t = az.ess(self.idata, var_names=vn, method="tail")
-        pop = [v for v in ("mu", "omega", "omega_re", "delta", "tau", "b", "sigma", "nu")
-               if v in vn]
-        if n_chains >= 2:
-            max_rhat = float(max(np.nanmax(rhat[v].values) for v in vn))
-            max_rhat_pop = float(max(np.nanmax(rhat[v].values) for v in pop))
-        else:
-            max_rhat = max_rhat_pop = float("nan")
-        min_b = float(min(np.nanmin(ess_b[v].values) for v in vn))
-        min_t = float(min(np.nanmin(ess_t[v].values) for v in vn))
-        ss = self.idata.sample_stats
-        div = int(ss["diverging"].values.sum()) if "diverging" in ss else 0
-        try:
-            bfmi = [float(x) for x in az.bfmi(self.idata)]
-        except Exception:  # no energy statistic stored
-            bfmi = []
-        n_draws = int(post.sizes["chain"] * post.sizes["draw"])
-        problems = []
-        if n_chains < 2:
-            problems.append("R-hat needs at least 2 chains")
-        elif not max_rhat <= RHAT_MAX:
-            problems.append(f"max R-hat {max_rhat:.3f} > {RHAT_MAX}")
-        if not min_b >= ESS_MIN:
-            problems.append(f"min bulk ESS {min_b:.0f} < {ESS_MIN:.0f}")
-        if not min_t >= ESS_MIN:
-            problems.append(f"min tail ESS {min_t:.0f} < {ESS_MIN:.0f}")
-        if div:
-            problems.append(f"{div} divergent transitions")
-        if bfmi and min(bfmi) < BFMI_MIN:
-            problems.append(f"E-BFMI {min(bfmi):.2f} < {BFMI_MIN}")
-        out = {
-            "max_rhat": max_rhat,
-            "max_rhat_population": max_rhat_pop,
-            "min_ess_bulk": min_b,
-            "min_ess_tail": min_t,
-            "divergences": div,
-            "bfmi": bfmi,
-            "n_draws": n_draws,
-            "ok": not problems,
-            "problems": problems,
-        }
-        if warn and problems:
+        rep = diagnose(self.idata, var_names=self._sampled_vars())
+        out = rep.to_dict()
+        out["n_draws"] = int(rep.n_chains * rep.n_draws)
+        # the floats as computed (to_dict maps non-finite values to None for JSON)
+        for k in ("max_rhat", "max_rhat_population", "min_ess_bulk", "min_ess_tail"):
+            out[k] = float(getattr(rep, k))
+        if warn and not rep.ok:
             warnings.warn(
-                "population fit diagnostics failed: " + "; ".join(problems)
-                + " (more tuning/draws, or simpler model: fix poorly identified parameters)",
+                "population fit diagnostics failed: " + "; ".join(rep.problems)
+                + f"; worst: {rep.worst_text()} (what to do: {rep.advice()})",
                 RuntimeWarning,
                 stacklevel=2,
             )
@@ -1608,6 +1649,8 @@ class PopulationFit:
                 "censoring": "M3 (likelihood of ln Y < ln LLOQ, pm.Censored)",
                 "residual": self.info["residual"],
                 "sampler": self.info["sampling"]["sampler"],
+                "seed": self.info.get("settings", {}).get("seed"),
+                "settings": dict(self.info.get("settings", {})),
                 "timing_seconds": {
                     k: v for k, v in self.info["sampling"].items() if k.endswith("seconds")
                 },
@@ -1615,14 +1658,29 @@ class PopulationFit:
                 "diagnostics": {
                     k: diag[k]
                     for k in ("max_rhat", "max_rhat_population", "min_ess_bulk", "min_ess_tail",
-                              "divergences", "bfmi", "ok", "problems")
+                              "divergences", "bfmi", "ok", "problems", "thresholds", "worst",
+                              "stuck_chains", "chain_logp", "patients_disagreeing", "advice")
                 },
+                "convergence": self.info.get("convergence"),
+                "model_checking": self._model_checking(),
                 "population": self.summary().to_dict(orient="records"),
                 "shrinkage": self.shrinkage().to_dict(orient="records"),
                 "patients": pat.to_dict(orient="records"),
                 "patient_infusion_effects": eff.to_dict(orient="records"),
             }
         )
+
+    def _model_checking(self) -> dict[str, Any]:
+        """PSIS-LOO per patient and the PIT residuals' summary (never raising)."""
+        out: dict[str, Any] = {}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out["loo_patient"] = self.loo("patient").to_dict()
+                out["pit_residuals"] = self.pit_residuals().to_dict()
+        except Exception as exc:  # e.g. no log_likelihood group
+            out["error"] = f"{type(exc).__name__}: {exc}"
+        return out
 
     def save(self, out_dir: str | Path, figures: bool = True) -> dict[str, Path]:
         """Write idata (NetCDF), tables (CSV), results.json and figures (PNG) to ``out_dir``."""
@@ -1653,6 +1711,8 @@ class PopulationFit:
                 ("individual_pred", pp.plot_individuals),
                 ("forest_cmax_ratio", pp.plot_forest_cmax_ratio),
                 ("vpc_censored", pp.plot_vpc_censored),
+                # beside the censored VPC: residuals with the BLQ rows randomised
+                ("pit_residuals", lambda f: f.pit_residuals().plot()),
             ):
                 try:
                     res = fn(self)
@@ -1664,6 +1724,21 @@ class PopulationFit:
                 plt.close(fig)
                 paths[name] = p
         return paths
+
+    # ------------------------------------------------------------ model checking
+    def loo(self, by: str = "patient") -> Any:
+        """PSIS-LOO leaving out one patient (or ``by="observation"``): elpd, SE, Pareto k per
+        unit (:func:`cartkinetics.fit.model_comparison.loo`)."""
+        from cartkinetics.fit.model_comparison import loo
+
+        return loo(self, by=by)
+
+    def pit_residuals(self, seed: int | None = None) -> Any:
+        """Randomised PIT residuals, BLQ rows included
+        (:func:`cartkinetics.fit.model_comparison.pit_residuals`)."""
+        from cartkinetics.fit.model_comparison import pit_residuals
+
+        return pit_residuals(self, seed=seed)
 
     # ------------------------------------------------------------ plots
     def plot_population(self, ax: Any = None, **kw: Any) -> Any:
@@ -1785,7 +1860,8 @@ def fit_population(
     censoring: str = "M3",
     warn: bool = True,
     low_rank_mass_matrix: bool = False,
-    init: str = "support_point",
+    init: Any = "support_point",
+    iov: tuple[str, ...] | list[str] | None = None,
 ) -> PopulationFit:
     """Hierarchical Bayesian fit of a kinetics data set (see the module docstring).
 
@@ -1799,7 +1875,11 @@ def fit_population(
     draws, tune, chains : int
         Posterior draws and warm-up iterations per chain, number of chains.
     seed : int, optional
-        Seed of the sampler and of the posterior predictive draws.
+        Seed of the sampler, of the start and of the posterior predictive draws. Default
+        ``DEFAULT_SEED`` (fixed, so a fit is reproducible by default: the same seed gives the
+        same draws on the same machine); the seed used is recorded in
+        ``fit.info["settings"]["seed"]`` and in ``to_dict()["seed"]``. Pass other seeds to
+        check that an answer does not depend on one.
     sampler : "nutpie" (default, numba-compiled) or "pymc"
         nutpie falls back to PyMC NUTS (with a warning) when it cannot compile the model.
     progress : bool
@@ -1808,16 +1888,20 @@ def fit_population(
         NUTS target acceptance; default ``DEFAULT_TARGET_ACCEPT`` (0.9: smaller steps, fewer
         divergences in hierarchical funnels).
     infusion_effect, infusion_effect_random, covariates, residual, priors, fixed, centred
-        See :func:`build_model`; so are ``pooled``, ``truncate`` and ``observations``.
+        See :func:`build_model`; so are ``pooled``, ``truncate``, ``observations`` and
+        ``iov`` (between-infusion variability on any free parameter).
     censoring : "M3" (default) or "M1" (BLQ rows discarded; for comparison only)
     warn : bool
         Warn when a diagnostic fails (R-hat > 1.01, ESS < 400, divergences, E-BFMI < 0.3).
     low_rank_mass_matrix : bool
         nutpie's low-rank modified mass matrix (adapts to correlated parameters; costs a little
         per step). Default False (diagonal).
-    init : "support_point" (default) or "map"
+    init : "support_point" (default), "map", "dispersed" or dict
         Where the chains start. ``"support_point"``: PyMC's support point with nutpie's
-        jitter, a different start per chain. ``"map"``: every chain starts at the conditional
+        jitter, a different start per chain. ``"dispersed"``: the conditional mode below,
+        jittered per chain (uniform +-1 on every unconstrained coordinate), so chains start
+        apart around a mode. A dict: that point (constrained values of the free variables,
+        PyMC's ``initvals``), jittered per chain. ``"map"``: every chain starts at the conditional
         posterior mode with the between-patient SDs at their prior medians (see
         :func:`_initial_point`); for ODE models whose patients' parameters have more than one
         local mode, where warm-up from a jittered start can leave chains in different modes.
@@ -1837,6 +1921,7 @@ def fit_population(
         raise CartKineticsError("draws and chains must be >= 1 and tune >= 0")
     if target_accept is None:
         target_accept = DEFAULT_TARGET_ACCEPT
+    seed = DEFAULT_SEED if seed is None else int(seed)
     t0 = time.perf_counter()
     pm_model, info = build_model(
         pdata,
@@ -1851,6 +1936,7 @@ def fit_population(
         pooled=pooled,
         truncate=truncate,
         observations=observations,
+        iov=iov,
     )
     info["build_seconds"] = time.perf_counter() - t0
     idata, sinfo = _sample(

@@ -39,6 +39,8 @@ def simulate_stein_cohort(
     sigma: float = 0.5,
     lloq: float = 150.0,
     seed: int | np.random.Generator | None = 0,
+    iov: dict[str, float] | None = None,
+    effects: dict[str, float] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Simulate qPCR series of a Stein 2019 cohort with a second-infusion effect.
 
@@ -55,6 +57,14 @@ def simulate_stein_cohort(
     sigma : residual SD on the ln scale
     lloq : limit of quantification (copies/ug); values below are written as BLQ rows
     seed : int or Generator
+    iov : dict parameter -> SD, optional
+        Between-infusion (inter-occasion) variability: every series (patient, infusion) adds
+        an independent N(0, SD^2) deviation to that log (logit for fb) parameter. Its draws
+        come after all other draws of the patient, so ``iov=None`` gives the cohorts of
+        earlier versions.
+    effects : dict parameter -> shift, optional
+        Further second-infusion shifts of the log (logit) parameters, e.g. ``{"beta": 0.5}``,
+        added to those of ``cmax_ratio``/``tmax_ratio`` (no between-patient SD).
 
     Returns
     -------
@@ -78,18 +88,28 @@ def simulate_stein_cohort(
     for n in names:
         mu[n] = np.log(typ[n]) if n != "fb" else np.log(typ[n] / (1 - typ[n]))
     delta = {"cmax": float(np.log(cmax_ratio)), "tmax": float(np.log(tmax_ratio))}
+    for n, v in (effects or {}).items():
+        if n not in names:
+            raise CartKineticsError(f"effects: unknown parameter {n!r}")
+        delta[n] = delta.get(n, 0.0) + float(v)
+    iov = dict(iov or {})
+    for n in iov:
+        if n not in names:
+            raise CartKineticsError(f"iov: unknown parameter {n!r}")
     days = np.asarray(days, dtype=float)
     rows = []
     thetas = []
     for i in range(n_patients):
         eta = {n: om[n] * rng.standard_normal() for n in names}
-        u = {e: ta[e] * rng.standard_normal() for e in delta}
+        u = {e: ta.get(e, 0.0) * rng.standard_normal() for e in ("cmax", "tmax")}
+        kappa = {(k, n): sd * rng.standard_normal() for k in range(1, infusions + 1)
+                 for n, sd in iov.items()}
         for k in range(1, infusions + 1):
             th = []
             for n in names:
-                phi = mu[n] + eta[n]
+                phi = mu[n] + eta[n] + kappa.get((k, n), 0.0)
                 if k == 2 and n in delta:
-                    phi += delta[n] + u[n]
+                    phi += delta[n] + u.get(n, 0.0)
                 th.append(np.exp(phi) if n != "fb" else 1.0 / (1.0 + np.exp(-phi)))
             th = np.array(th)
             thetas.append(th)
@@ -115,6 +135,7 @@ def simulate_stein_cohort(
         "omega": om,
         "delta": delta if infusions == 2 else {},
         "tau": ta if infusions == 2 else {},
+        "iov": iov,
         "sigma": sigma,
         "theta": np.array(thetas),
         "typical": typ,

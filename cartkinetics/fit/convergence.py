@@ -1,0 +1,553 @@
+"""Convergence of hierarchical fits: diagnostics that name what failed, and fits that run
+until the thresholds are met or say loudly that they were not.
+
+:func:`diagnose` reads any ArviZ ``InferenceData`` (a :class:`PopulationFit` or a synthetic
+one) and returns a :class:`ConvergenceReport`:
+
+* the library's thresholds (Vehtari et al. 2021; Betancourt 2016): rank-normalised split
+  R-hat <= 1.01, bulk and tail ESS >= 400 for every sampled quantity, no divergent
+  transition, E-BFMI >= 0.3 per chain;
+* the worst quantities by name (``worst``), scored by how far each misses its threshold;
+* **stuck chains**: a chain whose removal brings the largest R-hat back near 1 (leave-one-
+  chain-out R-hat), with each chain's mean log density where the sampler stored it;
+* **patients about whom the chains disagree**: every quantity indexed by patient with
+  R-hat above the threshold, with each chain's median of it.
+
+:func:`fit_until_converged` (``cartkinetics fit-population --until-converged``) fits, reads
+the report and, while the thresholds are missed and the time budget allows, either restarts
+the stuck chains from points dispersed around the other chains' draws (the discarded chains'
+log densities are recorded, never dropped silently) or runs again from dispersed starts with
+twice the warm-up and twice the draws. The rounds go to ``fit.info["convergence"]``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cartkinetics.errors import CartKineticsError
+
+# the thresholds live with the population fit (one place); re-exported here
+from cartkinetics.fit.population import BFMI_MIN, ESS_MIN, RHAT_MAX
+
+# a chain is called stuck when leaving it out brings the largest R-hat from above
+# STUCK_RHAT to within STUCK_FRACTION of its excess over 1
+STUCK_RHAT = 1.05
+STUCK_FRACTION = 0.35
+# population-level variables of the hierarchical model (the others are per patient)
+POPULATION_VARS = ("mu", "omega", "omega_re", "delta", "tau", "omega_iov", "b", "sigma", "nu")
+# per-chain log density in sample_stats: nutpie writes "logp", PyMC "lp"
+_LOGP_KEYS = ("logp", "lp")
+
+
+def _flatten(ds: Any, var_names: list[str]) -> dict[str, float]:
+    """{label: value} for every scalar of the variables (labels like ``mu[tmax]``)."""
+    out: dict[str, float] = {}
+    for v in var_names:
+        da = ds[v]
+        if da.ndim == 0:
+            out[v] = float(da.values)
+            continue
+        stacked = da.stack(_i=list(da.dims))
+        for k, val in enumerate(stacked.values):
+            idx = stacked["_i"].values[k]
+            idx = idx if isinstance(idx, tuple) else (idx,)
+            out[f"{v}[{', '.join(str(x) for x in idx)}]"] = float(val)
+    return out
+
+
+def _rhat(post: Any, var_names: list[str]) -> dict[str, float]:
+    import arviz as az
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _flatten(az.rhat(post, var_names=var_names), var_names)
+
+
+def _finite_max(values: Any) -> float:
+    arr = np.asarray(list(values), dtype=float)
+    arr = arr[np.isfinite(arr)]
+    return float(arr.max()) if arr.size else float("nan")
+
+
+@dataclass
+class ConvergenceReport:
+    """Convergence diagnostics of one posterior sample, with the failures named.
+
+    Attributes
+    ----------
+    ok : bool
+        Every threshold met (R-hat, bulk and tail ESS, divergences, E-BFMI, >= 2 chains).
+    problems : list of str
+        One sentence per failed check.
+    table : DataFrame
+        One row per sampled scalar: ``quantity``, ``variable``, ``r_hat``, ``ess_bulk``,
+        ``ess_tail``, ``score`` (largest of (R-hat - 1)/(threshold - 1) and threshold/ESS:
+        > 1 fails), ``failed``.
+    max_rhat, max_rhat_population, min_ess_bulk, min_ess_tail : float
+    divergences : int
+    bfmi : list of float (one per chain)
+    n_chains, n_draws : int (draws per chain)
+    stuck_chains : list of int
+        Chains whose removal brings the largest R-hat back near 1 (0-based chain positions).
+    chain_logp : list of float or None
+        Mean log density of each chain (None when the sampler stored none).
+    rhat_without_chain : list of float
+        Largest R-hat over all quantities with each chain left out (empty below 3 chains).
+    patients : DataFrame
+        Quantities of single patients with R-hat above the threshold: ``patient``,
+        ``quantity``, ``r_hat`` and ``chain_medians`` (the chains disagree about them).
+    """
+
+    ok: bool
+    problems: list[str]
+    table: pd.DataFrame
+    max_rhat: float
+    max_rhat_population: float
+    min_ess_bulk: float
+    min_ess_tail: float
+    divergences: int
+    bfmi: list[float]
+    n_chains: int
+    n_draws: int
+    stuck_chains: list[int] = field(default_factory=list)
+    chain_logp: list[float] | None = None
+    rhat_without_chain: list[float] = field(default_factory=list)
+    patients: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def worst(self, k: int = 5) -> pd.DataFrame:
+        """The ``k`` quantities furthest from their thresholds (largest ``score``)."""
+        return self.table.sort_values("score", ascending=False).head(k).reset_index(drop=True)
+
+    def worst_text(self, k: int = 3) -> str:
+        """The worst quantities in words, e.g. ``mu[tmax] (R-hat 1.03, bulk ESS 210, ...)``."""
+        parts = []
+        for r in self.worst(k).itertuples():
+            parts.append(f"{r.quantity} (R-hat {r.r_hat:.3f}, bulk ESS {r.ess_bulk:.0f}, "
+                         f"tail ESS {r.ess_tail:.0f})")
+        return ", ".join(parts)
+
+    def advice(self) -> str:
+        """What to do about the failures (empty when converged)."""
+        if self.ok:
+            return ""
+        tips = []
+        if self.stuck_chains:
+            tips.append(f"chain(s) {self.stuck_chains} sit(s) apart from the others: rerun with "
+                        "--until-converged (restarts them from dispersed points) and read the "
+                        "patients the chains disagree about")
+        if self.divergences:
+            tips.append("divergences bias the posterior: raise --target-accept (e.g. 0.95) or "
+                        "fix poorly identified parameters (--fix)")
+        if self.min_ess_bulk < ESS_MIN or self.min_ess_tail < ESS_MIN or (
+            self.max_rhat > RHAT_MAX and not self.stuck_chains
+        ):
+            tips.append("mixing is slow: run longer (--until-converged [--time-budget S], or "
+                        "--tune/--draws)")
+        return "; ".join(tips)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per sampled quantity (``table``)."""
+        return self.table.copy()
+
+    def to_dict(self, k: int = 5) -> dict[str, Any]:
+        """JSON-safe summary (the ``diagnostics`` keys of ``fit-population --json``)."""
+        def num(x: Any) -> Any:
+            x = float(x)
+            return x if math.isfinite(x) else None
+
+        worst = [
+            {"quantity": r.quantity, "r_hat": num(r.r_hat), "ess_bulk": num(r.ess_bulk),
+             "ess_tail": num(r.ess_tail)}
+            for r in self.worst(k).itertuples()
+        ]
+        pats = [
+            {"patient": str(r.patient), "quantity": r.quantity, "r_hat": num(r.r_hat),
+             "chain_medians": [num(m) for m in r.chain_medians]}
+            for r in self.patients.itertuples()
+        ] if len(self.patients) else []
+        return {
+            "ok": bool(self.ok),
+            "problems": list(self.problems),
+            "max_rhat": num(self.max_rhat),
+            "max_rhat_population": num(self.max_rhat_population),
+            "min_ess_bulk": num(self.min_ess_bulk),
+            "min_ess_tail": num(self.min_ess_tail),
+            "divergences": int(self.divergences),
+            "bfmi": [num(b) for b in self.bfmi],
+            "n_chains": int(self.n_chains),
+            "n_draws": int(self.n_draws),
+            "thresholds": {"r_hat_max": RHAT_MAX, "ess_min": ESS_MIN, "bfmi_min": BFMI_MIN,
+                           "divergences": 0},
+            "worst": worst,
+            "stuck_chains": [int(c) for c in self.stuck_chains],
+            "chain_logp": None if self.chain_logp is None else [num(x) for x in self.chain_logp],
+            "rhat_without_chain": [num(x) for x in self.rhat_without_chain],
+            "patients_disagreeing": pats,
+            "advice": self.advice(),
+        }
+
+    def summary(self) -> str:
+        """A few lines: verdict, failed checks, worst quantities, stuck chains, patients."""
+        lines = [
+            f"convergence: {'ok' if self.ok else 'NOT CONVERGED'} ({self.n_chains} chains x "
+            f"{self.n_draws} draws; max R-hat {self.max_rhat:.3f}, min bulk ESS "
+            f"{self.min_ess_bulk:.0f}, min tail ESS {self.min_ess_tail:.0f}, divergences "
+            f"{self.divergences})"
+        ]
+        if not self.ok:
+            lines.append("  failed: " + "; ".join(self.problems))
+            lines.append("  worst: " + self.worst_text())
+        if self.stuck_chains:
+            lp = ""
+            if self.chain_logp is not None:
+                lp = " (mean log density per chain: " + ", ".join(
+                    f"{x:.1f}" for x in self.chain_logp) + ")"
+            lines.append(f"  stuck chains: {self.stuck_chains}{lp}")
+        if len(self.patients):
+            pats = sorted({str(p) for p in self.patients["patient"]})
+            lines.append(f"  chains disagree about patient(s) {', '.join(pats)}")
+        if not self.ok:
+            lines.append("  what to do: " + self.advice())
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"ConvergenceReport(ok={self.ok}, max_rhat={self.max_rhat:.3f}, "
+                f"min_ess_bulk={self.min_ess_bulk:.0f}, min_ess_tail={self.min_ess_tail:.0f}, "
+                f"divergences={self.divergences}, stuck_chains={self.stuck_chains}, "
+                f"patients_disagreeing={len(self.patients)})")
+
+    def plot(self, ax: Any = None, k: int = 20, **kw: Any) -> Any:
+        """Bar chart of the ``k`` worst quantities' scores (1 = threshold); returns ax."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 0.25 * k + 1))
+        w = self.worst(k).iloc[::-1]
+        ax.barh(w["quantity"], w["score"], color=np.where(w["failed"], "C3", "C0"))
+        ax.axvline(1.0, color="k", lw=1, ls="--")
+        ax.set_xlabel("distance to threshold (> 1 fails)")
+        ax.set(**kw)
+        return ax
+
+
+def _chain_logp(idata: Any) -> list[float] | None:
+    ss = getattr(idata, "sample_stats", None)
+    if ss is None:
+        return None
+    for key in _LOGP_KEYS:
+        if key in ss:
+            return [float(x) for x in ss[key].mean(dim="draw").values]
+    return None
+
+
+def diagnose(
+    idata: Any,
+    var_names: list[str] | None = None,
+    *,
+    patient_dim: str = "patient",
+) -> ConvergenceReport:
+    """Convergence diagnostics of a posterior sample, naming what failed.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData or PopulationFit
+        A fit's sample (``posterior`` and, where stored, ``sample_stats`` with ``diverging``,
+        ``energy`` and the log density).
+    var_names : list of str, optional
+        Sampled variables to check (default: a PopulationFit's sampled variables, else every
+        posterior variable).
+    patient_dim : str
+        Dimension naming patients; quantities along it are reported per patient.
+
+    Returns
+    -------
+    ConvergenceReport
+    """
+    import arviz as az
+
+    if hasattr(idata, "idata") and hasattr(idata, "_sampled_vars"):  # a PopulationFit
+        var_names = var_names or idata._sampled_vars()
+        idata = idata.idata
+    post = idata.posterior
+    vn = list(var_names or post.data_vars)
+    n_chains, n_draws = int(post.sizes["chain"]), int(post.sizes["draw"])
+    rhat = _rhat(post, vn) if n_chains >= 2 else {}
+    ess_b = _flatten(az.ess(post, var_names=vn, method="bulk"), vn)
+    ess_t = _flatten(az.ess(post, var_names=vn, method="tail"), vn)
+    labels = list(ess_b)
+    table = pd.DataFrame({
+        "quantity": labels,
+        "variable": [q.split("[")[0] for q in labels],
+        "r_hat": [rhat.get(q, float("nan")) for q in labels],
+        "ess_bulk": [ess_b[q] for q in labels],
+        "ess_tail": [ess_t[q] for q in labels],
+    })
+    with np.errstate(divide="ignore", invalid="ignore"):
+        score = np.fmax.reduce([
+            (table["r_hat"].to_numpy() - 1.0) / (RHAT_MAX - 1.0),
+            ESS_MIN / table["ess_bulk"].to_numpy(),
+            ESS_MIN / table["ess_tail"].to_numpy(),
+        ])
+    table["score"] = np.where(np.isnan(score), np.inf, score)
+    table["failed"] = table["score"] > 1.0
+    max_rhat = _finite_max(table["r_hat"]) if n_chains >= 2 else float("nan")
+    popmask = table["variable"].isin(POPULATION_VARS)
+    max_rhat_pop = _finite_max(table.loc[popmask, "r_hat"]) if n_chains >= 2 else float("nan")
+    min_b = float(np.nanmin(table["ess_bulk"])) if len(table) else float("nan")
+    min_t = float(np.nanmin(table["ess_tail"])) if len(table) else float("nan")
+    ss = getattr(idata, "sample_stats", None)
+    div = int(ss["diverging"].values.sum()) if ss is not None and "diverging" in ss else 0
+    try:
+        bfmi = [float(x) for x in az.bfmi(idata)]
+    except Exception:  # no energy statistic stored
+        bfmi = []
+    problems = []
+    if n_chains < 2:
+        problems.append("R-hat needs at least 2 chains")
+    elif not max_rhat <= RHAT_MAX:
+        problems.append(f"max R-hat {max_rhat:.3f} > {RHAT_MAX}")
+    if not min_b >= ESS_MIN:
+        problems.append(f"min bulk ESS {min_b:.0f} < {ESS_MIN:.0f}")
+    if not min_t >= ESS_MIN:
+        problems.append(f"min tail ESS {min_t:.0f} < {ESS_MIN:.0f}")
+    if div:
+        problems.append(f"{div} divergent transitions")
+    if bfmi and min(bfmi) < BFMI_MIN:
+        problems.append(f"E-BFMI {min(bfmi):.2f} < {BFMI_MIN}")
+
+    # stuck chains: leave each chain out in turn (greedily, while >= 2 chains remain)
+    stuck: list[int] = []
+    without: list[float] = []
+    if n_chains >= 3 and max_rhat > RHAT_MAX:
+        without = [
+            _finite_max(_rhat(post.isel(chain=[k for k in range(n_chains) if k != c]),
+                              vn).values())
+            for c in range(n_chains)
+        ]
+        keep = list(range(n_chains))
+        current = max_rhat
+        while len(keep) > 2 and current > STUCK_RHAT:
+            trial = {
+                c: _finite_max(_rhat(post.isel(chain=[k for k in keep if k != c]),
+                                     vn).values())
+                for c in keep
+            }
+            c_best = min(trial, key=trial.get)
+            if not trial[c_best] - 1.0 <= STUCK_FRACTION * (current - 1.0):
+                break
+            stuck.append(int(c_best))
+            keep.remove(c_best)
+            current = trial[c_best]
+        if stuck:
+            problems.append(f"chain(s) {stuck} stuck apart from the others (max R-hat "
+                            f"{current:.3f} without them)")
+
+    # patients about whom the chains disagree
+    prow = []
+    if n_chains >= 2:
+        for v in vn:
+            if patient_dim not in post[v].dims:
+                continue
+            da = post[v]
+            med = da.median(dim="draw")  # (chain, patient, ...)
+            for q in table.loc[(table["variable"] == v) & (table["r_hat"] > RHAT_MAX),
+                               "quantity"]:
+                inside = q[len(v) + 1:-1].split(", ")
+                sel = {}
+                for dim, lab in zip([d for d in da.dims if d not in ("chain", "draw")], inside,
+                                    strict=True):
+                    coord = da[dim].values
+                    match = [x for x in coord if str(x) == lab]
+                    sel[dim] = match[0] if match else lab
+                prow.append({
+                    "patient": sel[patient_dim],
+                    "quantity": q,
+                    "r_hat": rhat[q],
+                    "chain_medians": [float(x) for x in med.sel(sel).values],
+                })
+    if prow:
+        patients = pd.DataFrame(prow).sort_values("r_hat", ascending=False)
+        patients = patients.reset_index(drop=True)
+    else:
+        patients = pd.DataFrame(columns=["patient", "quantity", "r_hat", "chain_medians"])
+
+    return ConvergenceReport(
+        ok=not problems, problems=problems, table=table, max_rhat=max_rhat,
+        max_rhat_population=max_rhat_pop, min_ess_bulk=min_b, min_ess_tail=min_t,
+        divergences=div, bfmi=bfmi, n_chains=n_chains, n_draws=n_draws, stuck_chains=stuck,
+        chain_logp=_chain_logp(idata), rhat_without_chain=without, patients=patients,
+    )
+
+
+# ================================================================== until converged
+def _start_from_draw(fit: Any, chains: list[int], rng: np.random.Generator) -> dict[str, Any]:
+    """A posterior draw of the sampled variables from one of ``chains`` (constrained values,
+    the ``initvals`` convention), to restart other chains near the bulk of the posterior."""
+    post = fit.idata.posterior
+    c = int(rng.choice(chains))
+    d = int(rng.integers(post.sizes["draw"]))
+    names = [v.name for v in fit.pm_model.free_RVs]
+    return {n: np.asarray(post[n].isel(chain=c, draw=d).values) for n in names}
+
+
+def _combine(fit: Any, keep: list[int], new: Any) -> Any:
+    """A PopulationFit of the ``keep`` chains of ``fit`` and every chain of ``new``."""
+    import arviz as az
+
+    from cartkinetics.fit.population import PopulationFit, _add_groups
+
+    parts = []
+    for f, chains in ((fit, keep), (new, list(range(new.idata.posterior.sizes["chain"])))):
+        groups = {g: getattr(f.idata, g).isel(chain=chains) for g in ("posterior",
+                                                                        "sample_stats")
+                  if g in f.idata.groups()}
+        for g in groups:
+            groups[g] = groups[g].assign_coords(chain=np.arange(len(chains)))
+        parts.append(az.InferenceData(**groups))
+    idata = az.concat(*parts, dim="chain", reset_dim=True)
+    info = dict(new.info)
+    combined = PopulationFit(idata, fit.data, info)
+    _add_groups(idata, fit.data, info, info["settings"]["seed"], combined)
+    combined.pm_model = new.pm_model
+    return combined
+
+
+def fit_until_converged(
+    data: Any,
+    model: Any = "stein2019",
+    *,
+    time_budget: float = 1800.0,
+    max_rounds: int = 4,
+    growth: float = 2.0,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    seed: int | None = None,
+    init: str = "support_point",
+    progress: bool = True,
+    **kwargs: Any,
+) -> Any:
+    """Fit until the convergence thresholds are met or the time budget is spent.
+
+    Parameters
+    ----------
+    data, model
+        As :func:`cartkinetics.fit.population.fit_population`.
+    time_budget : float
+        Seconds of wall time for all rounds (default 1800). A further round starts only when
+        the previous round's time, scaled by its growth, still fits into what is left.
+    max_rounds : int
+        At most this many sampling rounds (the first fit included).
+    growth : float
+        Factor on warm-up and draws when a round is extended.
+    draws, tune, chains, seed, init, progress
+        Settings of the first round (as ``fit_population``; ``seed`` default: its fixed
+        default). Each later round uses ``seed + round``.
+    **kwargs
+        Passed to ``fit_population`` (model options, sampler, ...).
+
+    Returns
+    -------
+    PopulationFit
+        The last round's fit. ``fit.info["convergence"]`` records every round (action,
+        settings, seconds, the diagnostics), ``ok`` and ``stopped`` (``"converged"``,
+        ``"time budget"`` or ``"max rounds"``). When the thresholds are still missed the
+        fit says so (``fit.diagnostics()["ok"]`` is False) and a ``RuntimeWarning`` names
+        the worst quantities.
+
+    Notes
+    -----
+    Between rounds: when :func:`diagnose` finds stuck chains (chains whose removal brings
+    R-hat back near 1), those chains are run again, with the round's settings and a new
+    seed, from points jittered around random draws of the other chains, and replace the
+    stuck ones (their mean log densities are recorded in the round). Otherwise the whole fit
+    is run again from dispersed starts with ``growth`` times the warm-up and the draws, and,
+    when the round had divergent transitions, a target acceptance halfway to 1 (0.9 -> 0.95
+    -> 0.975: smaller steps).
+    """
+    from cartkinetics.fit.population import DEFAULT_SEED, DEFAULT_TARGET_ACCEPT, fit_population
+
+    if time_budget <= 0 or max_rounds < 1 or growth < 1:
+        raise CartKineticsError("time_budget must be > 0, max_rounds >= 1 and growth >= 1")
+    seed = DEFAULT_SEED if seed is None else int(seed)
+    kwargs.pop("warn", None)
+    t_start = time.perf_counter()
+    rounds: list[dict[str, Any]] = []
+    rng = np.random.default_rng(seed)
+
+    def run(n_chains: int, s: int, start: Any, tn: int, dr: int) -> Any:
+        return fit_population(data, model, draws=dr, tune=tn, chains=n_chains, seed=s,
+                              init=start, progress=progress, warn=False, **kwargs)
+
+    t0 = time.perf_counter()
+    fit = run(chains, seed, init, tune, draws)
+    rep = diagnose(fit)
+    rounds.append({"round": 1, "action": "first fit", "tune": tune, "draws": draws,
+                   "chains": chains, "seed": seed, "init": str(init),
+                   "seconds": time.perf_counter() - t0, "diagnostics": rep.to_dict(k=3)})
+    stopped = "converged" if rep.ok else None
+    while not rep.ok:
+        k = len(rounds) + 1
+        if k > max_rounds:
+            stopped = "max rounds"
+            break
+        elapsed = time.perf_counter() - t_start
+        last = rounds[-1]["seconds"]
+        stuck = list(rep.stuck_chains)
+        cost = last * (len(stuck) / chains if stuck else growth)
+        if elapsed + cost > time_budget:
+            stopped = "time budget"
+            break
+        t0 = time.perf_counter()
+        s = seed + k - 1
+        if stuck:
+            good = [c for c in range(fit.idata.posterior.sizes["chain"]) if c not in stuck]
+            start = _start_from_draw(fit, good, rng)
+            new = fit_population(data, model, draws=fit.info["settings"]["draws"],
+                                 tune=fit.info["settings"]["tune"], chains=len(stuck), seed=s,
+                                 init=start, progress=progress, warn=False, **kwargs)
+            logp = rep.chain_logp
+            fit = _combine(fit, good, new)
+            entry = {"action": "restart stuck chains", "restarted": stuck,
+                     "discarded_chain_logp": None if logp is None else
+                     [logp[c] for c in stuck],
+                     "kept_chain_logp": None if logp is None else [logp[c] for c in good],
+                     "tune": fit.info["settings"]["tune"],
+                     "draws": fit.info["settings"]["draws"], "chains": len(stuck), "seed": s,
+                     "init": "jittered around a draw of the other chains"}
+        else:
+            tune = int(round(tune * growth))
+            draws = int(round(draws * growth))
+            if rep.divergences:
+                # smaller steps: halve the distance of the target acceptance to 1
+                ta = kwargs.get("target_accept") or DEFAULT_TARGET_ACCEPT
+                kwargs["target_accept"] = min(0.99, 1.0 - (1.0 - ta) / 2.0)
+            fit = run(chains, s, "dispersed", tune, draws)
+            entry = {"action": "extend (longer warm-up, more draws, dispersed starts)",
+                     "tune": tune, "draws": draws, "chains": chains, "seed": s,
+                     "init": "dispersed",
+                     "target_accept": kwargs.get("target_accept") or DEFAULT_TARGET_ACCEPT}
+        rep = diagnose(fit)
+        entry.update({"round": k, "seconds": time.perf_counter() - t0,
+                      "diagnostics": rep.to_dict(k=3)})
+        rounds.append(entry)
+        if rep.ok:
+            stopped = "converged"
+    fit.info["convergence"] = {
+        "ok": bool(rep.ok), "stopped": stopped, "time_budget": float(time_budget),
+        "seconds": time.perf_counter() - t_start, "rounds": rounds,
+    }
+    if not rep.ok:
+        warnings.warn(
+            f"population fit NOT converged after {len(rounds)} round(s) ({stopped}): "
+            + "; ".join(rep.problems) + f"; worst: {rep.worst_text()}",
+            RuntimeWarning, stacklevel=2,
+        )
+    return fit

@@ -1,0 +1,205 @@
+"""Never quietly unconverged: diagnostics that name stuck chains, the worst quantities and
+the patients the chains disagree about; the until-converged loop; the CLI's reports."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+az = pytest.importorskip("arviz")
+
+from cartkinetics.fit import convergence as C  # noqa: E402
+
+PATIENTS = ["P1", "P2", "P3"]
+PARAMS = ["tmax", "cmax"]
+
+
+def _idata(n_chains=4, n_draws=1000, stuck=None, shift=4.0, seed=0):
+    """IID normal draws (a perfectly mixed sampler); chain ``stuck`` sits ``shift`` SDs away
+    for patient P2's z[P2, cmax] and at a lower log density."""
+    rng = np.random.default_rng(seed)
+    mu = rng.standard_normal((n_chains, n_draws, 2))
+    z = rng.standard_normal((n_chains, n_draws, 3, 2))
+    logp = rng.standard_normal((n_chains, n_draws)) - 100.0
+    if stuck is not None:
+        z[stuck, :, 1, 1] = shift + 0.1 * z[stuck, :, 1, 1]
+        logp[stuck] -= 25.0
+    post = {"mu": mu, "z": z}
+    stats = {
+        "diverging": np.zeros((n_chains, n_draws), bool),
+        "energy": rng.standard_normal((n_chains, n_draws)),
+        "logp": logp,
+    }
+    return az.from_dict(
+        posterior=post, sample_stats=stats,
+        coords={"param": PARAMS, "patient": PATIENTS},
+        dims={"mu": ["param"], "z": ["patient", "param"]},
+    )
+
+
+def test_mixed_chains_pass_every_threshold():
+    rep = C.diagnose(_idata())
+    assert rep.ok, rep.problems
+    assert rep.stuck_chains == [] and len(rep.patients) == 0
+    assert rep.max_rhat < 1.01 and rep.min_ess_bulk > 2000
+    d = rep.to_dict()
+    json.dumps(d)
+    assert d["ok"] is True and d["advice"] == ""
+
+
+def test_stuck_chain_is_named_with_its_patient_and_log_density():
+    rep = C.diagnose(_idata(stuck=2))
+    assert not rep.ok
+    assert rep.stuck_chains == [2]
+    assert any("stuck" in p for p in rep.problems)
+    assert any("R-hat" in p for p in rep.problems)
+    # the worst quantity is the one the stuck chain holds apart
+    assert rep.worst(1)["quantity"][0] == "z[P2, cmax]"
+    assert list(rep.patients["patient"]) == ["P2"]
+    med = rep.patients["chain_medians"][0]
+    assert med[2] > 3.0 and max(abs(m) for k, m in enumerate(med) if k != 2) < 0.2
+    assert rep.chain_logp[2] < min(rep.chain_logp[k] for k in (0, 1, 3)) - 20
+    # leaving the stuck chain out gives R-hat near 1; leaving another out does not
+    assert rep.rhat_without_chain[2] < 1.01 < min(rep.rhat_without_chain[k] for k in (0, 1, 3))
+    d = rep.to_dict()
+    json.dumps(d)
+    assert d["ok"] is False and d["stuck_chains"] == [2]
+    assert d["patients_disagreeing"][0]["patient"] == "P2"
+    assert "--until-converged" in d["advice"]
+    assert "NOT CONVERGED" in rep.summary() and "P2" in rep.summary()
+
+
+def test_two_chains_disagreeing_report_the_patient_without_naming_a_chain():
+    rep = C.diagnose(_idata(n_chains=2, stuck=1))
+    assert not rep.ok and rep.stuck_chains == []  # with two chains no majority
+    assert list(rep.patients["patient"]) == ["P2"]
+
+
+def test_few_draws_fail_on_ess_and_divergences_are_counted():
+    idata = _idata(n_draws=60)
+    idata.sample_stats["diverging"][0, 5] = True
+    rep = C.diagnose(idata)
+    assert not rep.ok
+    assert any("bulk ESS" in p for p in rep.problems)
+    assert any("1 divergent" in p for p in rep.problems)
+    assert "target-accept" in rep.advice()
+
+
+# ----------------------------------------------------------------- until converged (logic)
+class _FakeFit:
+    def __init__(self, idata, chains, tune, draws, seed):
+        self.idata = idata
+        self.info = {"settings": {"draws": draws, "tune": tune, "chains": chains,
+                                  "seed": seed}}
+
+    def _sampled_vars(self):
+        return ["mu", "z"]
+
+
+def test_until_converged_restarts_the_stuck_chain(monkeypatch):
+    calls = []
+
+    def fake_fit(data, model, *, draws, tune, chains, seed, init, progress, warn, **kw):
+        calls.append({"chains": chains, "init": init, "seed": seed})
+        stuck = 2 if len(calls) == 1 else None
+        return _FakeFit(_idata(n_chains=chains, stuck=stuck, seed=seed), chains, tune, draws,
+                        seed)
+
+    def fake_combine(fit, keep, new):
+        idata = az.concat(fit.idata.isel(chain=keep), new.idata, dim="chain", reset_dim=True)
+        return _FakeFit(idata, len(keep) + 1, new.info["settings"]["tune"],
+                        new.info["settings"]["draws"], new.info["settings"]["seed"])
+
+    monkeypatch.setattr("cartkinetics.fit.population.fit_population", fake_fit)
+    monkeypatch.setattr(C, "_combine", fake_combine)
+    monkeypatch.setattr(C, "_start_from_draw", lambda fit, chains, rng: {"mu": 0.0})
+    fit = C.fit_until_converged(None, seed=5, time_budget=1e6)
+    conv = fit.info["convergence"]
+    assert conv["ok"] and conv["stopped"] == "converged"
+    assert [r["action"] for r in conv["rounds"]] == ["first fit", "restart stuck chains"]
+    assert conv["rounds"][1]["restarted"] == [2]
+    assert conv["rounds"][1]["discarded_chain_logp"][0] < -120
+    assert calls[1]["chains"] == 1 and isinstance(calls[1]["init"], dict)
+    assert calls[1]["seed"] == 6
+    assert fit.idata.posterior.sizes["chain"] == 4
+
+
+def test_until_converged_stops_at_the_budget_and_says_so(monkeypatch):
+    def fake_fit(data, model, *, draws, tune, chains, seed, init, progress, warn, **kw):
+        return _FakeFit(_idata(n_chains=chains, n_draws=50, seed=seed), chains, tune, draws,
+                        seed)
+
+    monkeypatch.setattr("cartkinetics.fit.population.fit_population", fake_fit)
+    with pytest.warns(RuntimeWarning, match="NOT converged"):
+        fit = C.fit_until_converged(None, time_budget=1e-9)
+    conv = fit.info["convergence"]
+    assert not conv["ok"] and conv["stopped"] == "time budget" and len(conv["rounds"]) == 1
+
+    # with budget: extended rounds (twice the warm-up and draws each), then max rounds
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fit = C.fit_until_converged(None, time_budget=1e6, max_rounds=3, tune=100, draws=50)
+    rounds = fit.info["convergence"]["rounds"]
+    assert fit.info["convergence"]["stopped"] == "max rounds"
+    assert [(r["tune"], r["draws"]) for r in rounds] == [(100, 50), (200, 100), (400, 200)]
+    assert rounds[1]["init"] == "dispersed"
+
+
+# ----------------------------------------------------------------- the CLI, end to end
+@pytest.mark.slow
+def test_cli_reports_not_converged_in_json_and_on_the_console(tmp_path, capsys):
+    pytest.importorskip("nutpie")
+    from cartkinetics.cli import main
+    from cartkinetics.fit.population_sim import simulate_stein_cohort
+
+    df, _ = simulate_stein_cohort(3, seed=3)
+    csv = tmp_path / "kin.csv"
+    df.to_csv(csv, index=False)
+    args = ["fit-population", str(csv), "--draws", "40", "--tune", "40", "--chains", "2"]
+    # the default runs until converged: a budget of 1 s leaves the first round only
+    assert main(args + ["--json", "--time-budget", "1"]) == 0
+    cap = capsys.readouterr()
+    out = json.loads(cap.out)
+    diag = out["diagnostics"]
+    conv = out["convergence"]
+    assert conv["ok"] is False and conv["stopped"] == "time budget"
+    assert len(conv["rounds"]) == 1 and "stopped: time budget" in cap.err
+    assert diag["ok"] is False
+    assert any("ESS" in p for p in diag["problems"])
+    assert diag["worst"] and {"quantity", "r_hat", "ess_bulk", "ess_tail"} <= set(diag["worst"][0])
+    assert "NOT CONVERGED" in cap.err and diag["worst"][0]["quantity"] in cap.err
+    assert out["seed"] is not None
+    assert main(args + ["--no-until-converged"]) == 0
+    cap = capsys.readouterr()
+    assert "NOT CONVERGED" in cap.out and "worst:" in cap.out and "NOT CONVERGED" in cap.err
+
+
+@pytest.mark.slow
+def test_restarted_chains_join_the_kept_ones_in_a_real_fit():
+    """_combine on real fits: kept chains and restarted chains in one posterior, every
+    group rebuilt, the restarted chain's draws those of the new run."""
+    pytest.importorskip("nutpie")
+    from cartkinetics.data import read_kinetics
+    from cartkinetics.fit.population import fit_population, prepare_population_data
+    from cartkinetics.fit.population_sim import simulate_stein_cohort
+
+    df, _ = simulate_stein_cohort(3, seed=5)
+    pdata = prepare_population_data(read_kinetics(df))
+    kw = {"draws": 30, "tune": 40, "progress": False, "warn": False}
+    fit = fit_population(pdata, chains=3, seed=1, **kw)
+    start = C._start_from_draw(fit, [0, 1], np.random.default_rng(0))
+    assert set(start) == {v.name for v in fit.pm_model.free_RVs}
+    new = fit_population(pdata, chains=1, seed=2, init=start, **kw)
+    assert new.info["sampling"]["init"] == "given point, jittered"
+    both = C._combine(fit, [0, 2], new)
+    post = both.idata.posterior
+    assert post.sizes["chain"] == 3 and post.sizes["draw"] == 30
+    np.testing.assert_array_equal(post["mu"].values[1], fit.idata.posterior["mu"].values[2])
+    np.testing.assert_array_equal(post["mu"].values[2], new.idata.posterior["mu"].values[0])
+    assert both.idata.log_likelihood["log_y"].shape[:2] == (3, 30)
+    assert both.idata.sample_stats.sizes["chain"] == 3
+    d = both.diagnostics(warn=False)
+    assert d["n_chains"] == 3
