@@ -161,7 +161,8 @@ class CohortFit:
         return pd.DataFrame([j.to_dict() for j in self.joint])
 
     def outcome_table(self) -> pd.DataFrame:
-        """patient, infusion, assay, cmax, tmax, auc_0_28 (model-based) of usable fits."""
+        """patient, infusion, assay, unit, cmax, tmax, auc_0_28 (model-based) of usable fits
+        (levels in ``unit``, tmax in days, the area in unit x day)."""
         rows = []
         for r in self.results:
             if r.status not in OK_STATUSES:
@@ -171,13 +172,14 @@ class CohortFit:
                     "patient": r.patient,
                     "infusion": r.infusion,
                     "assay": r.assay,
+                    "unit": r.unit,
                     "cmax": r.outcomes.get("cmax", math.nan),
                     "tmax": r.outcomes.get("tmax", math.nan),
                     "auc_0_28": r.outcomes.get("auc_0_28", math.nan),
                 }
             )
-        return pd.DataFrame(rows, columns=["patient", "infusion", "assay", "cmax", "tmax",
-                                           "auc_0_28"])
+        return pd.DataFrame(rows, columns=["patient", "infusion", "assay", "unit", "cmax",
+                                           "tmax", "auc_0_28"])
 
     def compare(self, assay: str | None = None, **kws: Any) -> dict[str, Any]:
         """First vs second infusion on model-based Cmax, Tmax, AUC0-28 (see compare_fits)."""
