@@ -66,6 +66,8 @@ def bench_sbc(reps: int, workers: int, patients: int, draws: int, tune: int) -> 
         res = run_study(study, reps, seed=2026, out=tmp, workers=workers, partition_size=5)
         wall = time.perf_counter() - t0
     ok = int((res.table["status"] == "ok").sum())
+    for r in res.table[res.table["status"] != "ok"].itertuples(index=False):
+        print(f"replicate {r.replicate} failed: {r.message}")
     worst = res.summary_table.sort_values("p_value").iloc[0]
     print(f"wall {wall:.0f} s ({wall / reps:.1f} s per replicate); replicates ok {ok}/{reps}; "
           f"smallest chi-square p {worst['p_value']:.3f} ({worst['quantity']}); ECDF inside the "
