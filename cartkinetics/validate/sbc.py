@@ -129,8 +129,11 @@ def sbc_replicate(cfg: dict[str, Any], rng: np.random.Generator) -> dict[str, An
         cens = y < log_lloq
         fitted = s["compiled"].with_data(log_y_data=np.where(cens, log_lloq, y),
                                          log_lower=np.where(cens, log_lloq, -np.inf))
+        # cores=1: the chains of one replicate run one after the other, so the draws do not
+        # depend on how threads interleave (a replicate was seen to differ by a divergence
+        # between runs on a loaded machine); the study's parallelism is across replicates
         idata = nutpie.sample(fitted, draws=cfg["draws"], tune=cfg["tune"],
-                              chains=cfg["chains"], seed=int(rng.integers(2**31)),
+                              chains=cfg["chains"], seed=int(rng.integers(2**31)), cores=1,
                               progress_bar=False, save_warmup=False,
                               target_accept=P.DEFAULT_TARGET_ACCEPT)
     except Exception as exc:  # a failed replicate is a row, not a lost study
