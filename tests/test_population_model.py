@@ -348,3 +348,27 @@ def test_map_start_is_the_conditional_mode_with_omegas_held(small_data):
         assert float(logp(trial)) < best
     with pytest.raises(CartKineticsError, match="init must be"):
         P._initial_point(m, "prior", 0, {})
+
+
+def test_map_start_when_find_map_stops_at_its_evaluation_limit(small_data, monkeypatch):
+    """find_MAP returns no optimiser result when it stops at maxeval: the start is still its
+    last point, and init_logp is the log density there (find_MAP's objective)."""
+    import pymc as pm
+    from pymc.initial_point import make_initial_point_fn
+
+    pdata, _ = small_data
+    m, _ = P.build_model(pdata, "stein2019")
+    real = pm.find_MAP
+
+    def short(*args, **kw):
+        kw["maxeval"] = 3
+        return real(*args, **kw)
+
+    monkeypatch.setattr(pm, "find_MAP", short)
+    info: dict = {}
+    start = P._initial_point(m, "map", 0, info)
+    assert "evaluation limit" in info["init_note"]
+    tp = make_initial_point_fn(model=m, overrides=start, jitter_rvs=set(),
+                               return_transformed=True)(0)
+    assert info["init_logp"] == pytest.approx(float(m.compile_logp(jacobian=False)(tp)))
+    assert np.isfinite(info["init_logp"])
