@@ -18,11 +18,17 @@ Cohort kinds (the example cohort's kind: 5-40 patients, 1-2 infusions, 20-40% BL
   (the cohort of issue #18; BLQ 24-40%);
 * ``single40``: 40 patients x 1 infusion, trial-like schedule, LLOQ 60 (BLQ 21-31%).
 
+``--until-converged BUDGET`` measures the CLI's default mode instead
+(``fit_until_converged``: the same first round, then restarts or longer rounds within BUDGET
+seconds); each record then also holds the first round's diagnostics (``first_round``), so one
+run of the benchmark gives both shares. The PyMC comparison is always one run of each sampler
+(nutpie, then PyMC NUTS) with the same settings on the same data, back to back.
+
 Every run is appended to ``--out`` (JSON lines) as soon as it ends, so a partial run keeps
 its results and ``--resume`` skips the runs already there. The acceptance run::
 
     PYTHONPATH=. python benchmarks/bench_population_convergence.py --seeds 20 \
-        --out benchmarks/results/population_convergence.jsonl
+        --until-converged 900 --out benchmarks/results/population_convergence.jsonl
 
 ``--summary FILE`` prints the table of a results file without running anything.
 """
@@ -46,17 +52,28 @@ KINDS: dict[str, dict[str, Any]] = {
 TRUE_CMAX_RATIO = 2.0  # simulate_stein_cohort's default typical second/first Cmax ratio
 
 
-def one_run(kind: str, seed: int, sampler: str, fit_kw: dict[str, Any]) -> dict[str, Any]:
-    """Simulate cohort ``kind`` with data seed ``seed``, fit it, return the run's record."""
+def one_run(kind: str, seed: int, sampler: str, fit_kw: dict[str, Any],
+            until_converged: float | None = None) -> dict[str, Any]:
+    """Simulate cohort ``kind`` with data seed ``seed``, fit it, return the run's record
+    (``until_converged``: the time budget of ``fit_until_converged``, None: one run)."""
+    import warnings
+
     from cartkinetics.data import read_kinetics
+    from cartkinetics.fit.convergence import fit_until_converged
     from cartkinetics.fit.population import fit_population
     from cartkinetics.fit.population_sim import simulate_stein_cohort
 
     df, truth = simulate_stein_cohort(seed=seed, cmax_ratio=TRUE_CMAX_RATIO, **KINDS[kind])
     data = read_kinetics(df)
     t0 = time.perf_counter()
-    fit = fit_population(data, "stein2019", seed=seed, sampler=sampler, progress=False,
-                         warn=False, **fit_kw)
+    if until_converged is None:
+        fit = fit_population(data, "stein2019", seed=seed, sampler=sampler, progress=False,
+                             warn=False, **fit_kw)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            fit = fit_until_converged(data, "stein2019", seed=seed, sampler=sampler,
+                                      progress=False, time_budget=until_converged, **fit_kw)
     wall = time.perf_counter() - t0
     diag = fit.diagnostics(warn=False)
     s = fit.info["sampling"]
@@ -73,7 +90,15 @@ def one_run(kind: str, seed: int, sampler: str, fit_kw: dict[str, Any]) -> dict[
         "stuck_chains": diag["stuck_chains"],
         "patients_disagreeing": sorted({p["patient"] for p in diag["patients_disagreeing"]}),
         "ess_bulk_per_second": diag["min_ess_bulk"] / s["sample_seconds"],
+        "mode": "one run" if until_converged is None else f"until converged ({until_converged} s)",
     }
+    conv = fit.info.get("convergence")
+    if conv:
+        rec["rounds"] = [r["action"] for r in conv["rounds"]]
+        rec["stopped"] = conv["stopped"]
+        first = conv["rounds"][0]["diagnostics"]
+        rec["first_round"] = {k: first[k] for k in ("ok", "max_rhat", "min_ess_bulk",
+                                                    "min_ess_tail", "divergences")}
     eff = fit.infusion_effect()
     if eff:
         c = eff["cmax_ratio"]
@@ -100,6 +125,11 @@ def summarise(records: list[dict[str, Any]]) -> str:
             f"{min(r['min_ess_tail'] for r in rs):>8.0f} "
             f"{sum(r['divergences'] for r in rs):>4}"
         )
+    uc = [r for r in records if "first_round" in r]
+    if uc:
+        lines.append(f"until converged: first round ok in {sum(r['first_round']['ok'] for r in uc)}"
+                     f"/{len(uc)}, finally ok in {sum(r['ok'] for r in uc)}/{len(uc)}; rounds "
+                     + ", ".join(str(len(r["rounds"])) for r in uc))
     for r in records:
         if not r["ok"]:
             worst = ", ".join(w["quantity"] for w in r["worst"])
@@ -117,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="seeds per kind also sampled by PyMC's NUTS (1)")
     p.add_argument("--draws", type=int, default=None, help="override the default draws")
     p.add_argument("--tune", type=int, default=None, help="override the default warm-up")
+    p.add_argument("--until-converged", type=float, default=None, metavar="BUDGET",
+                   help="measure fit_until_converged with this time budget (s) instead of "
+                   "one run (the CLI's default mode)")
     p.add_argument("--out", default="population_convergence.jsonl", help="JSON-lines file")
     p.add_argument("--resume", action="store_true", help="skip runs already in --out")
     p.add_argument("--summary", metavar="FILE", help="only print the table of FILE")
@@ -131,18 +164,25 @@ def main(argv: list[str] | None = None) -> int:
     if a.resume and out.exists():
         for line in out.read_text().splitlines():
             r = json.loads(line)
-            done.add((r["kind"], r["seed"], r["sampler"]))
+            done.add((r["kind"], r["seed"], r["sampler"]))  # nutpie-uc: until converged
     kinds = [k for k in a.kinds.split(",") if k]
     for seed in range(a.first_seed, a.first_seed + a.seeds):  # seeds outer: every kind early
         for kind in kinds:
-            samplers = ["nutpie"] + (["pymc"] if seed - a.first_seed < a.pymc_seeds else [])
-            for sampler in samplers:
-                if (kind, seed, sampler) in done:
+            # the ESS/s comparison: one run of each sampler, back to back, same model and data
+            runs = [("nutpie", a.until_converged)]
+            if seed - a.first_seed < a.pymc_seeds:
+                if a.until_converged is not None:
+                    runs.append(("nutpie", None))
+                runs.append(("pymc", None))
+            for sampler, budget in runs:
+                tag = sampler if budget is None or sampler != "nutpie" else "nutpie-uc"
+                if (kind, seed, tag) in done:
                     continue
-                rec = one_run(kind, seed, sampler, fit_kw)
+                rec = one_run(kind, seed, sampler, fit_kw, budget)
+                rec["sampler"] = tag if rec["sampler"] == sampler else rec["sampler"]
                 with out.open("a") as fh:
                     fh.write(json.dumps(rec) + "\n")
-                print(f"{kind} seed {seed} {sampler}: ok={rec['ok']} wall "
+                print(f"{kind} seed {seed} {rec['sampler']}: ok={rec['ok']} wall "
                       f"{rec['wall_seconds']:.0f} s, R-hat {rec['max_rhat']:.3f}, ESS "
                       f"{rec['min_ess_bulk']:.0f}/{rec['min_ess_tail']:.0f}, div "
                       f"{rec['divergences']}", flush=True)

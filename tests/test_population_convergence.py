@@ -203,3 +203,15 @@ def test_restarted_chains_join_the_kept_ones_in_a_real_fit():
     assert both.idata.sample_stats.sizes["chain"] == 3
     d = both.diagnostics(warn=False)
     assert d["n_chains"] == 3
+
+
+def test_report_plot_and_frame():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    rep = C.diagnose(_idata(n_draws=200, stuck=1))
+    ax = rep.plot(k=4, title="worst")
+    assert ax.get_title() == "worst" and len(ax.patches) == 4
+    t = rep.to_frame()
+    assert len(t) == 2 + 6 and t["failed"].any()
+    assert len(repr(rep)) < 2000

@@ -102,6 +102,7 @@ class LooResult:
                              "bad": self.pareto_k > PARETO_K_BAD})
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-safe summary."""
         return _clean({
             "elpd_loo": self.elpd, "se": self.se, "p_loo": self.p_loo, "by": self.by,
             "n_units": len(self.units), "n_pareto_k_above_0_7": self.n_bad,
@@ -109,6 +110,7 @@ class LooResult:
         })
 
     def summary(self) -> str:
+        """A short text summary."""
         bad = self.to_frame().query("bad")["unit"].tolist()
         s = (f"PSIS-LOO (leave one {self.by} out): elpd {self.elpd:.1f} (SE {self.se:.1f}), "
              f"p_loo {self.p_loo:.1f}; {self.n_bad} of {len(self.units)} {self.by}s with "
@@ -183,13 +185,16 @@ class ModelComparison:
     by: str | None = None
 
     def to_frame(self) -> pd.DataFrame:
+        """One row per unit or model (a copy)."""
         return self.table.copy()
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-safe summary."""
         return _clean({"criterion": self.criterion, "by": self.by,
                        "models": self.table.to_dict(orient="records")})
 
     def summary(self) -> str:
+        """A short text summary."""
         head = (f"model comparison by {self.criterion}"
                 + (f" (leave one {self.by} out)" if self.by else ""))
         return head + "\n" + self.table.to_string(index=False)
@@ -336,9 +341,11 @@ class PitResiduals:
     frame: pd.DataFrame  # patient, infusion, day, censored, u, residual
 
     def to_frame(self) -> pd.DataFrame:
+        """One row per unit or model (a copy)."""
         return self.frame.copy()
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-safe summary."""
         from scipy import stats
 
         r = self.frame["residual"].to_numpy()
@@ -348,6 +355,7 @@ class PitResiduals:
                        "ks_uniform_p": float(ks.pvalue)})
 
     def summary(self) -> str:
+        """A short text summary."""
         d = self.to_dict()
         return (f"randomised PIT residuals: {d['n']} rows ({d['n_censored']} BLQ), mean "
                 f"{d['mean']:.2f}, SD {d['sd']:.2f} (N(0, 1) under a correct model); KS "

@@ -1228,11 +1228,26 @@ def _initial_point(pm_model: Any, init: Any, seed: int | None,
     t0 = time.perf_counter()
     moving = [v for v in pm_model.free_RVs if v.name not in _INIT_HELD]
     with pm_model:
+        # tight tolerances: SciPy's default relative reduction of f stops L-BFGS-B with
+        # gradients of ~0.1 left on the population means
         point, raw = pm.find_MAP(vars=moving, progressbar=False, seed=seed, maxeval=5000,
-                                 return_raw=True)
+                                 return_raw=True,
+                                 options={"ftol": 1e-15, "gtol": 1e-8, "maxiter": 5000})
     info["init_seconds"] = time.perf_counter() - t0
-    info["init_logp"] = -float(raw.fun)
-    return {v.name: np.asarray(point[v.name]) for v in pm_model.free_RVs}
+    start = {v.name: np.asarray(point[v.name]) for v in pm_model.free_RVs}
+    if raw is not None:
+        info["init_logp"] = -float(raw.fun)
+    else:
+        # find_MAP stopped at maxeval (e.g. a patient's mode on the kink at Tmax = a sampling
+        # day, where L-BFGS-B cannot meet its tolerance) and returns its last point without
+        # the optimiser's result: the log density there, as find_MAP's objective
+        from pymc.initial_point import make_initial_point_fn
+
+        tp = make_initial_point_fn(model=pm_model, overrides=start, jitter_rvs=set(),
+                                   return_transformed=True)(0)
+        info["init_logp"] = float(pm_model.compile_logp(jacobian=False)(tp))
+        info["init_note"] = "find_MAP stopped at its evaluation limit (5000)"
+    return start
 
 
 def row_sigma(sigma: np.ndarray, pdata: PopulationData) -> np.ndarray:
