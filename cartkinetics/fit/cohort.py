@@ -260,7 +260,11 @@ def fit_cohort(
     progress : bool
         Progress bar on stderr (Dask and streamed runs).
     **fit_kws
-        Passed to :func:`fit_series` (censoring, sigma, n_starts, n_boot, profile, ...).
+        Passed to :func:`fit_series` (prior, censoring, sigma, n_starts, n_boot, profile,
+        ...). ``prior="auto"`` (default, as ``cartkinetics fit``): maximum a posteriori with
+        the model's published population prior where the model has one in the data's unit
+        (Stein 2019), else maximum likelihood; ``prior=None``: maximum likelihood. Each
+        result's ``estimator`` says which was used.
 
     Returns
     -------

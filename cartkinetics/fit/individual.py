@@ -1,4 +1,4 @@
-"""Per-series maximum-likelihood fits with lmfit, BLQ rows by Beal's M3.
+"""Per-series fits (MAP or maximum likelihood) with lmfit, BLQ rows by Beal's M3.
 
 How the M3 likelihood is given to lmfit (the choice, and why)
 -------------------------------------------------------------
@@ -34,9 +34,11 @@ runs ``n_starts`` local searches together in a vectorised Levenberg-Marquardt lo
 start, a Tmax scan over the sampling intervals, the best random candidates) and lmfit polishes
 the best end point: the result is an lmfit fit.
 
-Estimator: maximum likelihood by default; ``prior="population"`` gives the maximum a
-posteriori (empirical-Bayes) estimate with the model's published population distribution
-(``ln p ~ N(ln typical, bsv)``) as prior, entered as one more residual element per parameter.
+Estimator: ``prior="auto"`` (the default, the same as ``cartkinetics fit``; see
+:func:`resolve_prior`) gives the maximum a posteriori (empirical-Bayes) estimate with the
+model's published population distribution (``ln p ~ N(ln typical, bsv)``) as prior, entered as
+one more residual element per parameter, when the model publishes one in the data's unit, and
+maximum likelihood otherwise; ``prior=None`` is maximum likelihood.
 Sparse series under M3 have flat likelihood directions along which ML drifts (a censored
 value always prefers a lower prediction); the prior holds them (see docs/fitting.md).
 
@@ -1012,12 +1014,13 @@ def fit_series(
     observation: str | None = None,
     max_nfev: int = 400,
     reduce: bool = True,
-    prior: str | dict[str, tuple[float, float]] | None = None,
+    prior: str | dict[str, tuple[float, float]] | None = "auto",
     seed: int = 0,
     multistart: str | None = None,
     uncertainty: str = "auto",
 ) -> FitResult:
-    """Fit one series (patient x infusion x assay) by maximum likelihood.
+    """Fit one series (patient x infusion x assay): maximum a posteriori with the model's
+    published population prior where there is one (``prior="auto"``), else maximum likelihood.
 
     Parameters
     ----------
@@ -1072,8 +1075,12 @@ def fit_series(
         values), fix parameters at their published typical values in the order of
         ``FIX_ORDER`` (Stein 2019: beta, fb, foldx, alpha) until it does not; the message
         names them. False: report ``too_few_points`` instead.
-    prior : None, "population" or dict name -> (typical value, omega)
-        None (default): maximum likelihood. ``"population"``: maximum a posteriori with the
+    prior : "auto", None, "population" or dict name -> (typical value, omega)
+        "auto" (default, as ``cartkinetics fit``): ``"population"`` when the model publishes
+        between-subject variability (Stein 2019) and the data are in the unit of its
+        published levels, else None (:func:`resolve_prior`; the fallback to ML for data in
+        another unit is said in the result's ``message``). None: maximum likelihood.
+        ``"population"``: maximum a posteriori with the
         model's published population distribution as prior, ln p ~ N(ln typical, omega^2)
         with ``omega^2 = model.bsv`` (the empirical-Bayes / POSTHOC estimate of
         pharmacometrics). It keeps sparse series from drifting along flat likelihood
@@ -1108,6 +1115,7 @@ def fit_series(
     """
     tic = time.perf_counter()
     model = _get_model(model)
+    prior, prior_note = resolve_prior(prior, model, str(getattr(series, "unit", "") or ""))
     residual = _resolve_residual(model, residual, censoring, sigma, error)
     obs_name = observation or model.primary_observation
     if obs_name not in model.observations:
@@ -1158,6 +1166,8 @@ def fit_series(
             n_starts, n_candidates, outcomes, n_boot, profile, dose, covariates, obs_name,
             max_nfev, seed, tic, prior, multistart, uncertainty,
         )
+        if prior_note:
+            res.message += "; " + prior_note
         if auto_fixed:
             res.message += (
                 f"; {data.n} observation(s) for {len(free) + len(auto_fixed)} parameters: "
@@ -1168,6 +1178,53 @@ def fit_series(
         raise
     except Exception as exc:  # a numerical failure of one series never escapes as a crash
         return _fail(series, model.name, "error", f"{type(exc).__name__}: {exc}", residual, data)
+
+
+PRIOR_CHOICES = ("auto", "population", None)
+
+
+def resolve_prior(prior: Any, model: Any, units: Any = ()) -> tuple[Any, str]:
+    """The estimator behind ``prior="auto"`` (the default of :func:`fit_series`,
+    :func:`cartkinetics.fit.cohort.fit_cohort`, :func:`cartkinetics.fit.joint.fit_joint` and
+    ``cartkinetics fit``), decided in this one place.
+
+    Parameters
+    ----------
+    prior : "auto", "population", None or dict name -> (value, omega)
+        "auto": ``"population"`` (maximum a posteriori with the model's published population
+        distribution as prior) when the model publishes between-subject variability and the
+        data are in the unit of its level parameters (Stein 2019: copies/ug); otherwise None
+        (maximum likelihood). Any other value is returned unchanged.
+    model : str or Model
+    units : str or iterable of str
+        Unit(s) of the data to be fitted (e.g. ``"copies/ug"``).
+
+    Returns
+    -------
+    (prior, note)
+        The prior to use (None, "population" or the dict given) and a sentence saying why
+        "auto" fell back to maximum likelihood for a model that has a population prior
+        (data in another unit than the prior's), else "".
+    """
+    if isinstance(prior, str) and prior.lower() in ("none", "ml"):
+        return None, ""
+    if prior != "auto":
+        return prior, ""
+    from cartkinetics.units import level_parameters, same_unit
+
+    model = _get_model(model)
+    if not getattr(model, "bsv", None):
+        return None, ""
+    units = {units} if isinstance(units, str) else set(units or ())
+    published = {p.unit for p in model.parameters if p.name in level_parameters(model)}
+    other = sorted({u for u in units if u for m in published if not same_unit(u, m)})
+    if other:
+        return None, (
+            f"prior='auto': the data are in {', '.join(other)} but the {model.name} population "
+            f"prior is in {', '.join(sorted(published))}: fitted by maximum likelihood, "
+            "without the prior"
+        )
+    return "population", ""
 
 
 def _set_prior(problem: _Problem, model: Any, free: list[str], is_log: np.ndarray,
@@ -1190,7 +1247,8 @@ def _set_prior(problem: _Problem, model: Any, free: list[str], is_log: np.ndarra
                 f"prior names parameters that are not fitted: {sorted(unknown)}"
             )
     else:
-        raise CartKineticsError(f"prior must be None, 'population' or a dict, got {prior!r}")
+        raise CartKineticsError(
+            f"prior must be 'auto', None, 'population' or a dict, got {prior!r}")
     for n, (v, om) in spec.items():
         i = free.index(n)
         if not (om > 0 and v > 0 or not is_log[i]):
