@@ -57,7 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print one record per series (patient, infusion, assay, model, "
                         "status, message, n_obs, n_blq, params, stderr, cmax, cmax_ci, tmax, "
-                        "tmax_ci, auc_0_28, auc_0_28_ci, aic, censoring, estimator)")
+                        "tmax_ci, auc_0_28, auc_0_28_ci, aic, censoring, estimator); with --joint one "
+                        "object {\"fits\": [those records], \"joint\": [one record per joint "
+                        "fit: params, ci, not_identifiable, ratios]}")
     parser.add_argument("--out", metavar="DIR",
                         help="write fits.csv (and joint.csv) and one PNG plot per series here; "
                         "with --workers/--scheduler the per-series table is streamed to "
@@ -164,7 +166,11 @@ def run(args: argparse.Namespace) -> int:
                 f"cannot write the fit outputs ({exc})", source=str(out)
             ) from exc
     if args.json:
-        print(json.dumps(cohort.records(), indent=1))
+        if args.joint:
+            print(json.dumps({"fits": cohort.records(),
+                              "joint": [j.to_dict() for j in cohort.joint]}, indent=1))
+        else:
+            print(json.dumps(cohort.records(), indent=1))
     else:
         t = cohort.table
         cols = ["patient", "infusion", "assay", "status", "model_cmax", "model_tmax",
@@ -201,7 +207,10 @@ def _report_streamed(cohort: Any, args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CartKineticsError(f"cannot write the fit outputs ({exc})", source=str(out)) from exc
     if args.json:
-        print(json.dumps(cohort.to_dict()))
+        doc = cohort.to_dict()
+        if args.joint:
+            doc["joint"] = [j.to_dict() for j in cohort.joint]
+        print(json.dumps(doc))
     else:
         print(cohort.summary())
         print(f"table: {out / 'fits.csv'} ({len(table)} rows); per-series plots are not drawn "

@@ -550,7 +550,12 @@ class FitResult:
 
     # ------------------------------------------------------------------ tables
     def to_dict(self) -> dict[str, Any]:
-        """One flat record (used by ``to_dataframe`` and the CLI's --json)."""
+        """One flat record, JSON-safe (NaN and infinities as None): the row of
+        :meth:`row` (the fit table's row; levels in ``unit``, times in days)."""
+        return {k: _json_safe(v) for k, v in self.row().items()}
+
+    def row(self) -> dict[str, Any]:
+        """One flat record with NaN for missing values: a row of ``CohortFit.table``."""
         rec: dict[str, Any] = {
             "patient": self.patient,
             "infusion": self.infusion,
@@ -581,6 +586,11 @@ class FitResult:
             lo, hi = self.outcomes_ci.get(k, (math.nan, math.nan))
             rec[f"model_{k}_lo"], rec[f"model_{k}_hi"] = lo, hi
         return rec
+
+    def to_frame(self) -> pd.DataFrame:
+        """Long table: one row per quantity (parameter or derived outcome), with the
+        estimate, SE, 95% CI and the method of the interval."""
+        return self.to_dataframe()
 
     def to_dataframe(self) -> pd.DataFrame:
         """Long table: one row per quantity (parameter or derived outcome)."""
@@ -724,8 +734,52 @@ class FitResult:
     def __str__(self) -> str:
         return self.summary()
 
+    def _head(self) -> str:
+        return (f"{self.model} fit of patient {self.patient}, infusion {self.infusion}, "
+                f"{self.assay} ({self.unit or 'unit not stated'}): {self.status}; "
+                f"{self.estimator}, {self.censoring}; {self.n_obs} obs ({self.n_blq} BLQ)")
+
+    def __repr__(self) -> str:
+        parts = [self._head()]
+        if self.params:
+            parts.append("params " + ", ".join(
+                f"{k} {_num(v)}" + ("" if k in self.free else " (fixed)")
+                for k, v in self.params.items()))
+        if self.outcomes:
+            out = []
+            for k in ("cmax", "tmax", "auc_0_28"):
+                lo, hi = self.outcomes_ci.get(k, (math.nan, math.nan))
+                out.append(f"{k} {_num(self.outcomes.get(k, math.nan))} "
+                           f"[{_num(lo)}, {_num(hi)}]")
+            parts.append("; ".join(out))
+        if math.isfinite(self.neg2ll):
+            parts.append(f"-2 log L {self.neg2ll:.4g}, AIC {self.aic:.4g}")
+        if not self.ok:
+            parts.append(self.message[:300])
+        return "FitResult(" + "; ".join(parts) + "; .summary() for the report)"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        msg = f"<p>{html.escape(self.message)}</p>" if self.message else ""
+        table = (self.to_frame().drop(columns=["patient", "infusion", "assay"])
+                 .to_html(index=False, na_rep="NA", float_format=lambda v: f"{v:.4g}")
+                 if self.params else "")
+        return f"<p><b>{html.escape(self._head())}</b></p>{msg}{table}"
+
     def plot(self, ax: Any = None, band: bool = True) -> Any:
-        """Observed points (BLQ as open markers at the LLOQ), fitted curve, 95% band, log y."""
+        """Observed points (BLQ as open markers at the LLOQ), fitted curve, 95% band, log y.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, optional (a new figure when omitted)
+        band : bool
+            Draw the 95% band of the curve.
+
+        Returns
+        -------
+        matplotlib Axes
+        """
         import matplotlib.pyplot as plt
 
         if ax is None:
@@ -769,6 +823,23 @@ class FitResult:
 
 
 # ----------------------------------------------------------------------------- helpers
+def _json_safe(v: Any) -> Any:
+    """None for NaN and infinities, plain Python numbers for numpy scalars."""
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _num(v: float) -> str:
+    """A number in 4 significant digits (NA when missing), for reprs."""
+    try:
+        return f"{float(v):.4g}" if math.isfinite(float(v)) else "NA"
+    except (TypeError, ValueError):
+        return str(v)
+
+
 def _outcome_grid(t_last: float) -> np.ndarray:
     """Dense day grid: 0.2 d to day 40, 0.5 d to day 60, then 2 d to max(365, last)."""
     t_end = max(365.0, float(t_last))
