@@ -163,7 +163,8 @@ def main() -> None:
         ("matched: scipy solve_ivp LSODA, FD Jacobian, rtol 1e-8, 1 start", ScipyStein(), one,
          n_peer),
     ]:
-        med, ok, ps = timed(lambda s, m=model, **k: fit_series(s, m, **{"prior": None, **k}), series[:nser], **kw)
+        med, ok, ps = timed(lambda s, m=model, **k: fit_series(s, m, **{"prior": None, **k}),
+                            series[:nser], **kw)
         rows.append({"fit": label, "median_ms": 1e3 * med, "usable": ok, "series": nser,
                      "params": ps})
     ref = rows[0]["params"]

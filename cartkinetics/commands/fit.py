@@ -57,9 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print one record per series (patient, infusion, assay, model, "
                         "status, message, n_obs, n_blq, params, stderr, cmax, cmax_ci, tmax, "
-                        "tmax_ci, auc_0_28, auc_0_28_ci, aic, censoring, estimator); with --joint one "
-                        "object {\"fits\": [those records], \"joint\": [one record per joint "
-                        "fit: params, ci, not_identifiable, ratios]}")
+                        "tmax_ci, auc_0_28, auc_0_28_ci, aic, censoring, estimator); with "
+                        "--joint one object {\"fits\": [those records], \"joint\": [one "
+                        "record per joint fit: params, ci, not_identifiable, ratios]}")
     parser.add_argument("--out", metavar="DIR",
                         help="write fits.csv (and joint.csv) and one PNG plot per series here; "
                         "with --workers/--scheduler the per-series table is streamed to "
