@@ -339,7 +339,14 @@ def fit_joint(
             out.not_identifiable[n] = "flat direction of the likelihood (SE not available)"
         else:
             lo_i, hi_i = th[i] - Z95 * se[i], th[i] + Z95 * se[i]
-            out.ci[n] = ((math.exp(lo_i), math.exp(hi_i)) if ilog[i] else (lo_i, hi_i))
+            with np.errstate(over="ignore"):
+                ci = ((float(np.exp(lo_i)), float(np.exp(hi_i))) if ilog[i]
+                      else (float(lo_i), float(hi_i)))
+            if all(math.isfinite(x) for x in ci):
+                out.ci[n] = ci
+            else:
+                out.not_identifiable[n] = "95% CI unbounded (SE on the fitted scale " \
+                    f"{se[i]:.3g})"
     for n in specific:
         i1 = next(i for i, o in enumerate(origin) if o == (n, 1))
         i2 = next(i for i, o in enumerate(origin) if o == (n, 2))
@@ -355,7 +362,8 @@ def fit_joint(
                              or "SE not available"}
             continue
         if ilog[i1]:
-            lo_r, hi_r = math.exp(d - Z95 * s), math.exp(d + Z95 * s)
+            with np.errstate(over="ignore"):
+                lo_r, hi_r = float(np.exp(d - Z95 * s)), float(np.exp(d + Z95 * s))
         else:
             lo_r, hi_r = d - Z95 * s, d + Z95 * s
         out.ratios[n] = {"estimate": est, "lo": lo_r, "hi": hi_r, "se_log": s,
