@@ -180,7 +180,9 @@ def run(args: argparse.Namespace) -> int:
                 "n_obs", "n_blq"]
         widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c)
                   for i, c in enumerate(head)]
-        est = cohort.results[0].estimator if cohort.results else "none"
+        ests = cohort.estimators()
+        est = (next(iter(ests)) if len(ests) == 1 else
+               ", ".join(f"{k} ({v} series)" for k, v in ests.items()) or "none")
         print(f"model {cohort.model}; censoring {cohort.censoring}; estimator {est}")
         print("  ".join(c.rjust(w) for c, w in zip(head, widths, strict=True)))
         for r in rows:
