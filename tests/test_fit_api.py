@@ -112,6 +112,9 @@ def test_tables_and_json_safe_dicts(cohort):
     json.dumps(j.to_dict(), allow_nan=False)
     f = j.to_frame()
     assert set(f["kind"]) == {"parameter", "ratio"} and f["identifiable"].all()
+    jt = cohort.joint_table()  # joint.csv: flat columns, one row per patient
+    assert len(jt) == 2 and jt["cmax_ratio"].dtype == float
+    assert jt.loc[0, "cmax_ratio"] == j.ratios["cmax"]["estimate"]
 
 
 def test_cohort_plot_takes_ax_and_fig(cohort):
@@ -185,3 +188,7 @@ def test_cli_joint_json_holds_the_joint_fits(tmp_path):
     assert {"cmax", "tmax"} == set(jt["ratios"]) and "not_identifiable" in jt
     # without --joint the output stays a list of per-series records
     assert isinstance(_cli_json(csv, "--json", "--n-boot", "20"), list)
+    # --out: joint.csv is a flat table
+    _cli_json(csv, "--json", "--joint", "--n-boot", "20", "--out", str(tmp_path / "o"))
+    jt = pd.read_csv(tmp_path / "o" / "joint.csv")
+    assert len(jt) == 1 and {"cmax_ratio", "cmax_ratio_lo", "tmax_ratio_hi"} <= set(jt.columns)

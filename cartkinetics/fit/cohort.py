@@ -222,7 +222,7 @@ class CohortFit:
 
     def joint_table(self) -> pd.DataFrame:
         """One row per joint (first + second infusion) fit: ratios of Cmax and Tmax with CIs."""
-        return pd.DataFrame([j.to_dict() for j in self.joint])
+        return pd.DataFrame([j.row() for j in self.joint])
 
     def outcome_table(self) -> pd.DataFrame:
         """patient, infusion, assay, cmax, tmax, auc_0_28 (model-based) of usable fits."""
