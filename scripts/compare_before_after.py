@@ -109,7 +109,10 @@ def snapshot(quick: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {}
     data = example.load()
     out["example_nca"] = _frame(ck.nca(data))
-    out["example_fit_cohort"] = _fit_table(ck.fit_cohort(data, "stein2019", joint=False))
+    # prior=None: maximum likelihood, the default before prior="auto" (issue #19), so that
+    # snapshots of older checkouts stay comparable
+    out["example_fit_cohort"] = _fit_table(ck.fit_cohort(data, "stein2019", joint=False,
+                                                         prior=None))
     out["example_population_logp"] = _population_logp(data, "stein2019")
 
     sim = simulate("stein2019", n=400, seed=11, keep_params=True, progress=False)
@@ -141,7 +144,7 @@ def snapshot(quick: bool = False) -> dict[str, Any]:
         liu = _liu()
         out["liu_nca"] = _frame(ck.nca(liu))
         series = liu.series()[:8]
-        out["liu_fit_cohort"] = _fit_table(ck.fit_cohort(series, "stein2019"))
+        out["liu_fit_cohort"] = _fit_table(ck.fit_cohort(series, "stein2019", prior=None))
         out["liu_population_logp"] = _population_logp(liu, "stein2019")
     return out
 

@@ -322,9 +322,13 @@ def test_population_prior_in_another_unit_is_refused(tmp_path):
         ck.fit_series(s, "stein2019", prior="population")
     msg = str(info.value)
     assert "cells/uL" in msg and "copies/ug" in msg and "prior=None" in msg
-    # maximum likelihood needs no published value: the fitted peak is on the data's scale
+    # maximum likelihood needs no published value: the fitted peak is on the data's scale;
+    # the default (prior="auto") falls back to it and says so
     r = ck.fit_series(s, "stein2019")
     assert r.ok and r.unit == "cells/uL" and 30 < r.outcomes["cmax"] < 300
+    assert r.estimator == "ML" and "fitted by maximum likelihood, without the prior" in r.message
+    ml = ck.fit_series(s, "stein2019", prior=None)
+    assert ml.params == r.params
 
 
 def test_cli_prior_auto_falls_back_to_ml_and_says_so(tmp_path, capsys):

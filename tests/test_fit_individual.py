@@ -35,7 +35,7 @@ def make_series(params=None, noise=0.0, lloq=50.0, seed=0, patient="P1", infusio
 def test_noise_free_series_recovers_truth():
     s = make_series(lloq=5.0)
     assert not s.blq.any()
-    r = fit_series(s, "stein2019", n_boot=100)
+    r = fit_series(s, "stein2019", n_boot=100, prior=None)
     assert r.status == "converged"
     for k, v in TRUTH.items():
         assert r.params[k] == pytest.approx(v, rel=2e-3), k
@@ -46,7 +46,7 @@ def test_noise_free_series_recovers_truth():
 
 def test_outcomes_agree_with_closed_form_integrals():
     s = make_series(noise=0.3, seed=5)
-    r = fit_series(s, "stein2019", n_boot=200)
+    r = fit_series(s, "stein2019", n_boot=200, prior=None)
     p = r.params
     m = models.get("stein2019")
     # AUC0-inf of the fitted curve: closed-form integral of the two pieces
@@ -108,7 +108,7 @@ def test_standard_errors_match_monte_carlo_spread():
     days = np.array([1, 3, 5, 7, 9, 11, 13, 15, 18, 21, 28, 45, 60, 90, 120, 180.0])
     for k in range(60):
         r = fit_series(make_series(noise=0.3, seed=100 + k, days=days, lloq=20.0),
-                       sigma=0.3, n_boot=0, n_starts=2)
+                       sigma=0.3, n_boot=0, n_starts=2, prior=None)
         if r.status == "converged":
             est.append(math.log(r.params["cmax"]))
             se.append(r.stderr["cmax"] / r.params["cmax"])
@@ -207,8 +207,8 @@ def test_joint_fit_recovers_within_patient_ratio():
 
 def test_ode_model_fit_agrees_with_closed_form():
     s = make_series(noise=0.25, seed=9)
-    a = fit_series(s, "stein2019", n_boot=0, profile=False)
-    b = fit_series(s, "stein2019_ode", n_boot=0, profile=False)
+    a = fit_series(s, "stein2019", n_boot=0, profile=False, prior=None)
+    b = fit_series(s, "stein2019_ode", n_boot=0, profile=False, prior=None)
     assert b.ok
     assert b.neg2ll == pytest.approx(a.neg2ll, abs=1e-2)
     for k in ("cmax", "tmax", "alpha"):
@@ -218,10 +218,10 @@ def test_ode_model_fit_agrees_with_closed_form():
 def test_estimated_sigma_and_student_t():
     days = np.linspace(1, 200, 40)
     s = make_series(noise=0.3, seed=21, days=days, lloq=1.0)
-    r = fit_series(s, sigma="estimate", n_boot=0)
+    r = fit_series(s, sigma="estimate", n_boot=0, prior=None)
     assert "sigma" in r.params and 0.2 < r.params["sigma"] < 0.42
     assert r.n_free == 7
-    t = fit_series(s, error="student_t", n_boot=0)
+    t = fit_series(s, error="student_t", n_boot=0, prior=None)
     assert t.ok and "Student-t" in t.residual_model
     assert t.params["cmax"] == pytest.approx(r.params["cmax"], rel=0.3)
 
@@ -304,7 +304,7 @@ def test_population_prior_keeps_unidentified_parameters_near_typical():
     s = make_series(noise=0.2, lloq=5000.0, seed=12,
                     days=np.array([1.0, 4, 7, 14, 21, 28, 60, 90]))
     assert s.blq[:3].all() and not s.blq[3:5].any()
-    ml = fit_series(s, n_boot=0, profile=False)
+    ml = fit_series(s, n_boot=0, profile=False, prior=None)
     mp = fit_series(s, n_boot=0, profile=False, prior="population")
     assert mp.estimator.startswith("MAP") and ml.estimator == "ML"
     om = math.sqrt(m.bsv["foldx"])

@@ -134,7 +134,7 @@ def test_default_fit_reaches_the_brute_force_optimum():
     for s in _simulated(11, 4)[:1] + [_series(
             np.array([75.0, 687.05, 13449.43, 14759.92, 52472.54, 22692.61, 11509.12, 2510.4,
                       777.28, 1179.6, 463.84, 185.98]), DAYS == 1)]:
-        r = fit_series(s, n_boot=0, profile=False)
+        r = fit_series(s, n_boot=0, profile=False, prior=None)
         assert r.neg2ll == pytest.approx(_hand_neg2ll(s, np.array(list(r.params.values()))),
                                          abs=1e-8)
         assert r.neg2ll <= _grid_optimum(s) + 1e-3
@@ -178,8 +178,8 @@ def test_options_and_former_default_path():
     # the former default (lmfit from every start) is still available and never beats the
     # vectorised default on this series by more than the optimiser tolerance
     old = fit_series(s, multistart="lmfit", n_starts=5, n_candidates=100, n_boot=0,
-                     profile=False)
-    new = fit_series(s, n_boot=0, profile=False)
+                     profile=False, prior=None)
+    new = fit_series(s, n_boot=0, profile=False, prior=None)
     assert old.ok and new.ok and new.n_starts == 25 and old.n_starts == 5
     assert new.objective <= old.objective + 1e-3
     # MAP: SIR by default, Wald/bootstrap on request; ML: Wald/bootstrap by default
@@ -190,5 +190,5 @@ def test_options_and_former_default_path():
     assert m_sir.sir_mean and not m_boot.sir_mean
     assert m_boot.ci_method.startswith("Wald") and "bootstrap" in m_boot.outcome_method
     assert m_sir.params == m_boot.params  # same estimate, different intervals
-    ml = fit_series(s, n_boot=200, profile=False)
+    ml = fit_series(s, n_boot=200, profile=False, prior=None)
     assert ml.ci_method.startswith("Wald") and not ml.sir_mean

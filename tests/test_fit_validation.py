@@ -65,7 +65,7 @@ def test_rich_data_m3_unbiased_and_m1_biases_beta_down():
         blq_frac.append(s.blq.mean())
         early_blq += int(s.blq[s.day < 60].any())
         for cens in lr:
-            r = fit_series(s, censoring=cens, sigma=SIGMA, n_boot=0, profile=False)
+            r = fit_series(s, censoring=cens, sigma=SIGMA, n_boot=0, profile=False, prior=None)
             assert r.ok, r.message
             # the fit's objective is the hand-computed -2 log L, and no worse than the truth's
             hand = _hand_neg2ll(s, r.params, cens)
@@ -99,8 +99,9 @@ def test_default_multistart_reaches_the_best_optimum_of_a_long_search():
     blq[0] = True
     s = Series(patient="S160", infusion=1, assay="qpcr", unit="copies/ug", day=SPARSE_DAYS,
                value=SPARSE_VALUES, lloq=np.full(12, 75.0), blq=blq)
-    default = fit_series(s, n_boot=0, profile=False)
-    long = fit_series(s, n_boot=0, profile=False, n_starts=20, n_candidates=1000, seed=3)
+    default = fit_series(s, n_boot=0, profile=False, prior=None)
+    long = fit_series(s, n_boot=0, profile=False, n_starts=20, n_candidates=1000, seed=3,
+                      prior=None)
     assert default.neg2ll == pytest.approx(_hand_neg2ll_sigma(s, default.params, 0.56), abs=1e-8)
     assert default.neg2ll <= long.neg2ll + 1e-3
 

@@ -2,8 +2,7 @@
 fit, simulate, endpoints; plot each result on a given Axes and print each repr.
 
 Every result must plot on the Axes it is given (``ax=`` in, the Axes out) and print in
-less than 2,000 characters. Checks on results whose redesign lands on other branches are
-marked ``xfail(strict=False)`` with the reason, until then.
+less than 2,000 characters.
 """
 
 from __future__ import annotations
@@ -24,16 +23,7 @@ from cartkinetics import example  # noqa: E402
 
 MAX_REPR = 2000
 
-_FIT = "FitResult/CohortFit get a short repr and CohortFit.plot(ax=) (branch redesign)"
-
-PENDING_REPR = {"fit_series": _FIT, "fit_cohort": _FIT}
-PENDING_PLOT = {"fit_cohort": _FIT}
 NAMES = ["data", "nca", "compare", "fit_series", "fit_cohort", "endpoints", "simulation"]
-
-
-def _params(pending: dict[str, str]) -> list:
-    return [pytest.param(n, marks=pytest.mark.xfail(reason=pending[n], strict=False))
-            if n in pending else n for n in NAMES]
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +64,7 @@ def test_fits_converged(session):
     assert all(r.ok for r in session["fit_cohort"].results)
 
 
-@pytest.mark.parametrize("name", _params(PENDING_REPR))
+@pytest.mark.parametrize("name", NAMES)
 def test_repr_fits_on_a_screen(name, session, capsys):
     text = repr(session[name])
     print(text)
@@ -82,7 +72,7 @@ def test_repr_fits_on_a_screen(name, session, capsys):
     assert len(text) < MAX_REPR, f"repr({name}) is {len(text)} characters"
 
 
-@pytest.mark.parametrize("name", _params(PENDING_PLOT))
+@pytest.mark.parametrize("name", NAMES)
 def test_plot_on_a_given_axes(name, session):
     fig, ax = plt.subplots()
     try:

@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prior", choices=("auto", "none", "population"), default="auto",
         help="auto (default): 'population' when the model publishes between-subject "
-        "variability (Stein 2019), else 'none'; population: maximum a posteriori with the "
+        "variability (Stein 2019) in the data's unit, else 'none' (also the default of "
+        "fit_series/fit_cohort); population: maximum a posteriori with the "
         "model's published population distribution as prior (posterior intervals by "
         "importance resampling), the estimator whose Cmax/Tmax intervals are validated on "
         "sparse series; none: maximum likelihood (single-series ML overestimates Cmax where "
@@ -56,7 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print one record per series (patient, infusion, assay, model, "
                         "status, message, n_obs, n_blq, params, stderr, cmax, cmax_ci, tmax, "
-                        "tmax_ci, auc_0_28, auc_0_28_ci, aic, censoring, estimator)")
+                        "tmax_ci, auc_0_28, auc_0_28_ci, aic, censoring, estimator); with "
+                        "--joint one object {\"fits\": [those records], \"joint\": [one "
+                        "record per joint fit: params, ci, not_identifiable, ratios]}")
     parser.add_argument("--out", metavar="DIR",
                         help="write fits.csv (and joint.csv) and one PNG plot per series here; "
                         "with --workers/--scheduler the per-series table is streamed to "
@@ -75,31 +78,21 @@ def _safe_name(*parts: Any) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(str(p) for p in parts))
 
 
-def _resolve_prior(choice: str, model_name: str, units: set[str] | None = None) -> str | None:
-    """'auto' -> 'population' when the model publishes between-subject variability in the
-    data's unit; otherwise maximum likelihood, said on stderr (an explicit 'population' with
-    data in another unit is refused by the fit, naming both units)."""
-    if choice == "none":
-        return None
-    if choice == "population":
-        return "population"
-    from cartkinetics import models
-    from cartkinetics.units import level_parameters, same_unit
+def _prior(choice: str, model_name: str, units: set[str]) -> str | None:
+    """The ``prior`` passed to fit_cohort for ``--prior`` ('none' -> None; 'auto' is resolved
+    per series by :func:`cartkinetics.fit.individual.resolve_prior`, the library's default, so
+    the CLI and Python give the same fits). A fallback of 'auto' to maximum likelihood (data
+    in another unit than the prior) is said in each such fit's message and once on stderr; an
+    explicit 'population' with data in another unit is refused by the fit, naming both
+    units."""
+    from cartkinetics.fit.individual import resolve_prior
 
-    model = models.get(model_name)
-    if not getattr(model, "bsv", None):
-        return None
-    published = {p.unit for p in model.parameters if p.name in level_parameters(model)}
-    other = sorted({u for u in units or () for m in published if not same_unit(u, m)})
-    if other:
-        print(
-            f"cartkinetics fit: --prior auto: the data are in {', '.join(other)} but the "
-            f"{model_name} population prior is in {', '.join(sorted(published))}: fitting by "
-            "maximum likelihood, without the prior",
-            file=sys.stderr,
-        )
-        return None
-    return "population"
+    prior = None if choice == "none" else choice
+    for unit in sorted(units):
+        note = resolve_prior(prior, model_name, unit)[1]
+        if note:
+            print(f"cartkinetics fit: --prior auto: {note.split(': ', 1)[1]}", file=sys.stderr)
+    return prior
 
 
 def run(args: argparse.Namespace) -> int:
@@ -131,8 +124,8 @@ def run(args: argparse.Namespace) -> int:
     data = read_from_args(args)
     out_dir(args)  # --out is a folder: checked (and created) before minutes of fitting
     kws = dict(assay=args.assay, censoring=args.censoring, sigma=sigma, n_boot=args.n_boot,
-               joint=args.joint, prior=_resolve_prior(args.prior, args.model,
-                                     {s.unit for s in data.series(args.assay)}))
+               joint=args.joint, prior=_prior(args.prior, args.model,
+                                            {s.unit for s in data.series(args.assay)}))
     if cluster:
         from cartkinetics.fit.distributed import fit_cohort_distributed
 
@@ -173,7 +166,11 @@ def run(args: argparse.Namespace) -> int:
                 f"cannot write the fit outputs ({exc})", source=str(out)
             ) from exc
     if args.json:
-        print(json.dumps(cohort.records(), indent=1))
+        if args.joint:
+            print(json.dumps({"fits": cohort.records(),
+                              "joint": [j.to_dict() for j in cohort.joint]}, indent=1))
+        else:
+            print(json.dumps(cohort.records(), indent=1))
     else:
         t = cohort.table
         cols = ["patient", "infusion", "assay", "status", "model_cmax", "model_tmax",
@@ -183,7 +180,9 @@ def run(args: argparse.Namespace) -> int:
                 "n_obs", "n_blq"]
         widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c)
                   for i, c in enumerate(head)]
-        est = cohort.results[0].estimator if cohort.results else "none"
+        ests = cohort.estimators()
+        est = (next(iter(ests)) if len(ests) == 1 else
+               ", ".join(f"{k} ({v} series)" for k, v in ests.items()) or "none")
         print(f"model {cohort.model}; censoring {cohort.censoring}; estimator {est}")
         print("  ".join(c.rjust(w) for c, w in zip(head, widths, strict=True)))
         for r in rows:
@@ -210,7 +209,10 @@ def _report_streamed(cohort: Any, args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CartKineticsError(f"cannot write the fit outputs ({exc})", source=str(out)) from exc
     if args.json:
-        print(json.dumps(cohort.to_dict()))
+        doc = cohort.to_dict()
+        if args.joint:
+            doc["joint"] = [j.to_dict() for j in cohort.joint]
+        print(json.dumps(doc))
     else:
         print(cohort.summary())
         print(f"table: {out / 'fits.csv'} ({len(table)} rows); per-series plots are not drawn "

@@ -1,10 +1,11 @@
-"""Model fitting: per-series maximum likelihood (lmfit) and the shared likelihood.
+"""Model fitting: per-series fits (lmfit) and the shared likelihood.
 
     >>> from cartkinetics.fit import fit_series, fit_cohort
-    >>> res = fit_series(series, "stein2019")          # BLQ rows by Beal's M3
+    >>> res = fit_series(series, "stein2019")          # BLQ rows by Beal's M3; prior="auto":
+    >>>                                                # MAP with the published population prior
     >>> cohort = fit_cohort(data, "stein2019", n_jobs=2)
     >>> cohort.table                                   # one row per series
-    >>> fit_series(series, "stein2019", prior="population")   # MAP (empirical Bayes)
+    >>> fit_series(series, "stein2019", prior=None)    # maximum likelihood
     >>> fit_outputs({"car_t": s1, "leukaemia": s2}, "liu2022", free=[...])  # one likelihood
 
 The likelihood (:mod:`cartkinetics.fit.likelihood`) is shared with the hierarchical fit

@@ -146,11 +146,75 @@ class CohortFit:
     @property
     def table(self) -> pd.DataFrame:
         """One row per series: status, message, estimates, SEs, CIs, model outcomes."""
-        return pd.DataFrame([r.to_dict() for r in self.results])
+        return pd.DataFrame([r.row() for r in self.results])
 
-    def to_dataframe(self) -> pd.DataFrame:
+    def to_frame(self) -> pd.DataFrame:
         """The per-series fit table (estimates, SEs, outcomes with CIs, status) as a DataFrame."""
         return self.table
+
+    to_dataframe = to_frame
+
+    def estimators(self) -> dict[str, int]:
+        """Number of series per estimator (e.g. ``{'MAP (population prior)': 12}``)."""
+        out: dict[str, int] = {}
+        for r in self.results:
+            out[r.estimator] = out.get(r.estimator, 0) + 1
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: model, censoring, counts per status and estimator, one record per
+        series (:meth:`FitResult.to_dict`) and per joint fit (:meth:`JointFitResult.to_dict`)."""
+        return {"model": self.model, "censoring": self.censoring,
+                "n_series": len(self.results), "status_counts": self.counts(),
+                "estimators": self.estimators(),
+                "fits": [r.to_dict() for r in self.results],
+                "joint": [j.to_dict() for j in self.joint]}
+
+    def _head(self) -> str:
+        st = ", ".join(f"{k} {v}" for k, v in sorted(self.counts().items()))
+        est = ", ".join(f"{k} {v}" for k, v in self.estimators().items())
+        joint = f"; {len(self.joint)} joint fit(s)" if self.joint else ""
+        return (f"{self.model} fits of {len(self.results)} series ({self.censoring}; "
+                f"estimator: {est or 'none'}): {st or 'none'}{joint}")
+
+    def _brief(self) -> pd.DataFrame:
+        cols = ["patient", "infusion", "assay", "status", "model_cmax", "model_tmax",
+                "model_auc_0_28"]
+        t = self.table
+        if t.empty:
+            return pd.DataFrame(columns=cols)
+        return t[[c for c in cols if c in t.columns]].rename(
+            columns=lambda c: c.removeprefix("model_"))
+
+    def summary(self) -> str:
+        """Readable report: statuses, estimator, one line per series (model Cmax, Tmax,
+        AUC0-28), the reasons of the failed fits and the joint fits."""
+        lines = [self._head()]
+        b = self._brief()
+        if len(b):
+            lines.append(b.to_string(index=False, float_format=lambda v: f"{v:.4g}",
+                                     na_rep="NA"))
+        for r in self.results:
+            if not r.ok:
+                lines.append(f"note: {r.patient} infusion {r.infusion} {r.assay}: {r.status}: "
+                             f"{r.message}")
+        lines += [j.summary() for j in self.joint]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        b = self._brief()
+        shown = b.head(8).to_string(index=False, float_format=lambda v: f"{v:.4g}",
+                                     na_rep="NA") if len(b) else ""
+        more = f"\n... {len(b) - 8} more series" if len(b) > 8 else ""
+        return (f"CohortFit({self._head()}\n{shown}{more}\n.table, .summary(), .plot() "
+                "for the rest)")
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return (f"<p><b>{html.escape(self._head())}</b></p>"
+                + self._brief().to_html(index=False, na_rep="NA",
+                                        float_format=lambda v: f"{v:.4g}"))
 
     def records(self) -> list[dict[str, Any]]:
         """The CLI --json records (one per series)."""
@@ -158,7 +222,7 @@ class CohortFit:
 
     def joint_table(self) -> pd.DataFrame:
         """One row per joint (first + second infusion) fit: ratios of Cmax and Tmax with CIs."""
-        return pd.DataFrame([j.to_dict() for j in self.joint])
+        return pd.DataFrame([j.row() for j in self.joint])
 
     def outcome_table(self) -> pd.DataFrame:
         """patient, infusion, assay, unit, cmax, tmax, auc_0_28 (model-based) of usable fits
@@ -192,27 +256,95 @@ class CohortFit:
             out[r.status] = out.get(r.status, 0) + 1
         return out
 
-    def plot(self, ncols: int = 4, axes: Any = None) -> Any:
-        """Grid of every fit (one panel per series); returns the figure."""
-        import matplotlib.pyplot as plt
+    def plot(self, ax: Any = None, fig: Any = None, *, ncols: int = 4, axes: Any = None,
+             band: bool = False) -> Any:
+        """Observed series and fitted curves.
 
+        Parameters
+        ----------
+        ax : matplotlib Axes, optional
+            Draw every series on this Axes (observed points, BLQ open at the LLOQ, fitted
+            curve; one colour per series; log scale) and return it.
+        fig : matplotlib Figure, optional
+            Without ``ax``: the grid of one panel per series (:meth:`FitResult.plot`) is drawn
+            in this figure (a new one when omitted).
+        ncols : int
+            Columns of the grid.
+        axes : array of Axes, optional
+            Deprecated alias (the grid on these Axes); use ``ax=`` or ``fig=``.
+        band : bool
+            Draw each curve's 95% band (on the single Axes).
+
+        Returns
+        -------
+        matplotlib Axes (``ax`` given) or ndarray of Axes (the grid, one per series)
+        """
+        import matplotlib.pyplot as plt
+        import numpy as np
+
+        if axes is not None:
+            import warnings
+
+            warnings.warn("CohortFit.plot(axes=) is deprecated: pass ax= (one Axes) or fig= "
+                          "(a grid)", DeprecationWarning, stacklevel=2)
+            if ax is None and np.ndim(axes) == 0:
+                ax = axes
+        if ax is not None and axes is None:
+            return self._plot_one(ax, band)
         n = len(self.results)
         nrows = max(1, math.ceil(n / ncols))
-        if axes is None:
-            fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.5 * nrows),
-                                     squeeze=False)
+        if axes is not None:
+            grid = np.asarray(axes, dtype=object)
+            fig = grid.flat[0].figure
         else:
-            fig = axes.flat[0].figure
-        for ax, r in zip(axes.flat, self.results, strict=False):
-            r.plot(ax=ax)
-            ax.set_xlabel("")
-            ax.set_ylabel("")
-            if ax.get_legend():
-                ax.get_legend().remove()
-        for ax in list(axes.flat)[n:]:
-            ax.set_visible(False)
+            if fig is None:
+                fig = plt.figure(figsize=(3.2 * ncols, 2.5 * nrows))
+            grid = np.asarray(fig.subplots(nrows, ncols, squeeze=False), dtype=object)
+        for a, r in zip(grid.flat, self.results, strict=False):
+            r.plot(ax=a)
+            a.set_xlabel("")
+            a.set_ylabel("")
+            if a.get_legend():
+                a.get_legend().remove()
+        for a in list(grid.flat)[n:]:
+            a.set_visible(False)
         fig.tight_layout()
-        return fig
+        return grid
+
+    def _plot_one(self, ax: Any, band: bool) -> Any:
+        """Every series and its fitted curve on one Axes."""
+        import numpy as np
+
+        units = set()
+        for k, r in enumerate(self.results):
+            c = f"C{k % 10}"
+            units.add(r.unit)
+            pr = r.predictions
+            label = f"{r.patient} inf {r.infusion}"
+            t_end = 28.0
+            if pr is not None and len(pr):
+                q = ~pr["blq"].to_numpy(bool) & (pr["value"].to_numpy(float) > 0)
+                b = pr["blq"].to_numpy(bool)
+                ax.plot(pr["day"][q], pr["value"][q], "o", color=c, ms=3)
+                if b.any():
+                    ax.plot(pr["day"][b], pr["value"][b], "o", mfc="none", color=c, ms=4)
+                t_end = max(t_end, 1.1 * float(pr["day"].max()))
+            if r.curve is not None:
+                t = r.curve["t"]
+                w = t <= t_end
+                ax.plot(t[w], r.curve["pred"][w], "-", color=c, lw=1.2, label=label)
+                if band and "lo" in r.curve and np.any(np.isfinite(r.curve["lo"])):
+                    ax.fill_between(t[w], r.curve["lo"][w], r.curve["hi"][w], color=c,
+                                    alpha=0.15, lw=0)
+        ax.set_yscale("log")
+        ax.set_xlabel("day since infusion")
+        units.discard("")
+        ax.set_ylabel(units.pop() if len(units) == 1 else "level (assay units)")
+        ax.set_title(f"{self.model}: {len(self.results)} series (open: BLQ at the LLOQ)",
+                     fontsize=9)
+        if 0 < len(self.results) <= 10:
+            ax.legend(fontsize=7)
+        return ax
 
 
 def fit_cohort(
@@ -262,7 +394,11 @@ def fit_cohort(
     progress : bool
         Progress bar on stderr (Dask and streamed runs).
     **fit_kws
-        Passed to :func:`fit_series` (censoring, sigma, n_starts, n_boot, profile, ...).
+        Passed to :func:`fit_series` (prior, censoring, sigma, n_starts, n_boot, profile,
+        ...). ``prior="auto"`` (default, as ``cartkinetics fit``): maximum a posteriori with
+        the model's published population prior where the model has one in the data's unit
+        (Stein 2019), else maximum likelihood; ``prior=None``: maximum likelihood. Each
+        result's ``estimator`` says which was used.
 
     Returns
     -------

@@ -65,7 +65,7 @@ def fit_chunk(model: Any, fit_kws: dict[str, Any], series: list[Any], first: int
     counts = dict(Counter(r.status for r in results))
     if out_dir is None:
         return {"first": first, "last": last, "counts": counts, "results": results}
-    table = pd.DataFrame([r.to_dict() for r in results])
+    table = pd.DataFrame([r.row() for r in results])
     table.insert(0, "series_index", range(first, last + 1))
     write_parquet_atomic(table, part_path(out_dir, first, last))
     return {"first": first, "last": last, "counts": counts, "results": None}
@@ -139,7 +139,7 @@ class StreamedCohortFit:
 
     def joint_table(self) -> pd.DataFrame:
         """One row per joint (first + second infusion) fit."""
-        return pd.DataFrame([j.to_dict() for j in self.joint])
+        return pd.DataFrame([j.row() for j in self.joint])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe description of the run (not the per-series rows: see ``table``)."""

@@ -1,4 +1,4 @@
-"""Per-series maximum-likelihood fits with lmfit, BLQ rows by Beal's M3.
+"""Per-series fits (MAP or maximum likelihood) with lmfit, BLQ rows by Beal's M3.
 
 How the M3 likelihood is given to lmfit (the choice, and why)
 -------------------------------------------------------------
@@ -34,9 +34,11 @@ runs ``n_starts`` local searches together in a vectorised Levenberg-Marquardt lo
 start, a Tmax scan over the sampling intervals, the best random candidates) and lmfit polishes
 the best end point: the result is an lmfit fit.
 
-Estimator: maximum likelihood by default; ``prior="population"`` gives the maximum a
-posteriori (empirical-Bayes) estimate with the model's published population distribution
-(``ln p ~ N(ln typical, bsv)``) as prior, entered as one more residual element per parameter.
+Estimator: ``prior="auto"`` (the default, the same as ``cartkinetics fit``; see
+:func:`resolve_prior`) gives the maximum a posteriori (empirical-Bayes) estimate with the
+model's published population distribution (``ln p ~ N(ln typical, bsv)``) as prior, entered as
+one more residual element per parameter, when the model publishes one in the data's unit, and
+maximum likelihood otherwise; ``prior=None`` is maximum likelihood.
 Sparse series under M3 have flat likelihood directions along which ML drifts (a censored
 value always prefers a lower prediction); the prior holds them (see docs/fitting.md).
 
@@ -548,7 +550,12 @@ class FitResult:
 
     # ------------------------------------------------------------------ tables
     def to_dict(self) -> dict[str, Any]:
-        """One flat record (used by ``to_dataframe`` and the CLI's --json)."""
+        """One flat record, JSON-safe (NaN and infinities as None): the row of
+        :meth:`row` (the fit table's row; levels in ``unit``, times in days)."""
+        return {k: _json_safe(v) for k, v in self.row().items()}
+
+    def row(self) -> dict[str, Any]:
+        """One flat record with NaN for missing values: a row of ``CohortFit.table``."""
         rec: dict[str, Any] = {
             "patient": self.patient,
             "infusion": self.infusion,
@@ -579,6 +586,11 @@ class FitResult:
             lo, hi = self.outcomes_ci.get(k, (math.nan, math.nan))
             rec[f"model_{k}_lo"], rec[f"model_{k}_hi"] = lo, hi
         return rec
+
+    def to_frame(self) -> pd.DataFrame:
+        """Long table: one row per quantity (parameter or derived outcome), with the
+        estimate, SE, 95% CI and the method of the interval."""
+        return self.to_dataframe()
 
     def to_dataframe(self) -> pd.DataFrame:
         """Long table: one row per quantity (parameter or derived outcome)."""
@@ -722,8 +734,52 @@ class FitResult:
     def __str__(self) -> str:
         return self.summary()
 
+    def _head(self) -> str:
+        return (f"{self.model} fit of patient {self.patient}, infusion {self.infusion}, "
+                f"{self.assay} ({self.unit or 'unit not stated'}): {self.status}; "
+                f"{self.estimator}, {self.censoring}; {self.n_obs} obs ({self.n_blq} BLQ)")
+
+    def __repr__(self) -> str:
+        parts = [self._head()]
+        if self.params:
+            parts.append("params " + ", ".join(
+                f"{k} {_num(v)}" + ("" if k in self.free else " (fixed)")
+                for k, v in self.params.items()))
+        if self.outcomes:
+            out = []
+            for k in ("cmax", "tmax", "auc_0_28"):
+                lo, hi = self.outcomes_ci.get(k, (math.nan, math.nan))
+                out.append(f"{k} {_num(self.outcomes.get(k, math.nan))} "
+                           f"[{_num(lo)}, {_num(hi)}]")
+            parts.append("; ".join(out))
+        if math.isfinite(self.neg2ll):
+            parts.append(f"-2 log L {self.neg2ll:.4g}, AIC {self.aic:.4g}")
+        if not self.ok:
+            parts.append(self.message[:300])
+        return "FitResult(" + "; ".join(parts) + "; .summary() for the report)"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        msg = f"<p>{html.escape(self.message)}</p>" if self.message else ""
+        table = (self.to_frame().drop(columns=["patient", "infusion", "assay"])
+                 .to_html(index=False, na_rep="NA", float_format=lambda v: f"{v:.4g}")
+                 if self.params else "")
+        return f"<p><b>{html.escape(self._head())}</b></p>{msg}{table}"
+
     def plot(self, ax: Any = None, band: bool = True) -> Any:
-        """Observed points (BLQ as open markers at the LLOQ), fitted curve, 95% band, log y."""
+        """Observed points (BLQ as open markers at the LLOQ), fitted curve, 95% band, log y.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, optional (a new figure when omitted)
+        band : bool
+            Draw the 95% band of the curve.
+
+        Returns
+        -------
+        matplotlib Axes
+        """
         import matplotlib.pyplot as plt
 
         if ax is None:
@@ -767,6 +823,23 @@ class FitResult:
 
 
 # ----------------------------------------------------------------------------- helpers
+def _json_safe(v: Any) -> Any:
+    """None for NaN and infinities, plain Python numbers for numpy scalars."""
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _num(v: float) -> str:
+    """A number in 4 significant digits (NA when missing), for reprs."""
+    try:
+        return f"{float(v):.4g}" if math.isfinite(float(v)) else "NA"
+    except (TypeError, ValueError):
+        return str(v)
+
+
 def _outcome_grid(t_last: float) -> np.ndarray:
     """Dense day grid: 0.2 d to day 40, 0.5 d to day 60, then 2 d to max(365, last)."""
     t_end = max(365.0, float(t_last))
@@ -1012,12 +1085,13 @@ def fit_series(
     observation: str | None = None,
     max_nfev: int = 400,
     reduce: bool = True,
-    prior: str | dict[str, tuple[float, float]] | None = None,
+    prior: str | dict[str, tuple[float, float]] | None = "auto",
     seed: int = 0,
     multistart: str | None = None,
     uncertainty: str = "auto",
 ) -> FitResult:
-    """Fit one series (patient x infusion x assay) by maximum likelihood.
+    """Fit one series (patient x infusion x assay): maximum a posteriori with the model's
+    published population prior where there is one (``prior="auto"``), else maximum likelihood.
 
     Parameters
     ----------
@@ -1072,8 +1146,12 @@ def fit_series(
         values), fix parameters at their published typical values in the order of
         ``FIX_ORDER`` (Stein 2019: beta, fb, foldx, alpha) until it does not; the message
         names them. False: report ``too_few_points`` instead.
-    prior : None, "population" or dict name -> (typical value, omega)
-        None (default): maximum likelihood. ``"population"``: maximum a posteriori with the
+    prior : "auto", None, "population" or dict name -> (typical value, omega)
+        "auto" (default, as ``cartkinetics fit``): ``"population"`` when the model publishes
+        between-subject variability (Stein 2019) and the data are in the unit of its
+        published levels, else None (:func:`resolve_prior`; the fallback to ML for data in
+        another unit is said in the result's ``message``). None: maximum likelihood.
+        ``"population"``: maximum a posteriori with the
         model's published population distribution as prior, ln p ~ N(ln typical, omega^2)
         with ``omega^2 = model.bsv`` (the empirical-Bayes / POSTHOC estimate of
         pharmacometrics). It keeps sparse series from drifting along flat likelihood
@@ -1108,6 +1186,7 @@ def fit_series(
     """
     tic = time.perf_counter()
     model = _get_model(model)
+    prior, prior_note = resolve_prior(prior, model, str(getattr(series, "unit", "") or ""))
     residual = _resolve_residual(model, residual, censoring, sigma, error)
     obs_name = observation or model.primary_observation
     if obs_name not in model.observations:
@@ -1158,6 +1237,8 @@ def fit_series(
             n_starts, n_candidates, outcomes, n_boot, profile, dose, covariates, obs_name,
             max_nfev, seed, tic, prior, multistart, uncertainty,
         )
+        if prior_note:
+            res.message += "; " + prior_note
         if auto_fixed:
             res.message += (
                 f"; {data.n} observation(s) for {len(free) + len(auto_fixed)} parameters: "
@@ -1168,6 +1249,53 @@ def fit_series(
         raise
     except Exception as exc:  # a numerical failure of one series never escapes as a crash
         return _fail(series, model.name, "error", f"{type(exc).__name__}: {exc}", residual, data)
+
+
+PRIOR_CHOICES = ("auto", "population", None)
+
+
+def resolve_prior(prior: Any, model: Any, units: Any = ()) -> tuple[Any, str]:
+    """The estimator behind ``prior="auto"`` (the default of :func:`fit_series`,
+    :func:`cartkinetics.fit.cohort.fit_cohort`, :func:`cartkinetics.fit.joint.fit_joint` and
+    ``cartkinetics fit``), decided in this one place.
+
+    Parameters
+    ----------
+    prior : "auto", "population", None or dict name -> (value, omega)
+        "auto": ``"population"`` (maximum a posteriori with the model's published population
+        distribution as prior) when the model publishes between-subject variability and the
+        data are in the unit of its level parameters (Stein 2019: copies/ug); otherwise None
+        (maximum likelihood). Any other value is returned unchanged.
+    model : str or Model
+    units : str or iterable of str
+        Unit(s) of the data to be fitted (e.g. ``"copies/ug"``).
+
+    Returns
+    -------
+    (prior, note)
+        The prior to use (None, "population" or the dict given) and a sentence saying why
+        "auto" fell back to maximum likelihood for a model that has a population prior
+        (data in another unit than the prior's), else "".
+    """
+    if isinstance(prior, str) and prior.lower() in ("none", "ml"):
+        return None, ""
+    if prior != "auto":
+        return prior, ""
+    from cartkinetics.units import level_parameters, same_unit
+
+    model = _get_model(model)
+    if not getattr(model, "bsv", None):
+        return None, ""
+    units = {units} if isinstance(units, str) else set(units or ())
+    published = {p.unit for p in model.parameters if p.name in level_parameters(model)}
+    other = sorted({u for u in units if u for m in published if not same_unit(u, m)})
+    if other:
+        return None, (
+            f"prior='auto': the data are in {', '.join(other)} but the {model.name} population "
+            f"prior is in {', '.join(sorted(published))}: fitted by maximum likelihood, "
+            "without the prior"
+        )
+    return "population", ""
 
 
 def _set_prior(problem: _Problem, model: Any, free: list[str], is_log: np.ndarray,
@@ -1190,7 +1318,8 @@ def _set_prior(problem: _Problem, model: Any, free: list[str], is_log: np.ndarra
                 f"prior names parameters that are not fitted: {sorted(unknown)}"
             )
     else:
-        raise CartKineticsError(f"prior must be None, 'population' or a dict, got {prior!r}")
+        raise CartKineticsError(
+            f"prior must be 'auto', None, 'population' or a dict, got {prior!r}")
     for n, (v, om) in spec.items():
         i = free.index(n)
         if not (om > 0 and v > 0 or not is_log[i]):

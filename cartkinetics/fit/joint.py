@@ -44,8 +44,18 @@ class JointFitResult:
     Attributes
     ----------
     patient, assay, model, status, message, censoring
+    estimator : str
+        "ML" (the joint fit takes no prior).
     params : dict infusion -> dict name -> estimate
-    ratios : dict name -> {"estimate", "lo", "hi", "se_log"} second / first
+    stderr : dict internal name -> SE on the fitted (log) scale (``cmax_inf1``, ``alpha``, ...)
+    ci : dict name -> (lo, hi) 95% Wald CI on the natural scale, for the identifiable
+        parameters only (``cmax_inf1``, ``cmax_inf2``, ``alpha``, ...)
+    not_identifiable : dict name -> reason
+        Parameters at a bound of the model (``at the lower bound 0.5``) or on a flat
+        direction of the likelihood: reported as not identifiable, without a CI.
+    ratios : dict name -> {"estimate", "lo", "hi", "se_log", "identifiable"} second / first
+        (``lo``/``hi`` NaN and ``identifiable`` False when either infusion's parameter is
+        not identifiable)
     outcomes : dict infusion -> curve outcomes of the fitted curve
     neg2ll, aic, bic : float
     """
@@ -59,7 +69,9 @@ class JointFitResult:
     infusions: tuple[int, int] = (1, 2)
     params: dict[int, dict[str, float]] = field(default_factory=dict)
     stderr: dict[str, float] = field(default_factory=dict)
-    ratios: dict[str, dict[str, float]] = field(default_factory=dict)
+    ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    not_identifiable: dict[str, str] = field(default_factory=dict)
+    ratios: dict[str, dict[str, Any]] = field(default_factory=dict)
     outcomes: dict[int, dict[str, float]] = field(default_factory=dict)
     neg2ll: float = math.nan
     aic: float = math.nan
@@ -67,13 +79,15 @@ class JointFitResult:
     n_obs: int = 0
     n_blq: int = 0
     elapsed: float = 0.0
+    estimator: str = "ML"
 
     @property
     def ok(self) -> bool:
         return self.status in OK_STATUSES
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form of the joint fit (estimates, Cmax ratio and Tmax ratio with 95% CIs)."""
+    def row(self) -> dict[str, Any]:
+        """One flat record with NaN for missing values: a row of the joint table (estimates,
+        Cmax and Tmax ratios with 95% CIs; NaN CIs where not identifiable)."""
         rec: dict[str, Any] = {
             "patient": self.patient,
             "assay": self.assay,
@@ -81,6 +95,7 @@ class JointFitResult:
             "status": self.status,
             "message": self.message,
             "censoring": self.censoring,
+            "estimator": self.estimator,
             "n_obs": self.n_obs,
             "n_blq": self.n_blq,
             "neg2ll": self.neg2ll,
@@ -93,7 +108,61 @@ class JointFitResult:
         for inf, pars in self.params.items():
             for k, v in pars.items():
                 rec[f"{k}_inf{inf}"] = v
+        rec["not_identifiable"] = "; ".join(f"{k}: {v}" for k, v in
+                                            self.not_identifiable.items())
         return rec
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe record (the CLI's ``--joint --json``): key, status, estimator, the
+        parameters per infusion, per-parameter 95% CIs (None where not identifiable, with
+        the reason in ``not_identifiable``) and the second/first ratios with CIs."""
+        from cartkinetics.fit.individual import _json_safe
+
+        def clean(x: Any) -> Any:
+            if isinstance(x, dict):
+                return {str(k): clean(v) for k, v in x.items()}
+            if isinstance(x, (list, tuple)):
+                return [clean(v) for v in x]
+            return _json_safe(x)
+
+        return clean({
+            "patient": self.patient, "assay": self.assay, "model": self.model,
+            "status": self.status, "message": self.message, "censoring": self.censoring,
+            "estimator": self.estimator, "infusions": list(self.infusions),
+            "n_obs": int(self.n_obs), "n_blq": int(self.n_blq),
+            "params": self.params,
+            "ci": {k: (list(v) if all(math.isfinite(x) for x in v) else None)
+                   for k, v in self.ci.items()},
+            "not_identifiable": self.not_identifiable,
+            "ratios": self.ratios,
+            "neg2ll": self.neg2ll, "aic": self.aic,
+        })
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per fitted parameter (internal name, e.g. ``cmax_inf2``) and per ratio:
+        estimate, 95% CI, ``identifiable`` and the reason when it is not."""
+        rows = []
+        fitted = {k[4:] if k.startswith("log_") else k for k in self.stderr}
+        for inf, pars in self.params.items():
+            for k, v in pars.items():
+                for iname in (f"{k}_inf{inf}", k):
+                    if iname in fitted:
+                        break
+                else:
+                    continue
+                if iname == k and inf != self.infusions[0]:
+                    continue  # a shared parameter: one row
+                lo, hi = self.ci.get(iname, (math.nan, math.nan))
+                rows.append({"kind": "parameter", "name": iname, "estimate": v, "lo": lo,
+                             "hi": hi, "identifiable": iname not in self.not_identifiable,
+                             "reason": self.not_identifiable.get(iname, "")})
+        for n, r in self.ratios.items():
+            rows.append({"kind": "ratio", "name": f"{n} ratio (inf {self.infusions[1]} / "
+                         f"inf {self.infusions[0]})", "estimate": r["estimate"], "lo": r["lo"],
+                         "hi": r["hi"], "identifiable": bool(r.get("identifiable", True)),
+                         "reason": r.get("reason", "")})
+        return pd.DataFrame(rows, columns=["kind", "name", "estimate", "lo", "hi",
+                                           "identifiable", "reason"])
 
     def summary(self) -> str:
         """Readable report of the joint fit: parameters, Cmax and Tmax ratios, status."""
@@ -101,14 +170,42 @@ class JointFitResult:
             f"[[Joint fit]] {self.model}: patient {self.patient} ({self.assay}), infusions "
             f"{self.infusions[0]} and {self.infusions[1]}",
             f"    status = {self.status}; {self.message}",
-            f"    censoring = {self.censoring}; -2 log L = {self.neg2ll:.4f}; AIC = {self.aic:.4f}",
+            f"    censoring = {self.censoring}; estimator = {self.estimator}; "
+            f"-2 log L = {self.neg2ll:.4f}; AIC = {self.aic:.4f}",
         ]
         for name, r in self.ratios.items():
-            lines.append(
-                f"    {name} ratio (inf {self.infusions[1]} / inf {self.infusions[0]}) = "
-                f"{r['estimate']:.4g} [{r['lo']:.4g}, {r['hi']:.4g}]"
-            )
+            head = (f"    {name} ratio (inf {self.infusions[1]} / inf {self.infusions[0]}) = "
+                    f"{r['estimate']:.4g}")
+            if r.get("identifiable", True):
+                lines.append(f"{head} [{r['lo']:.4g}, {r['hi']:.4g}]")
+            else:
+                lines.append(f"{head}: not identifiable ({r.get('reason', '')})")
+        for k, why in self.not_identifiable.items():
+            lines.append(f"    {k}: not identifiable ({why})")
         return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        parts = []
+        for name, r in self.ratios.items():
+            if r.get("identifiable", True):
+                parts.append(f"{name} ratio {r['estimate']:.4g} [{r['lo']:.4g}, {r['hi']:.4g}]")
+            else:
+                parts.append(f"{name} ratio {r['estimate']:.4g} not identifiable")
+        if self.not_identifiable:
+            parts.append("not identifiable: " + ", ".join(self.not_identifiable))
+        if not self.ok:
+            parts.append(self.message[:300])
+        return (f"JointFitResult({self.model}, patient {self.patient} ({self.assay}), infusions "
+                f"{self.infusions[0]}+{self.infusions[1]}: {self.status}; {self.estimator}, "
+                f"{self.censoring}; " + "; ".join(parts) + ")")
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return (f"<p><b>{html.escape(repr(self).split(';')[0])})</b></p>"
+                f"<p>{html.escape(self.message)}</p>"
+                + self.to_frame().to_html(index=False, na_rep="NA",
+                                          float_format=lambda v: f"{v:.4g}"))
 
 
 def fit_joint(
@@ -223,19 +320,54 @@ def fit_joint(
         )
     cov, cov_ok, at_b = _covariance(problem.information(th), th, problem.lower, problem.upper)
     se = np.sqrt(np.diag(cov))
+    span = problem.upper - problem.lower
+    nat = [problem.block_params(th, b) for b in blocks]
+    disp = [n[4:] if n.startswith("log_") else n for n in inames]  # cmax_inf1, alpha, ...
     for i, n in enumerate(inames):
         out.stderr[n] = float(se[i])
+        pname, rep = origin[i]
+        n = disp[i]
+        if i in at_b:
+            side = "lower" if th[i] - problem.lower[i] < 1e-5 * span[i] else "upper"
+            j = pnames.index(pname)
+            bound = model.parameter(pname).lower if side == "lower" else \
+                model.parameter(pname).upper
+            out.not_identifiable[n] = (
+                f"at the {side} bound {bound:.4g} of the model (estimate "
+                f"{nat[max(rep, 1) - 1][j]:.4g})")
+        elif not np.isfinite(se[i]):
+            out.not_identifiable[n] = "flat direction of the likelihood (SE not available)"
+        else:
+            lo_i, hi_i = th[i] - Z95 * se[i], th[i] + Z95 * se[i]
+            with np.errstate(over="ignore"):
+                ci = ((float(np.exp(lo_i)), float(np.exp(hi_i))) if ilog[i]
+                      else (float(lo_i), float(hi_i)))
+            if all(math.isfinite(x) for x in ci):
+                out.ci[n] = ci
+            else:
+                out.not_identifiable[n] = "95% CI unbounded (SE on the fitted scale " \
+                    f"{se[i]:.3g})"
     for n in specific:
         i1 = next(i for i, o in enumerate(origin) if o == (n, 1))
         i2 = next(i for i, o in enumerate(origin) if o == (n, 2))
         d = th[i2] - th[i1]
         v = cov[i1, i1] + cov[i2, i2] - 2 * cov[i1, i2]
         s = math.sqrt(v) if np.isfinite(v) and v >= 0 else math.nan
+        est = math.exp(d) if ilog[i1] else d
+        bad = [disp[i] for i in (i1, i2) if disp[i] in out.not_identifiable]
+        if bad or not math.isfinite(s):
+            out.ratios[n] = {"estimate": est, "lo": math.nan, "hi": math.nan, "se_log": math.nan,
+                             "identifiable": False,
+                             "reason": "; ".join(f"{k} {out.not_identifiable[k]}" for k in bad)
+                             or "SE not available"}
+            continue
         if ilog[i1]:
-            est, lo_r, hi_r = math.exp(d), math.exp(d - Z95 * s), math.exp(d + Z95 * s)
+            with np.errstate(over="ignore"):
+                lo_r, hi_r = float(np.exp(d - Z95 * s)), float(np.exp(d + Z95 * s))
         else:
-            est, lo_r, hi_r = d, d - Z95 * s, d + Z95 * s
-        out.ratios[n] = {"estimate": est, "lo": lo_r, "hi": hi_r, "se_log": s}
+            lo_r, hi_r = d - Z95 * s, d + Z95 * s
+        out.ratios[n] = {"estimate": est, "lo": lo_r, "hi": hi_r, "se_log": s,
+                         "identifiable": True, "reason": ""}
     if not res_lm.success:
         out.status = "not_converged"
     elif not cov_ok or at_b:
@@ -245,10 +377,13 @@ def fit_joint(
         f"{[n for n in free if n not in specific]}, per infusion: {list(specific)}; "
         "ratio CI: Wald on the log scale from the joint covariance"
     )
+    if out.not_identifiable:
+        out.message += (f"; not identifiable from these data (no CI): "
+                        f"{', '.join(out.not_identifiable)}")
     out.elapsed = time.perf_counter() - tic
     return out
 
 
 def joint_table(results: list[JointFitResult]) -> pd.DataFrame:
     """One row per patient from a list of joint fits."""
-    return pd.DataFrame([r.to_dict() for r in results])
+    return pd.DataFrame([r.row() for r in results])

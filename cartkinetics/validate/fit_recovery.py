@@ -255,7 +255,7 @@ def real_data(jobs: int) -> None:
     data = liu_data()
     series = data.series()
     tic = time.perf_counter()
-    c = fit_cohort(series, "stein2019", n_jobs=jobs, n_boot=300)
+    c = fit_cohort(series, "stein2019", n_jobs=jobs, n_boot=300, prior=None)
     wall = time.perf_counter() - tic
     rows = []
     inside = 0
@@ -308,7 +308,7 @@ def bad_input() -> None:
         Series("constant", 1, "qpcr", "copies/ug", d, np.full(6, 300.0), np.full(6, 50.0),
                   np.zeros(6, bool)),
     ]
-    c = fit_cohort(cases, "stein2019")
+    c = fit_cohort(cases, "stein2019", prior=None)
     print(c.table[["patient", "status", "message"]].to_string(index=False))
 
 
