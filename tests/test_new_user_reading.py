@@ -1,0 +1,50 @@
+"""Files a new user really has, found by trying the library as one (qa helper).
+
+Each test reproduces a file that was read to a silently wrong or a confusing result before the fix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cartkinetics as ck
+from cartkinetics.errors import CartKineticsError
+
+HEADER = "patient,infusion,day,value,lloq,assay\n"
+FIRST = "A,1,0,0,50,qpcr\nA,1,7,6000,50,qpcr\nA,1,14,9000,50,qpcr\nA,1,28,900,50,qpcr\n"
+
+
+def test_native_second_infusion_days_counted_from_the_first_are_refused(tmp_path):
+    # infusion 2 given on day 120, its samples written as days since the FIRST infusion:
+    # read as they were, Tmax of infusion 2 was 127 days and AUC0-28 a few hundred
+    path = tmp_path / "k.csv"
+    path.write_text(HEADER + FIRST + "A,2,121,200,50,qpcr\nA,2,127,6000,50,qpcr\n"
+                    "A,2,134,3000,50,qpcr\nA,2,148,250,50,qpcr\n")
+    with pytest.raises(CartKineticsError) as exc:
+        ck.read_kinetics(path)
+    msg = str(exc.value)
+    assert "k.csv" in msg and "row 5" in msg and "'day'" in msg
+    assert "infusion 2" in msg and "days since the first infusion" in msg
+
+
+def test_native_second_infusion_days_since_it_are_read(tmp_path):
+    # the same series with days since the second infusion: read, Tmax 7 days
+    path = tmp_path / "k.csv"
+    path.write_text(HEADER + FIRST + "A,2,1,200,50,qpcr\nA,2,7,6000,50,qpcr\n"
+                    "A,2,14,3000,50,qpcr\nA,2,28,250,50,qpcr\n")
+    res = ck.nca(ck.read_kinetics(path)).to_frame().set_index("infusion")
+    assert res.loc[2, "tmax"] == 7.0
+    # AUC0-28 by hand: 0-1 linear from 0, 1-7 linear up, 7-14 and 14-28 log down
+    auc = (200 / 2) + (200 + 6000) / 2 * 6 + (6000 - 3000) / np.log(2) * 7 \
+        + (3000 - 250) / np.log(3000 / 250) * 14
+    assert res.loc[2, "auc_0_28"] == pytest.approx(auc, rel=1e-12)
+
+
+def test_native_late_sampled_second_infusion_within_28_days_is_read(tmp_path):
+    # a second infusion sampled from day 21 on is not mistaken for continued days
+    path = tmp_path / "k.csv"
+    path.write_text(HEADER + "A,1,0,0,50,qpcr\nA,1,7,6000,50,qpcr\nA,1,14,900,50,qpcr\n"
+                    "A,2,21,200,50,qpcr\nA,2,60,100,50,qpcr\n")
+    data = ck.read_kinetics(path)
+    assert data.summary()["series"] == 2
