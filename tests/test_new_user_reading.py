@@ -48,3 +48,34 @@ def test_native_late_sampled_second_infusion_within_28_days_is_read(tmp_path):
                     "A,2,21,200,50,qpcr\nA,2,60,100,50,qpcr\n")
     data = ck.read_kinetics(path)
     assert data.summary()["series"] == 2
+
+
+def _nonmem_table(rows: list[tuple[float, ...]]) -> str:
+    head = " " + "".join(f"{h:>12s}" for h in ("ID", "TIME", "DV", "MDV")) + "\n"
+    return "TABLE NO.  1\n" + head + "".join(
+        " " + "".join(f"{v:12.4E}" for v in r) + "\n" for r in rows)
+
+
+def test_nonmem_table_with_repeated_banner_and_header_is_read(tmp_path):
+    # NONMEM repeats 'TABLE NO. 1' and the header every 900 records unless $TABLE ONEHEADER;
+    # before, the repeated banner was refused as "row 3: the line has 3 fields ..."
+    a = [(1, 1, 500, 0), (1, 7, 8000, 0), (1, 14, 4000, 0)]
+    b = [(2, 1, 300, 0), (2, 7, 5000, 0), (2, 14, 2500, 0)]
+    path = tmp_path / "sdtab1"
+    path.write_text(_nonmem_table(a) + _nonmem_table(b))
+    data = ck.read_kinetics(path, assay="qpcr")
+    s = data.summary()
+    assert s["used"] == 6 and s["patients"] == 2
+    assert any("repeated NONMEM banner/header" in n and "row(s) 4, 5" in n for n in s["notes"])
+    # row numbers still count every line after the first header
+    obs = data.observations.set_index(["patient", "day"])
+    assert obs.loc[("2", 1.0), "source_row"] == 6
+    assert obs.loc[("2", 1.0), "value"] == 300.0
+
+
+def test_concatenated_csv_with_repeated_header_is_read(tmp_path):
+    path = tmp_path / "k.csv"
+    path.write_text(HEADER + FIRST + HEADER + "B,1,7,700,50,qpcr\nB,1,14,70,50,qpcr\n")
+    s = ck.read_kinetics(path).summary()
+    assert s["patients"] == 2 and s["used"] == 5
+    assert any("row(s) 5" in n for n in s["notes"])
