@@ -79,3 +79,42 @@ def test_concatenated_csv_with_repeated_header_is_read(tmp_path):
     s = ck.read_kinetics(path).summary()
     assert s["patients"] == 2 and s["used"] == 5
     assert any("row(s) 5" in n for n in s["notes"])
+
+
+MIXED_UNITS = (
+    "patient,infusion,day,value,lloq,assay,unit\n"
+    + "".join(f"{p},1,{d},{v * k},50,qpcr,copies/ug\n{p},2,{d},{v * k * 2 / 1000},0.05,qpcr,"
+              "copies/ng\n"
+              for p, k in (("P01", 1), ("P02", 2))
+              for d, v in ((4, 800), (7, 6000), (10, 20000), (14, 9000), (28, 900)))
+)
+
+
+@pytest.mark.parametrize("command", ["nca", "compare"])
+def test_json_commands_say_on_stderr_what_was_converted(tmp_path, capsys, command):
+    # a second infusion in copies/ng, the first in copies/ug: with --json the conversion
+    # (x1000) was said nowhere; stdout must stay exactly one JSON document
+    import json
+
+    from cartkinetics.cli import main
+
+    path = tmp_path / "k.csv"
+    path.write_text(MIXED_UNITS)
+    assert main([command, str(path), "--json"]) == 0
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert "copies/ng converted to copies/ug (x1000" in err and "20 used" in err
+    if command == "compare":
+        # every patient's second infusion is twice the first once on one scale
+        assert doc["cmax"]["ratio_gm"] == pytest.approx(2.0, rel=1e-12)
+        assert doc["cmax"]["unit"] == "copies/ug"
+
+
+def test_nca_table_prints_the_account_once(tmp_path, capsys):
+    from cartkinetics.cli import main
+
+    path = tmp_path / "k.csv"
+    path.write_text(MIXED_UNITS)
+    assert main(["nca", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert out.count("converted to copies/ug") == 1 and "converted" not in err
