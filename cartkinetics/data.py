@@ -1585,7 +1585,11 @@ def _check_patient_spellings(obs: pd.DataFrame, rd: _Reader) -> None:
     for spellings in by_key.values():
         if len(spellings) < 2:
             continue
-        shown = "; ".join(f"{p!r} (rows {_row_ranges(r, 3)})" for p, r in spellings.items())
+        # name every row written so, excluded ones too (a day-0 zero is the same patient)
+        spellings = {p: sorted(obs.loc[obs["patient"] == p, "source_row"].tolist())
+                     for p in spellings}
+        shown = "; ".join(f"{p!r} (row{'s' if len(r) > 1 else ''} {_row_ranges(r, 3)})"
+                          for p, r in spellings.items())
         rd.problem(
             f"patient ids {shown} differ only in case, spaces, '-' or '_': write one patient's "
             "id the same way everywhere, or make different patients' ids clearly different",

@@ -118,3 +118,15 @@ def test_nca_table_prints_the_account_once(tmp_path, capsys):
     assert main(["nca", str(path)]) == 0
     out, err = capsys.readouterr()
     assert out.count("converted to copies/ug") == 1 and "converted" not in err
+
+
+def test_patient_id_spellings_name_every_row_written_so(tmp_path):
+    # 'P01' is written in rows 1, 2 and 4 (row 1, a day-0 zero, is excluded): the message
+    # named rows 2, 4 only
+    path = tmp_path / "k.csv"
+    path.write_text(HEADER + "P01,1,0,0,50,qpcr\nP01,1,7,6000,50,qpcr\np01,1,14,9000,50,qpcr\n"
+                    "P01,1,28,900,50,qpcr\n")
+    with pytest.raises(CartKineticsError) as exc:
+        ck.read_kinetics(path)
+    msg = str(exc.value)
+    assert "'P01' (rows 1-2, 4)" in msg and "'p01' (row 3)" in msg and "row 1," in msg
