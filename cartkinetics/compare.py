@@ -609,14 +609,18 @@ def _format(c: Comparison) -> str:
     pct = f"{c.level:.0%}"
     for m, r in c.metrics.items():
         u = r.get("unit")
+        ci_ok = all(r[k] is not None and math.isfinite(r[k]) for k in ("ci_low", "ci_high"))
         if r["kind"] == "ratio":
-            est = f"GM ratio {r['ratio_gm']:.3g} ({pct} CI {r['ci_low']:.3g}-{r['ci_high']:.3g})"
+            ci = (f"{pct} CI {r['ci_low']:.3g}-{r['ci_high']:.3g}" if ci_ok
+                  else f"no {pct} CI: too few pairs")
+            est = f"GM ratio {r['ratio_gm']:.3g} ({ci})"
         else:
             # the distribution-free CI belongs to the Hodges-Lehmann estimate, not the median
+            ci = (f"{pct} CI {r['ci_low']:.3g} to {r['ci_high']:.3g}" if ci_ok
+                  else f"no {pct} CI: too few pairs")
             est = (
                 f"median difference {r['median_difference']:+.3g} d; Hodges-Lehmann "
-                f"{r.get('hodges_lehmann', math.nan):+.3g} d "
-                f"({pct} CI {r['ci_low']:.3g} to {r['ci_high']:.3g})"
+                f"{r.get('hodges_lehmann', math.nan):+.3g} d ({ci})"
             )
         lines.append(
             f"  {m:<9} median {_num(r['median_first'])} -> {_num(r['median_second'])}"

@@ -1120,8 +1120,7 @@ def _parse(
             if math.isfinite(b["amt"]):
                 doses[key] = doses.get(key, 0.0) + b["amt"]
                 dose_times.setdefault(key, set()).add(b["time"])
-    if nonmem:
-        _check_occasion_origins(base, origin, rd)
+    _check_occasion_origins(base, origin, rd, nonmem=nonmem)
 
     # units: the levels' unit per row, and what a unitless lloq= is in
     unit_col = "unit" in cols
@@ -1231,9 +1230,14 @@ def _identity(
 
 
 def _check_occasion_origins(
-    base: list[dict[str, Any]], origin: dict[tuple[str, int], float], rd: _Reader
+    base: list[dict[str, Any]], origin: dict[tuple[str, int], float], rd: _Reader,
+    *, nonmem: bool = True,
 ) -> None:
-    """Every occasion's days need an origin: its dose record, or TIME already since it."""
+    """Every occasion's days need an origin: its dose record, or TIME already since it.
+
+    In the native layout (no dose records) only the second check applies: the days of
+    infusion 2 must count from infusion 2, not continue those of infusion 1.
+    """
     obs: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for b in base:
         if b["kept"] and b["evid"] == 0:
@@ -1256,7 +1260,16 @@ def _check_occasion_origins(
             continue
         first = min(b["time"] for b in rows)
         last_prev = max(b["time"] for b in prev)
-        if first >= last_prev and first > REINFUSION_DAYS:
+        if first >= last_prev and first > REINFUSION_DAYS and not nonmem:
+            rd.problem(
+                f"patient {p}: the days of infusion {occ} ({first:g}-"
+                f"{max(b['time'] for b in rows):g}) continue those of infusion {occ - 1} "
+                f"(up to {last_prev:g}), so they look like days since the first infusion; "
+                f"'day' is days since that infusion: subtract the day infusion {occ} was "
+                "given (counted from the first infusion) from its rows",
+                min(b["row"] for b in rows), "day",
+            )
+        elif first >= last_prev and first > REINFUSION_DAYS:
             rd.problem(
                 f"patient {p}: the TIMEs of occasion {occ} ({first:g}-"
                 f"{max(b['time'] for b in rows):g}) continue those of occasion {occ - 1} "
@@ -1572,7 +1585,11 @@ def _check_patient_spellings(obs: pd.DataFrame, rd: _Reader) -> None:
     for spellings in by_key.values():
         if len(spellings) < 2:
             continue
-        shown = "; ".join(f"{p!r} (rows {_row_ranges(r, 3)})" for p, r in spellings.items())
+        # name every row written so, excluded ones too (a day-0 zero is the same patient)
+        spellings = {p: sorted(obs.loc[obs["patient"] == p, "source_row"].tolist())
+                     for p in spellings}
+        shown = "; ".join(f"{p!r} (row{'s' if len(r) > 1 else ''} {_row_ranges(r, 3)})"
+                          for p, r in spellings.items())
         rd.problem(
             f"patient ids {shown} differ only in case, spaces, '-' or '_': write one patient's "
             "id the same way everywhere, or make different patients' ids clearly different",

@@ -171,13 +171,16 @@ def _split(line: str, sep: str) -> list[str]:
     return next(csv.reader(io.StringIO(line), delimiter=sep, skipinitialspace=True), [])
 
 
+_BANNER = re.compile(r"^\s*TABLE\s+NO\.", flags=re.IGNORECASE)
+
+
 def _read_text(text: str, src: str) -> Table:
     lines = text.splitlines()
     notes: list[str] = []
     k = 0
     while k < len(lines) and not lines[k].strip():
         k += 1
-    if k < len(lines) and re.match(r"^\s*TABLE\s+NO\.", lines[k], flags=re.IGNORECASE):
+    if k < len(lines) and _BANNER.match(lines[k]):
         notes.append(f"skipped the NONMEM banner line {lines[k].strip()!r}")
         k += 1
     if k >= len(lines):
@@ -192,10 +195,16 @@ def _read_text(text: str, src: str) -> Table:
     if sep != ",":
         notes.append(f"fields separated by {_SEPARATOR_NAMES[sep]}s")
     records, rows, comments = [], [], []
+    repeated: list[int] = []
     for idx in range(k + 1, len(lines)):
         line = lines[idx]
         rownum = idx - k
         if not line.strip():
+            continue
+        if _BANNER.match(line) or [c.strip() for c in _split(
+                line.strip().lstrip("#").strip(), sep)] == header:
+            # NONMEM repeats the banner and the header every 900 records (no ONEHEADER)
+            repeated.append(rownum)
             continue
         if line.lstrip().startswith(("#", "@")):
             comments.append((rownum, line.strip()))
@@ -211,6 +220,10 @@ def _read_text(text: str, src: str) -> Table:
             )
         records.append(cells)
         rows.append(rownum)
+    if repeated:
+        shown = ", ".join(str(r) for r in repeated[:10]) + (" ..." if len(repeated) > 10 else "")
+        notes.append(f"skipped {len(repeated)} repeated NONMEM banner/header line(s) "
+                     f"(TABLE NO. n, column names; no ONEHEADER): row(s) {shown}")
     frame = pd.DataFrame(records, columns=header, dtype=str)
     if sep == ";" and len(frame):
         n = 0

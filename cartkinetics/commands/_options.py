@@ -109,20 +109,32 @@ def reading_options_given(args: argparse.Namespace) -> bool:
     return any(getattr(args, k, None) is not None for k in ("mapping", "assay", "lloq", "sheet"))
 
 
-def read_from_args(args: argparse.Namespace, path: str | None = None) -> Any:
-    """KineticsData read from ``path`` (default ``args.kinetics``) with the shared options."""
+def read_from_args(
+    args: argparse.Namespace, path: str | None = None, *, announce: bool = True
+) -> Any:
+    """KineticsData read from ``path`` (default ``args.kinetics``) with the shared options.
+
+    With ``announce`` (default) what was read is printed to stderr (``KineticsData.describe``:
+    rows used, censored and excluded with their reasons, and the notes, such as levels
+    converted to another unit), unless ``--quiet``: a command whose output does not show the
+    row accounting still says what it did to the rows, and ``--json`` keeps stdout one JSON
+    document.
+    """
     from cartkinetics.data import load_mapping, read_kinetics
 
     mapping = load_mapping(args.mapping) if getattr(args, "mapping", None) else None
     sheet = getattr(args, "sheet", None)
     if sheet is not None and str(sheet).isdigit():
         sheet = int(sheet)
-    return read_kinetics(
+    data = read_kinetics(
         args.kinetics if path is None else path, mapping=mapping,
         assay=getattr(args, "assay", None), lloq=getattr(args, "lloq", None),
         patients=getattr(args, "patients", None), sheet=sheet,
         missing=getattr(args, "missing", None) or "exclude",
     )
+    if announce and not getattr(args, "quiet", False):
+        print(data.describe(), file=sys.stderr)
+    return data
 
 
 def selected_assay(data: Any, args: argparse.Namespace) -> str | None:

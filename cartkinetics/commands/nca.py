@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     """Run NCA and print the table (or JSON records); 0 on success."""
     from cartkinetics.errors import CartKineticsError
 
-    data = read_from_args(args)
+    data = read_from_args(args, announce=bool(args.json))  # the table prints it otherwise
     result = nca_from_args(data, args, assay=selected_assay(data, args))
     out = out_dir(args)
     if out is not None:

@@ -84,7 +84,7 @@ def _kinetics_source(args: argparse.Namespace) -> Any:
 
     if not reading_options_given(args):
         return args.kinetics
-    return write_nonmem(read_from_args(args))
+    return write_nonmem(read_from_args(args, announce=False))  # the report shows it
 
 
 def run(args: argparse.Namespace) -> int:
