@@ -33,8 +33,8 @@ def liu_cohort(seed: int, outputs: tuple = CAR_T, rtol: float | None = None,
             for d, v in zip(DAYS, y, strict=True):
                 row = {"patient": f"L{i}", "infusion": 1, "day": d, "value": max(v, 0.2),
                        "lloq": 0.2, "assay": assay, "blq": int(v < 0.2)}
-                if unit is not None:
-                    row["unit"] = unit
+                if unit is not None and assay not in ("qpcr", "flow"):
+                    row["unit"] = unit  # the built-in assays keep their own unit
                 rows.append(row)
     assays = [a for a, _, _ in outputs]
     extra = {a: unit for a in assays if a not in ("qpcr", "flow")} or None

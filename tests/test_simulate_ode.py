@@ -76,8 +76,11 @@ def test_kimmel_second_infusion_needs_lymphodepletion(kimmel_run):
     ld = o[o["scenario"] == "two, LD"]
     no = o[o["scenario"] == "two, no LD"]
     # Kimmel 2021: re-expansion only after lymphodepletion resets the normal T cells
-    assert np.all(ld["inf2_cmax"].to_numpy() > 10 * no["inf2_cmax"].to_numpy())
-    assert np.all(no["inf2_tmax"].to_numpy() == 0.0)
+    # without it the second infusion only declines: no expansion peak (NaN, the one
+    # definition of the expansion peak in cartkinetics.outcomes)
+    assert np.all(np.isfinite(ld["inf2_cmax"].to_numpy()))
+    assert np.all(np.isnan(no["inf2_cmax"].to_numpy()))
+    assert np.all(np.isnan(no["inf2_tmax"].to_numpy()))
     assert (o["status"] == 0).all()
     assert o["tumour_below_day"].notna().any()
 
