@@ -272,6 +272,11 @@ def check_prior_units(
     CartKineticsError
         Naming both units, the parameters and the remedy.
     """
+    if not getattr(model, "bsv", None):
+        # only a published population (typical values with between-subject variability) is
+        # a prior on the data's scale; models without one (Liu 2022's units are the model's
+        # own) are centred on values the user is expected to restate
+        return
     stated = set(stated)
     name = getattr(model, "name", "the model")
     for pname in level_parameters(model):
