@@ -85,13 +85,9 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|").replace("<", "&lt;")
 
 
-def _section(name: str, parser: argparse.ArgumentParser) -> str:
-    from cartkinetics.cli import COMMANDS
-
+def _options_table(parser: argparse.ArgumentParser) -> list[str]:
+    """Markdown rows of a parser's options, read from the parser itself."""
     fmt = parser._get_formatter()
-    lines = [f"## {name}", "", "```text", parser.format_usage().rstrip(), "```", ""]
-    module = importlib.import_module(f"cartkinetics.commands.{COMMANDS[name][0]}")
-    lines += [f"{NOTES.get(name, module.HELP[:1].upper() + module.HELP[1:] + '.')}", ""]
     rows = []
     for action in parser._actions:
         if action.help == argparse.SUPPRESS or isinstance(action, argparse._HelpAction):
@@ -99,8 +95,16 @@ def _section(name: str, parser: argparse.ArgumentParser) -> str:
         invocation = fmt._format_action_invocation(action)
         helptext = fmt._expand_help(action) if action.help else ""
         rows.append(f"| `{_cell(invocation)}` | {_cell(helptext)} |")
-    if rows:
-        lines += ["| Option | Meaning |", "|---|---|", *rows, ""]
+    return ["| Option | Meaning |", "|---|---|", *rows, ""] if rows else []
+
+
+def _section(name: str, parser: argparse.ArgumentParser) -> str:
+    from cartkinetics.cli import COMMANDS
+
+    lines = [f"## {name}", "", "```text", parser.format_usage().rstrip(), "```", ""]
+    module = importlib.import_module(f"cartkinetics.commands.{COMMANDS[name][0]}")
+    lines += [f"{NOTES.get(name, module.HELP[:1].upper() + module.HELP[1:] + '.')}", ""]
+    lines += _options_table(parser)
     # nested subcommands (``validate fit-coverage``): one subsection each, options included
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -110,19 +114,10 @@ def _section(name: str, parser: argparse.ArgumentParser) -> str:
 
 
 def _subsection(title: str, parser: argparse.ArgumentParser) -> str:
-    fmt = parser._get_formatter()
     lines = [f"### {title}", "", "```text", parser.format_usage().rstrip(), "```", ""]
     if parser.description:
         lines += [parser.description.strip(), ""]
-    rows = []
-    for action in parser._actions:
-        if action.help == argparse.SUPPRESS or isinstance(action, argparse._HelpAction):
-            continue
-        invocation = fmt._format_action_invocation(action)
-        helptext = fmt._expand_help(action) if action.help else ""
-        rows.append(f"| `{_cell(invocation)}` | {_cell(helptext)} |")
-    if rows:
-        lines += ["| Option | Meaning |", "|---|---|", *rows, ""]
+    lines += _options_table(parser)
     return "\n".join(lines)
 
 
