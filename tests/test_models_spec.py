@@ -94,9 +94,14 @@ def test_user_model_matches_scipy_and_registry(user_model):
     np.testing.assert_allclose(sol.observed["car_t"], ref.y[0] + ref.y[1], rtol=1e-6)
     np.testing.assert_allclose(sol.observed["log_tumour"], np.log(ref.y[2]), rtol=1e-6)
     models.register(user_model, overwrite=True)
-    assert "test_em" in models.available() and models.get("test_em") is user_model
-    with pytest.raises(CartKineticsError, match="exists already"):
-        models.register(user_model)
+    try:
+        assert "test_em" in models.available() and models.get("test_em") is user_model
+        with pytest.raises(CartKineticsError, match="exists already"):
+            models.register(user_model)
+    finally:
+        # the registry is per session: leave it as the other tests expect it
+        models.unregister("test_em")
+    assert "test_em" not in models.available()
 
 
 def test_generated_sensitivities_vs_central_differences(user_model):

@@ -67,8 +67,9 @@ def test_report_renders_in_chromium(tmp_path):
     assert a.report_path is not None
     n_img = a.report_path.read_text().count("<img ")
     images, console = render_check(a.report_path, tmp_path)
-    # paired plot, two Kaplan-Meier curves, swimmer plot
-    assert len(images) == n_img == 4
+    # paired plot, two Kaplan-Meier curves, swimmer plot; exposure-response: two
+    # probability-of-outcome curves, two landmark Kaplan-Meier plots, the forest plot
+    assert len(images) == n_img == 9
     for width, height, complete in images:
         assert complete and width > 100 and height > 100
     assert console == []

@@ -80,6 +80,13 @@ def register(model: Model, *, overwrite: bool = False) -> Model:
     return model
 
 
+def unregister(name: str) -> None:
+    """Remove a model registered in this session (library models cannot be removed)."""
+    if name not in _USER:
+        raise CartKineticsError(f"no registered user model called {name!r}")
+    del _USER[name]
+
+
 def from_equations(*args: Any, **kwargs: Any) -> Model:
     """Build an ODE model from equation text or sympy expressions (see ``models.spec``)."""
     from cartkinetics.models.spec import from_equations as _fe
@@ -122,4 +129,5 @@ __all__ = [
     "from_functions",
     "get",
     "register",
+    "unregister",
 ]
