@@ -43,6 +43,7 @@ import pandas as pd
 from scipy import stats
 
 from cartkinetics.errors import CartKineticsError
+from cartkinetics.serialize import jsonable
 
 #: metrics compared by default
 METRICS = ("cmax", "tmax", "auc_0_28")
@@ -500,7 +501,7 @@ class Comparison(Mapping):
         (empty unless nothing was compared). No pairs table (see :attr:`pairs`)."""
         out: dict[str, Any] = {"n_pairs": self.n_pairs}
         for m, r in self.metrics.items():
-            out[m] = {k: _clean(v) for k, v in r.items()}
+            out[m] = jsonable(r)
         out.update(first=self.first, second=self.second, assay=self.assay, unit=self.unit,
                    basis=self.basis, rule=COMPARISON_RULE, warning=self.warning)
         return out
@@ -581,16 +582,6 @@ class Comparison(Mapping):
         if kw:
             ax.set(**kw)
         return ax
-
-
-def _clean(v: Any) -> Any:
-    if isinstance(v, bool | np.bool_):
-        return bool(v)
-    if isinstance(v, float | np.floating):
-        return None if not math.isfinite(float(v)) else float(v)
-    if isinstance(v, np.integer):
-        return int(v)
-    return v
 
 
 def _num(v: float) -> str:

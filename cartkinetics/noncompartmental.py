@@ -51,6 +51,7 @@ import pandas as pd
 from cartkinetics.data import KineticsData, Series, read_kinetics
 from cartkinetics.errors import CartKineticsError
 from cartkinetics.outcomes import EXPANSION_PEAK_RULE, area_unit, auc_linlog, expansion_start
+from cartkinetics.serialize import jsonable
 
 _ACTIONS = {"zero": "zero", "keep": "zero", "0": "zero", "drop": "drop", "missing": "drop"}
 _POSITION_TEXT = {
@@ -516,7 +517,7 @@ class NCAResult:
 
     def records(self) -> list[dict[str, Any]]:
         """JSON-safe records, one per series (NaN -> None), with units and the BLQ rule."""
-        return [_json_safe(r) for r in self.table.to_dict(orient="records")]
+        return jsonable(self.table)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe: ``rules``, ``auc_days``, ``time_unit`` and the ``records``."""
@@ -637,24 +638,6 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _json_safe(r: Mapping[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in r.items():
-        if isinstance(v, bool | np.bool_):
-            out[k] = bool(v)
-        elif isinstance(v, float | np.floating):
-            out[k] = None if not math.isfinite(float(v)) else float(v)
-        elif isinstance(v, np.integer):
-            out[k] = int(v)
-        elif v is None or isinstance(v, str | int):
-            out[k] = v
-        elif isinstance(v, float) and math.isnan(v):
-            out[k] = None
-        else:
-            out[k] = str(v)
-    return out
-
-
 def nca(
     data: KineticsData | Series | Iterable[Series] | pd.DataFrame | str | Path,
     *,
@@ -725,4 +708,4 @@ def nca_records(table: pd.DataFrame | NCAResult) -> list[dict[str, Any]]:
     """JSON-ready records of an NCA table (NaN -> None); see :meth:`NCAResult.records`."""
     if isinstance(table, NCAResult):
         return table.records()
-    return [_json_safe(r) for r in table.to_dict(orient="records")]
+    return jsonable(table)

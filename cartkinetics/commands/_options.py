@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import re
 import sys
 import threading
@@ -222,37 +221,12 @@ def add_json_argument(parser: argparse.ArgumentParser, what: str) -> None:
 def print_json(doc: Any) -> None:
     """Print ``doc`` as the one JSON document of the command's stdout.
 
-    NaN and infinities become ``null`` (strict JSON); numpy scalars become numbers.
+    NaN and infinities become ``null`` (strict JSON); numpy scalars become numbers
+    (:func:`cartkinetics.serialize.dumps`).
     """
-    print(json.dumps(_strict(doc), indent=1, default=_default, allow_nan=False))
+    from cartkinetics.serialize import dumps
 
-
-def _default(obj: Any) -> Any:
-    import numpy as np
-
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return _strict(float(obj))
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, np.ndarray):
-        return _strict(obj.tolist())
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def _strict(obj: Any) -> Any:
-    import math
-
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _strict(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_strict(v) for v in obj]
-    return obj
+    print(dumps(doc, indent=1))
 
 
 # ------------------------------------------------------------- parallel work

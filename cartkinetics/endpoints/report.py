@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from cartkinetics.endpoints.baseline import baseline_summary, baseline_table, dose_text
@@ -34,38 +32,12 @@ from cartkinetics.endpoints.survival import (
     survival_endpoint,
 )
 from cartkinetics.errors import CartKineticsError
+from cartkinetics.serialize import dumps, jsonable
 
 RATE_KEYS = ("orr", "cr", "mrd_negative_cr", "pet_cmr")
 SURVIVAL_COLUMNS = {"os": ("os_days", "death"), "efs": ("efs_days", "efs_event")}
 SURVIVAL_LABELS = {"os": "Overall survival", "efs": "Event-free survival"}
 KINETIC_METRICS = ("cmax", "tmax", "auc_0_28")
-
-
-def _jsonable(obj: Any) -> Any:
-    """Convert numpy/pandas values, DataFrames and NaN into plain JSON values."""
-    if isinstance(obj, pd.DataFrame):
-        return [_jsonable(r) for r in obj.to_dict(orient="records")]
-    if isinstance(obj, pd.Series):
-        return _jsonable(obj.to_dict())
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [_jsonable(v) for v in obj.tolist()]
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return None if not math.isfinite(float(obj)) else float(obj)
-    if obj is pd.NA or obj is pd.NaT:
-        return None
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "to_dict") and callable(obj.to_dict):
-        return _jsonable(obj.to_dict())
-    return obj
 
 
 def _pct(x: float | None, digits: int = 1) -> str:
@@ -182,11 +154,11 @@ class EndpointResult(EndpointResultAPI):
             out["by"] = self.by
             out["subgroups"] = {lev: sub.to_dict() for lev, sub in self.subgroups.items()}
             out["logrank"] = self.logrank
-        return _jsonable(out)
+        return jsonable(out)
 
     def to_json(self, indent: int | None = 2) -> str:
         """:meth:`to_dict` as a JSON string."""
-        return json.dumps(self.to_dict(), indent=indent)
+        return dumps(self, indent=indent)
 
     # ---------------------------------------------------------------- tables
     def efficacy_table(self) -> pd.DataFrame:

@@ -4,7 +4,6 @@ result object with tables, JSON, text, figures and an HTML section."""
 from __future__ import annotations
 
 import html
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from cartkinetics.exposure.metrics import (
     series_metrics,
 )
 from cartkinetics.exposure.survival import LANDMARK_RULE, SurvivalAnalysis, survival_analysis
+from cartkinetics.serialize import dumps, jsonable
 
 SURVIVAL = {"efs": ("efs_days", "efs_event", "Event-free survival"),
             "os": ("os_days", "death", "Overall survival")}
@@ -38,12 +38,6 @@ ESTIMATOR_NAMES = {"firth": "Firth logistic", "ml": "ML logistic", "ordinal":
                    "proportional odds", "cox": "Cox (ML)", "firth_cox": "Firth Cox",
                    "draws_logistic": "Firth logistic over posterior draws",
                    "draws_cox": "Firth Cox over posterior draws"}
-
-
-def _clean(obj: Any) -> Any:
-    from cartkinetics.endpoints.report import _jsonable
-
-    return _jsonable(obj)
 
 
 def binary_outcomes(cohort: Any, *, orr: Iterable[str] = DEFAULT_ORR,
@@ -241,7 +235,7 @@ class ExposureResponseResult:
                 "logrank": s.logrank, "cox": s.cox.to_dict(), "firth_cox": s.firth_cox.to_dict(),
                 "ph_test": s.ph_test, "small_sample_note": s.note, "excluded": s.excluded,
             })
-        return _clean({
+        return jsonable({
             "n": self.n, "source": self.source, "metrics": self.metrics,
             "metric_units": self.metric_units, "landmark_day": self.landmark_day,
             "landmark_rule": LANDMARK_RULE.format(L=self.landmark_day),
@@ -252,7 +246,7 @@ class ExposureResponseResult:
 
     def to_json(self, indent: int | None = 1) -> str:
         """:meth:`to_dict` as a JSON string."""
-        return json.dumps(self.to_dict(), indent=indent)
+        return dumps(self, indent=indent)
 
     def summary(self) -> str:
         """Plain-text report of every analysis, its method and what it can tell."""

@@ -14,6 +14,7 @@ import pandas as pd
 
 from cartkinetics.errors import CartKineticsError
 from cartkinetics.outcomes import OUTCOME_KEYS
+from cartkinetics.serialize import is_jsonable
 from cartkinetics.simulate.engine import (
     Plan,
     TumourSpec,
@@ -201,7 +202,7 @@ class SimulationResult:
             "scenarios": [s.as_dict() for s in self.scenarios],
             "summary": self.to_json_summary(),
             "notes": list(self.notes),
-            "info": {k: v for k, v in self.info.items() if _jsonable(v)},
+            "info": {k: v for k, v in self.info.items() if is_jsonable(v)},
         }
 
     def __repr__(self) -> str:
@@ -251,7 +252,7 @@ class SimulationResult:
             "model": self.model, "n": self.n, "seed": self.seed, "notes": self.notes,
             "scenarios": [s.as_dict() for s in self.scenarios],
             "summary": self.to_json_summary(targets=targets),
-            "info": {k: v for k, v in self.info.items() if _jsonable(v)},
+            "info": {k: v for k, v in self.info.items() if is_jsonable(v)},
         }
         (d / "summary.json").write_text(json.dumps(meta, indent=2, default=_num))
         if self.outcomes is not None and not (d / "outcomes").exists():
@@ -266,14 +267,6 @@ def _num(x: Any) -> Any:
     except (TypeError, ValueError):
         return str(x)
     return None if not math.isfinite(f) else f
-
-
-def _jsonable(v: Any) -> bool:
-    try:
-        json.dumps(v)
-        return True
-    except TypeError:
-        return False
 
 
 def _check_n(n: Any) -> int:
