@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from cartkinetics import example
-from cartkinetics.report import AnalysisOptions, run_analysis
+from cartkinetics.pipeline import AnalysisOptions, run_analysis
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed")
@@ -63,7 +63,7 @@ def test_checker_sees_broken_image_and_console_error(tmp_path):
 def test_report_renders_in_chromium(tmp_path):
     a = run_analysis(example.kinetics_path(), patients=example.patients_path(),
                      cohort=example.patients_path(), out=tmp_path / "out", log=None,
-                     options=AnalysisOptions(only=("nca", "compare", "endpoints")))
+                     options=AnalysisOptions(only=("nca", "compare", "endpoints", "exposure")))
     assert a.report_path is not None
     n_img = a.report_path.read_text().count("<img ")
     images, console = render_check(a.report_path, tmp_path)

@@ -9,12 +9,14 @@ import struct
 import pandas as pd
 import pytest
 
+import cartkinetics.pipeline as pipeline_mod
 import cartkinetics.report as report_mod
 from cartkinetics import example
 from cartkinetics.cli import main
-from cartkinetics.report import SECTIONS, AnalysisOptions, HtmlReport, run_analysis
+from cartkinetics.pipeline import AnalysisOptions, run_analysis
+from cartkinetics.report import SECTIONS, HtmlReport
 
-FAST = ("nca", "compare", "endpoints")
+FAST = ("nca", "compare", "endpoints", "exposure")
 
 
 def png_size(png: bytes) -> tuple[int, int]:
@@ -61,7 +63,8 @@ def test_selected_steps_and_sections(fast_run):
     a = fast_run
     status = {s.key: s.status for s in a.steps}
     assert status == {"data": "ok", "nca": "ok", "compare": "ok", "fits": "skipped",
-                      "population": "skipped", "endpoints": "ok", "simulation": "skipped",
+                      "population": "skipped", "endpoints": "ok", "exposure": "ok",
+                      "simulation": "skipped",
                       "report": "ok"}
     html = a.report_path.read_text()
     for anchor in SECTIONS:
@@ -72,7 +75,7 @@ def test_selected_steps_and_sections(fast_run):
     assert a.compare["n_pairs"] == 7
     assert set(a.figures) == {"paired_plot.png", "endpoints/km_os.png", "endpoints/km_efs.png",
                               "endpoints/swimmer.png"}
-    # the exposure-response section (cartkinetics.exposure.report_section) embeds its own
+    # the exposure-response section (cartkinetics.exposure.html_section) embeds its own
     er = re.search(r'<h3 id="exposure-response">.*?(?=<h2 )', html, re.S)
     assert er is not None and "Firth" in er.group(0)
     pngs = embedded_pngs(html.replace(er.group(0), ""))
@@ -96,12 +99,12 @@ def test_failing_step_is_isolated(tmp_path, monkeypatch, capsys):
     def boom(a, cohort):
         raise RuntimeError("synthetic failure in endpoints")
 
-    monkeypatch.setattr(report_mod, "_step_endpoints", boom)
+    monkeypatch.setattr(pipeline_mod, "_step_endpoints", boom)
     code = main(["demo", "--out", str(tmp_path / "d"), "--only", "nca,compare,endpoints"])
     assert code == 1
     text = capsys.readouterr().out
     assert "FAILED   cohort endpoints: RuntimeError: synthetic failure in endpoints" in text
-    assert "[8/8] HTML report ... " in text and "report: " in text
+    assert "[9/9] HTML report ... " in text and "report: " in text
     html = (tmp_path / "d" / "report.html").read_text()
     assert "This step failed: RuntimeError: synthetic failure in endpoints" in html
     assert (tmp_path / "d" / "paired_plot.png").is_file()  # the other steps still ran

@@ -6,7 +6,7 @@ per-patient Stein 2019 fits and the model-based comparison, a short hierarchical
 the infusion effect, cohort endpoints (tables, Kaplan-Meier, swimmer plot) and a small
 dose-scenario simulation. Writes CSV tables, PNG figures and one self-contained
 ``report.html`` to ``--out`` (default ``./cartkinetics-demo``) through
-:func:`cartkinetics.report.run_analysis`, the code path of ``cartkinetics report``.
+:func:`cartkinetics.pipeline.run_analysis`, the code path of ``cartkinetics report``.
 Exit code 1 when a step failed.
 """
 
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from cartkinetics.commands._options import StepLog, add_out_argument, add_quiet_argument, out_dir
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cartkinetics.report import Analysis
+    from cartkinetics.pipeline import Analysis
 
 HELP = "run the whole job on the bundled (synthetic) example cohort"
 
@@ -60,14 +60,14 @@ def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=2026, help="random seed (default 2026)")
     parser.add_argument("--only", metavar="STEP,...", default=None,
                         help="run only these steps: nca, compare, fits, population, "
-                             "endpoints, simulation")
+                             "endpoints, exposure, simulation")
     add_quiet_argument(parser)
 
 
 def parse_only(text: str | None) -> tuple[str, ...] | None:
     """``--only`` value -> step keys (CartKineticsError naming an unknown step)."""
     from cartkinetics.errors import CartKineticsError
-    from cartkinetics.report import STEPS
+    from cartkinetics.pipeline import STEPS
 
     if text is None:
         return None
@@ -133,7 +133,7 @@ def first_run_note() -> str | None:
 def run(args: argparse.Namespace) -> int:
     """Run the demo and print a summary; 0 on success, 1 when a step failed."""
     from cartkinetics import example
-    from cartkinetics.report import AnalysisOptions, run_analysis
+    from cartkinetics.pipeline import AnalysisOptions, run_analysis
 
     started = time.perf_counter()
     out_dir(args)  # a folder, created (refuses a file name)

@@ -1,6 +1,6 @@
 """``cartkinetics report KINETICS.csv``: the demo's HTML report for your own files.
 
-The same steps and the same code as ``cartkinetics demo`` (:func:`cartkinetics.report.
+The same steps and the same code as ``cartkinetics demo`` (:func:`cartkinetics.pipeline.
 run_analysis`): NCA, first versus second infusion, per-patient fits of ``--model``, cohort
 endpoints when a cohort table is given, and on request the hierarchical fit
 (``--population``) and a dose-scenario simulation (``--simulate``). Writes CSV tables, PNG
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the analysis on the user's files and print a summary."""
     from cartkinetics.commands.demo import _use_agg
     from cartkinetics.errors import CartKineticsError
-    from cartkinetics.report import AnalysisOptions, run_analysis
+    from cartkinetics.pipeline import AnalysisOptions, run_analysis
 
     started = time.perf_counter()
     resolve_deprecated(args, "kinetics", "--kinetics", "the file as first argument")

@@ -10,8 +10,8 @@ log-log intervals (``ecdf`` on ``CensoredData``), log-rank (``logrank``).
 
 from __future__ import annotations
 
+from cartkinetics.endpoints.analysis import EndpointResult, cohort_endpoints
 from cartkinetics.endpoints.cohort import Cohort, read_cohort
-from cartkinetics.endpoints.report import EndpointResult, cohort_endpoints
 from cartkinetics.endpoints.response import Rate, proportion, response_endpoints
 from cartkinetics.endpoints.survival import (
     KaplanMeier,

@@ -36,7 +36,6 @@ from cartkinetics.exposure.result import (
     ExposureResponseResult,
     exposure_response,
     html_section,
-    report_section,
 )
 from cartkinetics.exposure.survival import (
     Landmark,
@@ -69,7 +68,6 @@ __all__ = [
     "ordinal_logistic",
     "per_patient",
     "quartile_table",
-    "report_section",
     "separation",
     "series_metrics",
 ]

@@ -3,7 +3,6 @@ result object with tables, JSON, text, figures and an HTML section."""
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -699,25 +698,3 @@ def html_section(result: ExposureResponseResult, *, level: int = 2,
         rep.figure(fig, f"{name.replace('_', ' ')}. {captions.get(name, '')}")
     return "\n".join(rep.blocks)
 
-
-def report_section(cohort: Any, kinetics: Any, out: str | Path | None = None, *,
-                   assay: str | None = None, level: int = 2) -> str:
-    """The exposure-response section for :mod:`cartkinetics.report`, never raising.
-
-    Runs :func:`exposure_response` on the report's cohort and kinetics, writes its files to
-    ``out/exposure-response/`` when ``out`` is given, and returns the HTML fragment of
-    :func:`html_section`; when the analysis cannot run (e.g. no outcome columns) the
-    fragment says why instead.
-    """
-    import warnings
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # every caveat is stated in the section itself
-            res = exposure_response(cohort, kinetics, assay=assay)
-            if out is not None:
-                res.write(Path(out) / "exposure-response", figures=False)
-            return html_section(res, level=level)
-    except (CartKineticsError, ValueError, KeyError) as exc:
-        return (f'<h{level} id="exposure-response">Exposure-response</h{level}>'
-                f'<div class="note"><p>Not run: {html.escape(str(exc))}</p></div>')

@@ -1,4 +1,5 @@
-"""The cohort endpoint report: one call, one result object with tables, JSON, text, figures."""
+"""The cohort endpoints computed the way a paper reports them: one call, one result object
+with tables, JSON, text and figures (:func:`cohort_endpoints`, :class:`EndpointResult`)."""
 
 from __future__ import annotations
 
@@ -591,15 +592,19 @@ def _ci_text(r: dict, prefix: str, unit: str) -> str:
 
 
 def _kinetics_compare(kinetics: Any, kinetics_table: pd.DataFrame | None,
-                      assay: str | None) -> dict:
+                      assay: str | None, comparison: Any = None) -> dict:
     """NCA of a kinetics data set (or a given per-infusion table) -> first vs second.
 
     With several assays and none chosen, qPCR (the transgene measure) is used when present,
-    else the first assay alphabetically; the choice is recorded under ``assay``.
+    else the first assay alphabetically; the choice is recorded under ``assay``. A
+    ``comparison`` already computed on that table (and assay) is used as it is.
     """
     from cartkinetics.compare import compare_infusions
 
     source = "fitted outcomes table"
+    if kinetics_table is None and comparison is not None:
+        raise CartKineticsError("a comparison needs the table it was computed on "
+                                "(kinetics_table=)")
     if kinetics_table is None:
         from cartkinetics.noncompartmental import nca
 
@@ -609,7 +614,11 @@ def _kinetics_compare(kinetics: Any, kinetics_table: pd.DataFrame | None,
         assays = sorted(kinetics_table["assay"].astype(str).unique())
         if assays:
             assay = "qpcr" if "qpcr" in assays else assays[0]
-    res = compare_infusions(kinetics_table, assay=assay, basis=source)
+    if comparison is not None:
+        res = comparison
+        source = comparison.basis or source
+    else:
+        res = compare_infusions(kinetics_table, assay=assay, basis=source)
     out = res.to_dict()
     out["assay"] = assay
     unit = None
@@ -634,6 +643,7 @@ def cohort_endpoints(
     by: str | None = None,
     mapping: dict[str, str] | None = None,
     kinetics_assay: str | None = None,
+    comparison: Any = None,
 ) -> EndpointResult:
     """Response, survival, safety, baseline (and kinetics) endpoints of a cohort.
 
@@ -660,6 +670,10 @@ def cohort_endpoints(
         Column mapping passed to :func:`read_cohort`.
     kinetics_assay : str, optional
         Assay compared when the kinetics set has several (default qpcr when present).
+    comparison : Comparison, optional
+        The first-vs-second comparison already computed on ``kinetics_table`` for
+        ``kinetics_assay`` (e.g. by :func:`cartkinetics.pipeline.run_analysis`): used instead
+        of comparing again.
 
     Returns
     -------
@@ -700,7 +714,7 @@ def cohort_endpoints(
     kin = None
     notes: list[str] = []
     if kinetics is not None or kinetics_table is not None:
-        kin = _kinetics_compare(kinetics, kinetics_table, kinetics_assay)
+        kin = _kinetics_compare(kinetics, kinetics_table, kinetics_assay, comparison)
         pairs = kin["pairs"]
         unknown = sorted(set(pairs["patient"].astype(str)) - set(cohort.table["patient"]))
         if unknown:
