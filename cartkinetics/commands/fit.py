@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import sys
 from pathlib import Path
 from typing import Any
+
+from cartkinetics.commands._options import print_json
 
 HELP = "fit each series with a model (lmfit, BLQ by M3)"
 
@@ -167,10 +168,9 @@ def run(args: argparse.Namespace) -> int:
             ) from exc
     if args.json:
         if args.joint:
-            print(json.dumps({"fits": cohort.records(),
-                              "joint": [j.to_dict() for j in cohort.joint]}, indent=1))
+            print_json({"fits": cohort.records(), "joint": [j.to_dict() for j in cohort.joint]})
         else:
-            print(json.dumps(cohort.records(), indent=1))
+            print_json(cohort.records())
     else:
         t = cohort.table
         cols = ["patient", "infusion", "assay", "status", "model_cmax", "model_tmax",
@@ -184,6 +184,12 @@ def run(args: argparse.Namespace) -> int:
         est = (next(iter(ests)) if len(ests) == 1 else
                ", ".join(f"{k} ({v} series)" for k, v in ests.items()) or "none")
         print(f"model {cohort.model}; censoring {cohort.censoring}; estimator {est}")
+        units = sorted({r.unit for r in cohort.results if getattr(r, "unit", None)})
+        if units:
+            from cartkinetics.units import area_unit
+
+            print("units: cmax in " + ", ".join(units) + "; tmax in days; auc_0_28 in "
+                  + ", ".join(area_unit(u) for u in units))
         print("  ".join(c.rjust(w) for c, w in zip(head, widths, strict=True)))
         for r in rows:
             print("  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)))
@@ -212,7 +218,7 @@ def _report_streamed(cohort: Any, args: argparse.Namespace) -> int:
         doc = cohort.to_dict()
         if args.joint:
             doc["joint"] = [j.to_dict() for j in cohort.joint]
-        print(json.dumps(doc))
+        print_json(doc)
     else:
         print(cohort.summary())
         print(f"table: {out / 'fits.csv'} ({len(table)} rows); per-series plots are not drawn "

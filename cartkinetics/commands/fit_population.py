@@ -7,7 +7,6 @@ infusion's effect on Cmax and Tmax with 95% credible intervals.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from typing import Any
@@ -16,6 +15,7 @@ from cartkinetics.commands._options import (
     add_quiet_argument,
     add_read_arguments,
     out_dir,
+    print_json,
     read_from_args,
 )
 
@@ -203,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  the chains disagree about patient(s) {', '.join(pats)}", file=sys.stderr)
         print(f"  what to do: {diag['advice']}", file=sys.stderr)
     if args.json:
-        print(json.dumps(result, indent=1))
+        print_json(result)
         return 0
     print(f"model {result['model']}, {result['n_patients']} patients, {result['n_series']} "
           f"series, {result['n_observations']} observations ({result['n_censored']} BLQ, "

@@ -5,7 +5,8 @@ resumable (``--resume``)."""
 from __future__ import annotations
 
 import argparse
-import json
+
+from cartkinetics.commands._options import print_json
 
 HELP = "validation studies of the fits (coverage, SBC, bootstrap) on Dask, resumable"
 
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
                     workers=args.workers, scheduler=args.scheduler, partition_size=size,
                     progress=not args.quiet)
     if args.json:
-        print(json.dumps(res.to_dict()))
+        print_json(res)
     else:
         print(res.summary())
         info = res.info
