@@ -92,8 +92,20 @@ def test_collector_finds_and_skips_blocks():
     assert blocks[0][0] == 2
 
 
+@pytest.fixture
+def model_registry():
+    """The docs register their own models (docs/models/custom.md): the session's registry is
+    restored afterwards, as a reader's fresh session would have it."""
+    from cartkinetics import models
+
+    before = set(models.available())
+    yield
+    for name in set(models.available()) - before:
+        models.unregister(name)
+
+
 @pytest.mark.parametrize("page", _page_params())
-def test_python_blocks_run(page: Path, in_example_folder: Path):
+def test_python_blocks_run(page: Path, in_example_folder: Path, model_registry):
     namespace: dict = {"__name__": "__docs__"}
     # the code is compiled against a real file so that numba's cache=True can locate it
     source = in_example_folder / f"docs_{page.stem}.py"

@@ -241,7 +241,7 @@ def test_every_model_has_metadata():
     for name in models.available():
         m = models.get(name)
         info = m.info()
-        assert info["reference"] and info["description"] and info["population"]
+        assert info["reference"] and info["description"] and info["population"], name
         assert len(info["parameters"]) == m.n_params
         for p in m.parameters:
             assert p.source, f"{name}.{p.name} has no source"
