@@ -100,13 +100,6 @@ STATUSES = (
     "solver_failure",
     "error",
 )
-# parameters fixed first (at typical values) when a series is too short for all of them
-FIX_ORDER: dict[str, tuple[str, ...]] = {
-    "stein2019": ("beta", "fb", "foldx", "alpha"),
-    "stein2019_ode": ("beta", "fb", "foldx", "alpha"),
-}
-# models whose ML summary carries the sparse-series note (validated in docs/fitting.md)
-_HAS_POPULATION_NOTE = ("stein2019", "stein2019_ode")
 _PENALTY = 1e4  # residual value returned where the model cannot be solved
 
 
@@ -117,8 +110,10 @@ def _get_model(model: Any):
 
 
 def _fix_order(model: Any) -> list[str]:
-    if model.name in FIX_ORDER:
-        return list(FIX_ORDER[model.name])
+    """Parameters fixed first (at typical values) when a series is too short for all of
+    them: the model's ``fix_order``, else the parameters in reverse order."""
+    if getattr(model, "fix_order", ()):
+        return list(model.fix_order)
     return list(reversed(model.param_names))
 
 
@@ -539,6 +534,8 @@ class FitResult:
     # SIR mean of each fitted parameter (exp of the mean log for log-scale parameters): the
     # posterior mean of a MAP fit; empty when SIR was not used
     sir_mean: dict[str, float] = field(default_factory=dict)
+    # the model's ``sparse_series_note`` capability: ML summaries carry the note
+    sparse_series_note: bool = False
 
     @property
     def key(self) -> tuple[str, int, str]:
@@ -685,7 +682,7 @@ class FitResult:
                     " series",
                     "                        prefer prior='population' (MAP)",
                 ]
-                if self.estimator == "ML" and self.model in _HAS_POPULATION_NOTE
+                if self.estimator == "ML" and self.sparse_series_note
                 else []
             ),
             f"    observations      = {self.n_obs} ({self.n_blq} BLQ), {self.n_used} in likelihood",
@@ -1144,8 +1141,8 @@ def fit_series(
     reduce : bool
         When the series has fewer points than free parameters (but at least two quantified
         values), fix parameters at their published typical values in the order of
-        ``FIX_ORDER`` (Stein 2019: beta, fb, foldx, alpha) until it does not; the message
-        names them. False: report ``too_few_points`` instead.
+        the model's ``fix_order`` (Stein 2019: beta, fb, foldx, alpha) until it does not; the
+        message names them. False: report ``too_few_points`` instead.
     prior : "auto", None, "population" or dict name -> (typical value, omega)
         "auto" (default, as ``cartkinetics fit``): ``"population"`` when the model publishes
         between-subject variability (Stein 2019) and the data are in the unit of its
@@ -1371,6 +1368,7 @@ def _fit_prepared(series, model, data, residual, fixed_d, free, names, is_log, l
         n_obs=int(np.asarray(series.day).size), n_blq=data.n_blq_total, n_used=data.n,
         n_free=problem.n_theta, free=list(free), unit=str(getattr(series, "unit", "")),
         nfev=problem.nfev + problem.njev, n_starts=n_used_starts,
+        sparse_series_note=bool(getattr(model, "sparse_series_note", False)),
     )
     lq = np.asarray(getattr(series, "lloq", []), float)
     lq = lq[np.isfinite(lq) & (lq > 0)]

@@ -57,6 +57,7 @@ import numpy as np
 import pandas as pd
 
 from cartkinetics.errors import CartKineticsError
+from cartkinetics.models import stein2019 as _stein2019
 from cartkinetics.units import check_prior_units
 
 # diagnostics thresholds (Vehtari et al. 2021; Betancourt 2016)
@@ -64,15 +65,15 @@ RHAT_MAX = 1.01
 ESS_MIN = 400.0
 BFMI_MIN = 0.3
 
-STEIN_NAMES = ("foldx", "tmax", "cmax", "alpha", "fb", "beta")
 # the population part of the model: variable names of every sampled quantity
 _FREE_VARS = ("mu", "omega", "omega_re", "z", "phi_c", "delta", "tau", "u", "omega_iov",
               "kappa", "b", "sigma", "nu")
 # random effects sampled centred by default: the parameters every CK series pins down
 # (peak level, peak time, contraction rate); the others non-centred (see build_model)
 DEFAULT_CENTRED = ("tmax", "cmax", "alpha")
-# Stein 2019: alpha (fast contraction) kept above the patient's beta (slow decline) by a
-# smooth penalty of this scale (ln units)
+# a model's ordered rates (Stein 2019: alpha, the fast contraction, above the patient's beta,
+# the slow decline; ``Model.ordered_rates``) kept in order by a smooth penalty of this scale
+# (ln units)
 ORDER_ALPHA_BETA = True
 ORDER_SCALE = 0.1
 # seed of fit_population when none is given: a fixed default, so that the same command on the
@@ -570,10 +571,11 @@ def _output_observations(
             raise CartKineticsError(
                 f"observations: {a!r} is not an output of the data ({pdata.outputs})"
             )
-    if _is_stein(model):
+    if model.closed_form_pytensor is not None:
         if pdata.n_outputs > 1 or obs:
             raise CartKineticsError(
-                "stein2019 has one observation (CAR-T level): fit one assay at a time"
+                f"{model.name} has one observation in its closed form "
+                f"({model.primary_observation}): fit one assay at a time"
             )
         return {0: model.primary_observation}
     names = list(model.obs_names)
@@ -688,47 +690,9 @@ def _covariate_design(
 
 
 # =============================================================================== pytensor
-def stein_log_curve_pt(t: Any, theta_log: Any, fb: Any) -> Any:
-    """ln C(t) of the Stein 2019 closed form, in PyTensor, stable on both branches.
-
-    Parameters
-    ----------
-    t : tensor (n,) days
-    theta_log : tensor (n, 5)
-        ln foldx, ln tmax, ln cmax, ln alpha, ln beta per observation.
-    fb : tensor (n,) the fraction FB in (0, 1) (its log and log(1-FB) are taken here).
-
-    Notes
-    -----
-    Rising branch: ln C = ln Cmax + ln(foldx) (t/Tmax - 1), clipped at 0 past Tmax; declining
-    branch: ln C = ln Cmax + logaddexp(ln(1-FB) - alpha dt, ln FB - beta dt) with dt clipped at
-    0 before Tmax. The clipping keeps the branch that ``switch`` discards finite, so neither
-    its value nor its gradient can be NaN/inf (a NaN there would poison the gradient).
-    """
-    import pytensor.tensor as pt
-
-    lfx, ltm, lcm, lal, lbe = (theta_log[:, i] for i in range(5))
-    tmax = pt.exp(ltm)
-    rising = lcm + lfx * (pt.minimum(t / tmax, 1.0) - 1.0)
-    dt = pt.maximum(t - tmax, 0.0)
-    a = pt.log1p(-fb) - pt.exp(lal) * dt
-    b = pt.log(fb) - pt.exp(lbe) * dt
-    hi = pt.maximum(a, b)
-    falling = lcm + hi + pt.log1p(pt.exp(-pt.abs(a - b)))
-    return pt.switch(t < tmax, rising, falling)
-
-
-def stein_log_curve_np(t: np.ndarray, theta: np.ndarray) -> np.ndarray:
-    """ln C(t) of Stein 2019 in numpy; theta (..., 6) natural scale in STEIN_NAMES order."""
-    foldx, tmax, cmax, alpha, fb, beta = (theta[..., i] for i in range(6))
-    rising = np.log(cmax) + np.log(foldx) * (np.minimum(t / tmax, 1.0) - 1.0)
-    dt = np.maximum(t - tmax, 0.0)
-    falling = np.log(cmax) + np.logaddexp(np.log1p(-fb) - alpha * dt, np.log(fb) - beta * dt)
-    return np.where(t < tmax, rising, falling)
-
-
-def _is_stein(model: Any) -> bool:
-    return bool(getattr(model, "is_closed_form", False)) and tuple(model.param_names) == STEIN_NAMES
+# the Stein 2019 closed forms live in the model's file; these names stay for callers
+stein_log_curve_pt = _stein2019.log_curve_pytensor
+stein_log_curve_np = _stein2019.log_curve_numpy
 
 
 def build_model(
@@ -899,7 +863,7 @@ def build_model(
     om_family, om_args = (
         _omega_prior_arrays(pri["omega"], random) if random else ("halfnormal", [])
     )
-    stein = _is_stein(model)
+    closed_form = model.closed_form_pytensor is not None
 
     with pm.Model(coords=coords) as pm_model:
         mu = pm.Normal("mu", mu=mu_mean, sigma=mu_sd, dims="param")
@@ -952,16 +916,16 @@ def build_model(
                                   dims=("patient", "param_c"))
             for k, n in enumerate(cen):
                 cols_pat[n] = block[:, k]
-        if truncate and ORDER_ALPHA_BETA and stein and "alpha" in cols_pat and (
-            "beta" in cols_pat
-        ):
+        for fast, slow in model.ordered_rates if truncate and ORDER_ALPHA_BETA else ():
+            if fast not in cols_pat or slow not in cols_pat:
+                continue
             # Stein's fast contraction is faster than the slow decline (alpha > beta):
             # without an ordering the biexponential has a second, label-switched mode
             # (alpha <-> beta, FB <-> 1 - FB) in which a chain can get stuck. A smooth
             # penalty ln sigmoid((ln alpha - ln beta) / s) per patient: about 0 where the
             # published population lives (ln alpha - ln beta = 3.9), -35 at the switched mode
-            gap = (cols_pat["alpha"] - cols_pat["beta"]) / ORDER_SCALE
-            pm.Potential("alpha_above_beta", pt.sum(-pt.softplus(-gap)))
+            gap = (cols_pat[fast] - cols_pat[slow]) / ORDER_SCALE
+            pm.Potential(f"{fast}_above_{slow}", pt.sum(-pt.softplus(-gap)))
         phi_pat = pt.stack([cols_pat[n] for n in free], axis=1)  # (patient, param)
         pm.Deterministic("eta", phi_pat - mu[None, :], dims=("patient", "param"))
         phi = phi_pat[pdata.series_patient]  # (series, param)
@@ -1003,17 +967,18 @@ def build_model(
                 cols.append(model.parameters[j].from_scale_pt(phi[:, k]))
         theta = pm.Deterministic("theta", pt.stack(cols, axis=1), dims=("series", "all_param"))
 
-        if stein:
-            # log-scale parameters per observation; FB on its own natural scale
-            logs = []
-            for n in ("foldx", "tmax", "cmax", "alpha", "beta"):
-                if n in fixed:
-                    logs.append(pt.as_tensor(np.log(fixed_series[n])))
-                else:
-                    logs.append(phi[:, free.index(n)])
-            theta_log = pt.stack(logs, axis=1)[pdata.obs_series]
-            fb = theta[:, names.index("fb")][pdata.obs_series]
-            log_pred = stein_log_curve_pt(pt.as_tensor(pdata.t), theta_log, fb)
+        if closed_form:
+            # the model's closed form in PyTensor: per-series parameters on their sampled
+            # scale (fixed ones transformed) and on the natural scale
+            scaled = {
+                n: (pt.as_tensor(model.parameters[j].to_scale(fixed_series[n])) if n in fixed
+                    else phi[:, free.index(n)])
+                for j, n in enumerate(names)
+            }
+            natural = {n: theta[:, j] for j, n in enumerate(names)}
+            log_pred = model.closed_form_pytensor(
+                pt.as_tensor(pdata.t), scaled, natural, pdata.obs_series
+            )
         else:
             from cartkinetics.fit.pytensor_ops import ODEObservationOp
 
@@ -1056,7 +1021,8 @@ def build_model(
         "design": design,
         "residual": residual,
         "priors": pri,
-        "stein": stein,
+        "stein": closed_form,  # kept for saved results: the model has a PyTensor closed form
+        "closed_form": closed_form,
         "centred": centred,
         "pooled": pooled,
         "iov": iov,
@@ -1352,8 +1318,9 @@ class PopulationFit:
         self, t: np.ndarray, theta: np.ndarray, observations: list[str]
     ) -> list[np.ndarray]:
         """As :meth:`predict_log` for several model observations from one solve."""
-        if self.info["stein"]:
-            return [stein_log_curve_np(t[None, :], theta[:, None, :])] * len(observations)
+        if self.model.closed_form_numpy is not None:
+            return [self.model.closed_form_numpy(t[None, :], theta[:, None, :])] * len(
+                observations)
         sol = self.model.solve_batch(t, theta)
         out = []
         for name in observations:
@@ -1520,7 +1487,7 @@ class PopulationFit:
         for s, (p, k, _) in enumerate(self.data.series_keys):
             row: dict[str, Any] = {"patient": p, "infusion": k}
             for key in ("cmax", "tmax", "auc_0_28"):
-                if self.info["stein"] and key in names:
+                if key in self.model.outcome_parameters:
                     x = th[:, s, names.index(key)]
                 else:
                     x = draws[key][:, s]
@@ -1532,7 +1499,7 @@ class PopulationFit:
 
     def _per_series_draws(self, key: str) -> np.ndarray:
         names = self.info["names"]
-        if self.info["stein"] and key in names:
+        if key in self.model.outcome_parameters:
             return self.theta[:, :, names.index(key)]
         return self.outcome_draws()[key]
 
@@ -1579,11 +1546,12 @@ class PopulationFit:
         free = self.info["free"]
         mu = self._stack("mu")
         delta = self._stack("delta")
-        if self.info["stein"] and "cmax" in effects:
+        outp = self.model.outcome_parameters
+        if "cmax" in outp and "cmax" in effects and self.model.parameter("cmax").transform == "log":
             ratio = np.exp(delta[:, effects.index("cmax")])
         else:
             ratio = None
-        if self.info["stein"] and "tmax" in free:
+        if "tmax" in outp and "tmax" in free and self.model.parameter("tmax").transform == "log":
             tm1 = np.exp(mu[:, free.index("tmax")])
             dt = delta[:, effects.index("tmax")] if "tmax" in effects else 0.0
             diff = tm1 * (np.exp(dt) - 1.0)

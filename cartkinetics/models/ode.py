@@ -64,6 +64,7 @@ class ODEModel(Model):
         set_doses: dict[str, float] | None = None,
         notes: str = "",
         preferred_method: str = "auto",
+        **capabilities: Any,
     ) -> None:
         super().__init__(
             name=spec.name,
@@ -83,6 +84,7 @@ class ODEModel(Model):
             dose_unit=dose_unit,
             set_doses=dict(set_doses or {}),
             notes=notes,
+            **capabilities,
         )
         self.spec = spec
         self.functions = functions

@@ -519,7 +519,7 @@ def _notes(
                 "simulated like one with it."
             )
     else:
-        from cartkinetics.simulate.engine import BLOOD_ML_PER_KG, LYMPHODEPLETION_RESET
+        from cartkinetics.simulate.engine import BLOOD_ML_PER_KG
 
         if str(model.dose_unit).startswith("cells/uL") and any(
                 s.needs_weight() for s in scenarios):
@@ -527,8 +527,8 @@ def _notes(
                 f"{model.name} takes its dose as a blood concentration: cells are divided by "
                 f"a blood volume of {BLOOD_ML_PER_KG:g} mL/kg x body weight.")
         if any(s.second_infusion_day is not None for s in scenarios):
-            if model.name in LYMPHODEPLETION_RESET:
-                states = ", ".join(LYMPHODEPLETION_RESET[model.name])
+            if model.lymphodepletion_reset:
+                states = ", ".join(model.lymphodepletion_reset)
                 notes.append(
                     f"{model.name}: lymphodepletion before the second infusion resets {states} "
                     "to its initial (post-lymphodepletion) level; without it the state goes on.")
