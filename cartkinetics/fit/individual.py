@@ -85,6 +85,7 @@ from cartkinetics.fit.problem import (  # noqa: F401  (re-exported: the problem 
     set_prior,
     to_internal,
 )
+from cartkinetics.fit.results import FitResultBase
 from cartkinetics.outcomes import OUTCOME_KEYS, batch_curve_outcomes
 from cartkinetics.units import check_prior_units
 
@@ -113,8 +114,8 @@ STATUSES = (
 )
 
 
-@dataclass
-class FitResult:
+@dataclass(repr=False)
+class FitResult(FitResultBase):
     """Result of one series fit (see :func:`fit_series`).
 
     Attributes

@@ -34,11 +34,12 @@ from cartkinetics.fit.problem import (
     screen_series,
     to_internal,
 )
+from cartkinetics.fit.results import FitResultBase
 from cartkinetics.outcomes import curve_outcomes
 
 
-@dataclass
-class JointFitResult:
+@dataclass(repr=False)
+class JointFitResult(FitResultBase):
     """Joint fit of two infusions of one patient.
 
     Attributes

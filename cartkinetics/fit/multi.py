@@ -30,10 +30,11 @@ from cartkinetics.fit.problem import (
     parameter_space,
     to_internal,
 )
+from cartkinetics.fit.results import FitResultBase
 
 
-@dataclass
-class MultiFitResult:
+@dataclass(repr=False)
+class MultiFitResult(FitResultBase):
     """Fit of several outputs of one patient.
 
     Attributes
