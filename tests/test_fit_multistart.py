@@ -24,6 +24,7 @@ from cartkinetics.fit import problem as fp
 from cartkinetics.fit.joint import fit_joint  # noqa: F401  (import check of the shared layer)
 from cartkinetics.fit.likelihood import prepare
 from cartkinetics.fit.multistart import BatchResiduals, batched_lm, local_fit
+from cartkinetics.testing import make_series
 
 M = models.get("stein2019")
 DAYS = np.array([1, 4, 7, 11, 14, 21, 28, 60, 90, 180, 270, 365.0])
@@ -31,8 +32,7 @@ LLOQ = 75.0
 
 
 def _series(values: np.ndarray, blq: np.ndarray, name: str = "S") -> Series:
-    return Series(patient=name, infusion=1, assay="qpcr", unit="copies/ug", day=DAYS.copy(),
-                  value=np.where(blq, LLOQ, values), lloq=np.full(DAYS.size, LLOQ), blq=blq)
+    return make_series(DAYS, values, blq, LLOQ, patient=name)
 
 
 def _simulated(seed: int, n: int = 1) -> list[Series]:

@@ -1,8 +1,10 @@
-"""Test problems for the solver tests (numba model functions with known answers).
+"""Solver test problems: numba model functions with known answers (closed forms, stiff
+reference problems), shared by the solver tests and benchmarks.
 
-Kept in a test_solvers_* module so the area owns it; it defines no tests itself.
+Importing this module compiles (or loads from numba's cache) the problems' functions.
 """
 
+# ruff: noqa: E501
 import math
 
 import numpy as np

@@ -140,3 +140,93 @@ def simulate_stein_cohort(
         "blq_fraction": float(frame["blq"].mean()),
     }
     return frame, truth
+
+
+# ------------------------------------------------------------------ Liu 2022 cohorts
+LIU_DAYS = np.array([2.0, 5.0, 7.0, 10.0, 14.0, 21.0, 28.0, 60.0])
+LIU_CAR_T = (("qpcr", "car_t", 0.3),)
+
+
+def liu_cohort(seed: int, outputs: tuple = LIU_CAR_T, rtol: float | None = None,
+               unit: str | None = None, n_patients: int = 4):
+    """Known Liu 2022 parameters per patient (typical x lognormal, CV about 20%), observed
+    through ``outputs`` (assay, model observation, ln-scale residual SD) at ``LIU_DAYS``; values
+    below 0.2 cells/uL are BLQ. Returns (PopulationData of all outputs, model, thetas)."""
+    import pandas as pd
+
+    from cartkinetics import models
+    from cartkinetics.data import read_kinetics
+    from cartkinetics.fit.population import prepare_population_data
+
+    model = models.get("liu2022")
+    rng = np.random.default_rng(seed)
+    solve_kw = {} if rtol is None else {"rtol": rtol}
+    rows, thetas = [], []
+    for i in range(n_patients):
+        th = model.typical * np.exp(0.2 * rng.standard_normal(model.n_params))
+        thetas.append(th)
+        sol = model.solve(LIU_DAYS, th, **solve_kw)
+        for assay, obs, sd in outputs:
+            y = sol.observed[obs] * np.exp(sd * rng.standard_normal(LIU_DAYS.size))
+            for d, v in zip(LIU_DAYS, y, strict=True):
+                row = {"patient": f"L{i}", "infusion": 1, "day": d, "value": max(v, 0.2),
+                       "lloq": 0.2, "assay": assay, "blq": int(v < 0.2)}
+                if unit is not None and assay not in ("qpcr", "flow"):
+                    row["unit"] = unit  # the built-in assays keep their own unit
+                rows.append(row)
+    assays = [a for a, _, _ in outputs]
+    extra = {a: unit for a in assays if a not in ("qpcr", "flow")} or None
+    data = read_kinetics(pd.DataFrame(rows), assays=extra)
+    pdata = prepare_population_data(data, assay=assays if len(assays) > 1 else None)
+    return pdata, model, np.array(thetas)
+
+
+# ------------------------------------------------------------------ series factories
+def make_series(
+    day: Any,
+    value: Any,
+    blq: Any = None,
+    lloq: float = 50.0,
+    *,
+    patient: str = "P",
+    infusion: int = 1,
+    assay: str = "qpcr",
+    unit: str = "copies/ug",
+    censor: bool = True,
+) -> Any:
+    """A :class:`cartkinetics.data.Series` from arrays (days, values in ``unit``).
+
+    ``blq`` defaults to ``value < lloq``; with ``censor`` the BLQ rows' values are set to
+    ``lloq`` (as the reader stores them), otherwise the values are kept as given.
+    """
+    from cartkinetics.data import Series
+
+    day = np.asarray(day, dtype=float)
+    value = np.asarray(value, dtype=float)
+    blq = value < lloq if blq is None else np.asarray(blq, dtype=bool)
+    if censor:
+        value = np.where(blq, lloq, value)
+    return Series(patient=patient, infusion=infusion, assay=assay, unit=unit, day=day.copy(),
+                  value=value, lloq=np.full(day.size, float(lloq)), blq=blq)
+
+
+def stein_series(
+    params: dict[str, float] | None,
+    days: Any,
+    *,
+    noise: float = 0.0,
+    lloq: float = 50.0,
+    seed: int = 0,
+    patient: str = "P1",
+    infusion: int = 1,
+) -> Any:
+    """A qPCR series of the Stein 2019 closed form (``params`` natural scale, default
+    typical) at ``days``, log-normal noise of SD ``noise``, BLQ below ``lloq`` copies/ug."""
+    from cartkinetics import models
+
+    days = np.asarray(days, dtype=float)
+    c = models.get("stein2019").solve(days, params).observed["transgene"]
+    rng = np.random.default_rng(seed)
+    y = c * np.exp(noise * rng.standard_normal(c.size))
+    return make_series(days, y, lloq=lloq, patient=patient, infusion=infusion)
+
