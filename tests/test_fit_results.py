@@ -2,7 +2,8 @@
 
 FitResult, JointFitResult and CohortFit have their own reprs, tables and plots (tested in
 tests/test_fit_api.py); the base gives the multi-output fit, which has none of its own, the
-same small interface: a short repr, a one-row to_frame() and a summary().
+same small interface: a short repr, a one-row to_frame() and a summary(). A FitResult's lmfit
+Parameters travel with it (lmfit_params(), fit_series(params=...)).
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import json
 import math
 
 import numpy as np
+import pytest
 
-from cartkinetics.fit.individual import FitResult
+from cartkinetics import example, models
+from cartkinetics.fit.individual import FitResult, fit_series
 from cartkinetics.fit.joint import JointFitResult
 from cartkinetics.fit.multi import MultiFitResult
 from cartkinetics.fit.results import REPR_MAX, FitResultBase
@@ -53,3 +56,23 @@ def test_multi_fit_frame_dict_and_summary_agree():
     s = r.summary()
     assert s.splitlines()[0] == "[[MultiFitResult]]"
     assert "neg2ll_cart" in s and "b_se" in s and "= nan" in s
+
+
+def test_lmfit_parameters_travel_with_the_result_and_refit():
+    series = example.load().series()[0]
+    first = fit_series(series, "stein2019")
+    pars = first.lmfit_params()
+    assert set(pars) == set(first.params)
+    assert all(pars[n].vary == (n in first.free) for n in pars)
+    model_bounds = {p.name: (p.lower, p.upper) for p in models.get("stein2019").parameters}
+    assert all((pars[n].min, pars[n].max) == model_bounds[n] for n in pars)
+    # unchanged Parameters: the same fit
+    again = fit_series(series, "stein2019", params=pars)
+    assert again.params == pytest.approx(first.params, rel=1e-6)
+    # beta held at a chosen value, tmax bounded to [5, 8] days
+    pars["beta"].set(value=0.01, vary=False)
+    pars["tmax"].set(min=5.0, max=8.0, value=6.0)
+    refit = fit_series(series, "stein2019", params=pars)
+    assert "beta" not in refit.free and refit.params["beta"] == 0.01
+    assert 5.0 <= refit.params["tmax"] <= 8.0
+    assert refit.lmfit_params()["tmax"].max == 8.0

@@ -203,6 +203,21 @@ class FitResult(FitResultBase):
     sir_mean: dict[str, float] = field(default_factory=dict)
     # the model's ``sparse_series_note`` capability: ML summaries carry the note
     sparse_series_note: bool = False
+    # natural-scale bounds used by the fit (model bounds unless lmfit Parameters changed them)
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def lmfit_params(self) -> Any:
+        """The fit as lmfit ``Parameters`` (natural scale): value = estimate, ``min`` /
+        ``max`` = the bounds used, ``vary`` = fitted. Change bounds or ``vary`` and pass them
+        back as ``fit_series(series, model, params=...)`` to refit."""
+        import lmfit
+
+        out = lmfit.Parameters()
+        for name, value in self.params.items():
+            lo, hi = self.bounds.get(name, (-np.inf, np.inf))
+            v = float(value) if np.isfinite(value) else None
+            out.add(name, value=v, min=lo, max=hi, vary=name in self.free)
+        return out
 
     @property
     def key(self) -> tuple[str, int, str]:
@@ -588,6 +603,34 @@ def _refine_peak(model, grid, C, P, dose, observation, kw, res) -> None:
     ]
 
 
+def _from_lmfit(model: Any, params: Any, fixed: dict[str, float] | None,
+                start: dict[str, float] | None
+                ) -> tuple[dict[str, float], dict[str, float] | None, dict[str, tuple]]:
+    """``fixed``, ``start`` and natural-scale bounds from lmfit ``Parameters`` (``vary=False``
+    -> fixed at its value, else a starting value within ``min`` / ``max``); explicit
+    ``fixed`` / ``start`` entries win over the Parameters'."""
+    if params is None:
+        return dict(fixed or {}), start, {}
+    unknown = [n for n in params if n not in model.param_names]
+    if unknown:
+        raise CartKineticsError(
+            f"params name unknown parameters {unknown}; model {model.name} has "
+            f"{model.param_names}")
+    fx: dict[str, float] = {}
+    st: dict[str, float] = {}
+    bounds: dict[str, tuple] = {}
+    for name, par in params.items():
+        if not par.vary:
+            fx[name] = float(par.value)
+            continue
+        if par.value is not None and np.isfinite(par.value):
+            st[name] = float(par.value)
+        bounds[name] = (float(par.min), float(par.max))
+    fx.update(fixed or {})
+    st.update(start or {})
+    return fx, (st or None), bounds
+
+
 def failed_fit(series: Any, model_name: str, status: str, message: str,
                residual: ResidualModel, data: PreparedSeries | None = None) -> FitResult:
     """The FitResult of a series that could not be fitted (``status`` says why)."""
@@ -615,6 +658,7 @@ def fit_series(
     n_starts: int | None = None,
     n_candidates: int | None = None,
     outcomes: bool = True,
+    params: Any = None,
     n_boot: int = 500,
     profile: bool | str | tuple[str, ...] | list[str] = "auto",
     dose: Any = None,
@@ -646,6 +690,11 @@ def fit_series(
         Full residual description (overrides ``sigma`` and ``error``).
     fixed : dict name -> value, optional
         Parameters held fixed (natural scale).
+    params : lmfit.Parameters, optional
+        Per-fit parameter settings as lmfit users give them, e.g. ``res.lmfit_params()`` of an
+        earlier fit with bounds or ``vary`` changed: ``vary=False`` fixes a parameter at its
+        value, ``min`` / ``max`` replace the model's bounds (natural scale) and the value is
+        the starting value. ``fixed`` and ``start`` entries take precedence.
     start : dict name -> value, optional
         Starting values overriding the data-derived ones.
     n_starts : int, optional
@@ -723,6 +772,7 @@ def fit_series(
     """
     tic = time.perf_counter()
     model = get_model(model)
+    fixed, start, bounds = _from_lmfit(model, params, fixed, start)
     prior, prior_note = resolve_prior(prior, model, str(getattr(series, "unit", "") or ""))
     residual = resolve_residual(model, residual, censoring, sigma, error)
     obs_name = observation or model.primary_observation
@@ -734,7 +784,7 @@ def fit_series(
         data = prepare(series, residual.censoring)
     except CartKineticsError as exc:
         return failed_fit(series, model.name, "error", str(exc), residual)
-    fixed_d, free, names, is_log, lo, hi = parameter_space(model, fixed)
+    fixed_d, free, names, is_log, lo, hi = parameter_space(model, fixed, bounds)
     n_free = len(free) + (1 if residual.estimate_sigma else 0)
     auto_fixed: list[str] = []
     if reduce and data.n_quantified >= 2 and data.n < n_free:
@@ -746,7 +796,7 @@ def fit_series(
         if len(auto_fixed) == need:
             fx = dict(fixed or {})
             fx.update({n: float(model.parameter(n).value) for n in auto_fixed})
-            fixed_d, free, names, is_log, lo, hi = parameter_space(model, fx)
+            fixed_d, free, names, is_log, lo, hi = parameter_space(model, fx, bounds)
             n_free = len(free) + (1 if residual.estimate_sigma else 0)
         else:
             auto_fixed = []
@@ -776,6 +826,8 @@ def fit_series(
         )
         if prior_note:
             res.message += "; " + prior_note
+        res.bounds = {p.name: bounds.get(p.name, (float(p.lower), float(p.upper)))
+                      for p in model.parameters}
         if auto_fixed:
             res.message += (
                 f"; {data.n} observation(s) for {len(free) + len(auto_fixed)} parameters: "

@@ -421,13 +421,19 @@ def resolve_residual(model: Any, residual: ResidualModel | None, censoring: str 
     return residual
 
 
-def parameter_space(model: Any, fixed: dict[str, float] | None):
-    """Free model parameters, their internal names, log flags and bounds."""
+def parameter_space(model: Any, fixed: dict[str, float] | None,
+                    bounds: dict[str, tuple[float, float]] | None = None):
+    """Free model parameters, their internal names, log flags and internal-scale bounds.
+
+    ``bounds``: name -> (lower, upper) on the natural scale, replacing the model's bounds
+    for this fit (e.g. from lmfit Parameters' ``min`` / ``max``).
+    """
     fixed = dict(fixed or {})
-    unknown = set(fixed) - set(model.param_names)
+    bounds = dict(bounds or {})
+    unknown = (set(fixed) | set(bounds)) - set(model.param_names)
     if unknown:
         raise CartKineticsError(
-            f"fixed names unknown parameters {sorted(unknown)}; model {model.name} has "
+            f"fixed / bounds name unknown parameters {sorted(unknown)}; model {model.name} has "
             f"{model.param_names}"
         )
     free, names, is_log, lo, hi = [], [], [], [], []
@@ -435,18 +441,22 @@ def parameter_space(model: Any, fixed: dict[str, float] | None):
         if p.name in fixed:
             continue
         free.append(p.name)
+        lower, upper = bounds.get(p.name, (p.lower, p.upper))
+        if not lower < upper:
+            raise CartKineticsError(
+                f"bounds of {p.name}: lower {lower} must be below upper {upper}")
         if p.log_scale:
             names.append(f"log_{p.name}")
             is_log.append(True)
-            lo_v = p.lower if p.lower > 0 else max(p.value * 1e-8, 1e-300)
-            hi_v = p.upper if np.isfinite(p.upper) else p.value * 1e8
+            lo_v = lower if lower > 0 else max(p.value * 1e-8, 1e-300)
+            hi_v = upper if np.isfinite(upper) else p.value * 1e8
             lo.append(math.log(lo_v))
             hi.append(math.log(hi_v))
         else:
             names.append(p.name)
             is_log.append(False)
-            lo.append(p.lower if np.isfinite(p.lower) else -1e10)
-            hi.append(p.upper if np.isfinite(p.upper) else 1e10)
+            lo.append(lower if np.isfinite(lower) else -1e10)
+            hi.append(upper if np.isfinite(upper) else 1e10)
     return fixed, free, names, np.array(is_log), np.array(lo), np.array(hi)
 
 
