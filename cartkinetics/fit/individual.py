@@ -85,7 +85,7 @@ from cartkinetics.fit.problem import (  # noqa: F401  (re-exported: the problem 
     set_prior,
     to_internal,
 )
-from cartkinetics.fit.results import FitResultBase
+from cartkinetics.fit.results import FitResultBase, json_safe
 from cartkinetics.outcomes import OUTCOME_KEYS, batch_curve_outcomes
 from cartkinetics.units import check_prior_units
 
@@ -231,7 +231,7 @@ class FitResult(FitResultBase):
     def to_dict(self) -> dict[str, Any]:
         """One flat record, JSON-safe (NaN and infinities as None): the row of
         :meth:`row` (the fit table's row; levels in ``unit``, times in days)."""
-        return {k: _json_safe(v) for k, v in self.row().items()}
+        return {k: json_safe(v) for k, v in self.row().items()}
 
     def row(self) -> dict[str, Any]:
         """One flat record with NaN for missing values: a row of ``CohortFit.table``."""
@@ -502,15 +502,6 @@ class FitResult(FitResultBase):
 
 
 # ----------------------------------------------------------------------------- helpers
-def _json_safe(v: Any) -> Any:
-    """None for NaN and infinities, plain Python numbers for numpy scalars."""
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
 def _num(v: float) -> str:
     """A number in 4 significant digits (NA when missing), for reprs."""
     try:

@@ -34,7 +34,7 @@ from cartkinetics.fit.problem import (
     screen_series,
     to_internal,
 )
-from cartkinetics.fit.results import FitResultBase
+from cartkinetics.fit.results import FitResultBase, json_safe
 from cartkinetics.outcomes import curve_outcomes
 
 
@@ -117,14 +117,12 @@ class JointFitResult(FitResultBase):
         """JSON-safe record (the CLI's ``--joint --json``): key, status, estimator, the
         parameters per infusion, per-parameter 95% CIs (None where not identifiable, with
         the reason in ``not_identifiable``) and the second/first ratios with CIs."""
-        from cartkinetics.fit.individual import _json_safe
-
         def clean(x: Any) -> Any:
             if isinstance(x, dict):
                 return {str(k): clean(v) for k, v in x.items()}
             if isinstance(x, (list, tuple)):
                 return [clean(v) for v in x]
-            return _json_safe(x)
+            return json_safe(x)
 
         return clean({
             "patient": self.patient, "assay": self.assay, "model": self.model,

@@ -30,6 +30,7 @@ PENALTY = 1e4  # residual value returned where the model cannot be solved
 
 
 def get_model(model: Any):
+    """A library model by name (``models.get``), or the Model object given."""
     from cartkinetics import models
 
     return models.get(model) if isinstance(model, str) else model
@@ -44,6 +45,7 @@ def fix_order_of(model: Any) -> list[str]:
 
 
 def series_key(series: Any) -> tuple[str, int, str]:
+    """(patient, infusion, assay) of a Series (or of any object with those attributes)."""
     key = getattr(series, "key", None)
     if key is not None:
         return tuple(key)  # type: ignore[return-value]
@@ -124,6 +126,7 @@ class Problem:
         return self.neg2ll(theta) + self.prior_term(theta)
 
     def sigma(self, theta: np.ndarray, b: Block | None = None) -> float:
+        """Residual SD on the ln scale: estimated (last element of theta) or fixed."""
         if self.with_sigma:
             return float(math.exp(theta[self.k]))
         if b is not None and b.residual is not None:
@@ -131,9 +134,11 @@ class Problem:
         return self.residual.sigma
 
     def res_of(self, b: Block) -> ResidualModel:
+        """The residual model of block ``b`` (its own, else the problem's)."""
         return b.residual if b.residual is not None else self.residual
 
     def block_params(self, theta: np.ndarray, b: Block) -> np.ndarray:
+        """Natural-scale model parameters of block ``b`` at internal vector ``theta``."""
         p = b.pfixed.copy()
         free = b.pmap >= 0
         idx = b.pmap[free]
@@ -209,6 +214,8 @@ class Problem:
         return lobs[0], J
 
     def residuals(self, theta: np.ndarray, jac: bool = False):
+        """Residual vector at ``theta`` (M3 elements for BLQ rows), and its Jacobian with
+        ``jac=True``."""
         if jac:
             self.njev += 1
         else:
@@ -401,6 +408,9 @@ def screen_series(data: PreparedSeries, n_free: int) -> tuple[str, str] | None:
 
 def resolve_residual(model: Any, residual: ResidualModel | None, censoring: str | None,
                       sigma: float | str | None, error: str | None) -> ResidualModel:
+    """The residual model of a fit: ``residual`` as given, else built from ``censoring``
+    (default M3), ``sigma`` (a number: fixed; "estimate"; default the model's published SD)
+    and ``error``."""
     if residual is None:
         published = getattr(model, "residual_sd", None)
         estimate = False
@@ -462,6 +472,8 @@ def parameter_space(model: Any, fixed: dict[str, float] | None,
 
 def to_internal(values: dict[str, float], names: list[str], is_log: np.ndarray,
                  lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Natural-scale ``values`` as the internal vector (log where ``is_log``), clipped just
+    inside the bounds ``lo``, ``hi``."""
     th = np.array(
         [
             math.log(values[n[4:]]) if lg else values[n]
@@ -514,6 +526,8 @@ def covariance(H: np.ndarray, theta: np.ndarray, lower: np.ndarray, upper: np.nd
 
 def set_prior(problem: Problem, model: Any, free: list[str], is_log: np.ndarray,
                prior: Any) -> None:
+    """Attach a Gaussian prior on the internal parameters (MAP instead of ML): None,
+    "population" (the model's published typical values and BSV) or name -> (mean, sd)."""
     if prior is None:
         return
     if prior == "population":

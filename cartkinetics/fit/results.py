@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 REPR_MAX = 2000  # characters
@@ -22,10 +23,21 @@ def _short(v: Any) -> str:
     return str(v)
 
 
+def json_safe(v: Any) -> Any:
+    """None for NaN and infinities, plain Python numbers for numpy scalars (a value of a
+    result's ``to_dict()``)."""
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
 class FitResultBase:
     """Shared behaviour of fit results; subclasses define ``to_dict()``."""
 
     def to_dict(self) -> dict[str, Any]:  # pragma: no cover - every subclass defines it
+        """The result as a plain dict (defined by each result class)."""
         raise NotImplementedError
 
     def to_frame(self) -> pd.DataFrame:

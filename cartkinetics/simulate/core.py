@@ -17,7 +17,7 @@ from cartkinetics.outcomes import OUTCOME_KEYS
 from cartkinetics.simulate.engine import (
     Plan,
     TumourSpec,
-    _check_memory,
+    check_memory,
     run_dask,
     run_local,
 )
@@ -445,7 +445,7 @@ def simulate(
         out_dir=None if out is None else str(out), collect=collect,
         solver_options=dict(solver_options or {}),
     )
-    _check_memory(plan)
+    check_memory(plan)
     if progress is None:
         progress = plan.n_chunks > 10 and sys.stderr.isatty()
     info: dict[str, Any] = {"population": pop.describe(), "unit": _output_unit(m, pop),

@@ -520,7 +520,7 @@ def run_dask(
         return [r for r in results if r is not None], info
 
 
-def _check_memory(plan: Plan) -> None:
+def check_memory(plan: Plan) -> None:
     """Refuse a run whose collected outcomes would not fit comfortably in memory."""
     if not plan.collect:
         return

@@ -31,6 +31,7 @@ def logistic_dfdp(t, y, p, piece, Jp):
 
 
 def logistic_exact(t, y0, r, K):
+    """Closed-form logistic solution y(t) from y0 with rate r and capacity K."""
     return K / (1.0 + (K / y0 - 1.0) * np.exp(-r * t))
 
 
