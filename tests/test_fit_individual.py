@@ -14,6 +14,7 @@ from cartkinetics import models
 from cartkinetics.data import Series
 from cartkinetics.fit import fit_cohort, fit_joint, fit_series
 from cartkinetics.fit.individual import FitResult
+from cartkinetics.testing import stein_series
 
 DAYS = np.array([1, 4, 7, 11, 14, 21, 28, 60, 90, 180, 270, 365.0])
 TRUTH = {"foldx": 2000.0, "tmax": 10.3, "cmax": 30000.0, "alpha": 0.2, "fb": 0.01,
@@ -22,14 +23,8 @@ TRUTH = {"foldx": 2000.0, "tmax": 10.3, "cmax": 30000.0, "alpha": 0.2, "fb": 0.0
 
 def make_series(params=None, noise=0.0, lloq=50.0, seed=0, patient="P1", infusion=1,
                 days=DAYS):
-    m = models.get("stein2019")
-    c = m.solve(days, params or TRUTH).observed["transgene"]
-    rng = np.random.default_rng(seed)
-    y = c * np.exp(noise * rng.standard_normal(c.size))
-    blq = y < lloq
-    return Series(patient=patient, infusion=infusion, assay="qpcr", unit="copies/ug",
-                  day=days.copy(), value=np.where(blq, lloq, y), lloq=np.full(days.size, lloq),
-                  blq=blq)
+    return stein_series(params or TRUTH, days, noise=noise, lloq=lloq, seed=seed,
+                        patient=patient, infusion=infusion)
 
 
 def test_noise_free_series_recovers_truth():

@@ -20,10 +20,11 @@ from scipy import optimize, stats
 from cartkinetics import models
 from cartkinetics.data import Series
 from cartkinetics.fit import fit_series
-from cartkinetics.fit import individual as ind
+from cartkinetics.fit import problem as fp
 from cartkinetics.fit.joint import fit_joint  # noqa: F401  (import check of the shared layer)
 from cartkinetics.fit.likelihood import prepare
 from cartkinetics.fit.multistart import BatchResiduals, batched_lm, local_fit
+from cartkinetics.testing import make_series
 
 M = models.get("stein2019")
 DAYS = np.array([1, 4, 7, 11, 14, 21, 28, 60, 90, 180, 270, 365.0])
@@ -31,8 +32,7 @@ LLOQ = 75.0
 
 
 def _series(values: np.ndarray, blq: np.ndarray, name: str = "S") -> Series:
-    return Series(patient=name, infusion=1, assay="qpcr", unit="copies/ug", day=DAYS.copy(),
-                  value=np.where(blq, LLOQ, values), lloq=np.full(DAYS.size, LLOQ), blq=blq)
+    return make_series(DAYS, values, blq, LLOQ, patient=name)
 
 
 def _simulated(seed: int, n: int = 1) -> list[Series]:
@@ -46,13 +46,13 @@ def _simulated(seed: int, n: int = 1) -> list[Series]:
 
 
 def _problem(s: Series, prior=None, sigma=None):
-    res = ind._resolve_residual(M, None, "M3", sigma, None)
+    res = fp.resolve_residual(M, None, "M3", sigma, None)
     data = prepare(s, "M3")
-    _, free, names, is_log, lo, hi = ind._internal_setup(M, None)
-    block = ind._Block(data=data, dose=None, pmap=np.arange(6), pfixed=M.typical.copy())
-    pr = ind._Problem(M, [block], names, is_log, lo, hi, res, "transgene")
-    ind._set_prior(pr, M, free, is_log, prior)
-    th = ind._to_internal(ind.data_start(M, s), names, is_log, lo, hi)
+    _, free, names, is_log, lo, hi = fp.parameter_space(M, None)
+    block = fp.Block(data=data, dose=None, pmap=np.arange(6), pfixed=M.typical.copy())
+    pr = fp.Problem(M, [block], names, is_log, lo, hi, res, "transgene")
+    fp.set_prior(pr, M, free, is_log, prior)
+    th = fp.to_internal(fp.data_start(M, s), names, is_log, lo, hi)
     if res.estimate_sigma:
         th = np.append(th, math.log(0.5))
     return pr, th

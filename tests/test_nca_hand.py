@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from cartkinetics.data import Series, read_kinetics
+from cartkinetics.data import read_kinetics
 from cartkinetics.errors import CartKineticsError
 from cartkinetics.noncompartmental import (
     JSON_KEYS,
@@ -22,20 +22,11 @@ from cartkinetics.noncompartmental import (
     nca_series,
     terminal_half_life,
 )
+from cartkinetics.testing import make_series
 
 
 def _series(day, value, blq, lloq=50.0, unit="copies/ug"):
-    day = np.asarray(day, float)
-    return Series(
-        "P",
-        1,
-        "qpcr",
-        unit,
-        day,
-        np.asarray(value, float),
-        np.full(day.size, lloq),
-        np.asarray(blq, bool),
-    )
+    return make_series(day, value, blq, lloq, unit=unit, censor=False)
 
 
 def _log_down(c0, c1, dt):

@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
-from test_solvers_problems import (
+
+from cartkinetics.solvers import SUCCESS, solve
+from cartkinetics.testing.solver_problems import (
     CART,
     CART_P_NONSTIFF,
     CART_Y0,
@@ -13,8 +15,6 @@ from test_solvers_problems import (
     forced_exact,
     logistic_exact,
 )
-
-from cartkinetics.solvers import SUCCESS, solve
 
 ORDERS = {"tsit5": 5, "dopri5": 5, "rodas5p": 5, "rodas4": 4}
 

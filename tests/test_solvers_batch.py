@@ -3,9 +3,9 @@
 import numba
 import numpy as np
 import pytest
-from test_solvers_problems import CART, CART_P, CART_Y0, DECAY
 
 from cartkinetics.solvers import SUCCESS, solve, solve_batch
+from cartkinetics.testing.solver_problems import CART, CART_P, CART_Y0, DECAY
 
 
 @pytest.fixture(scope="module")

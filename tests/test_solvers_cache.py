@@ -6,16 +6,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from test_solvers_problems import LOGISTIC
 
 from cartkinetics.solvers import solve, solve_sensitivities
+from cartkinetics.testing.solver_problems import LOGISTIC
 
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = """
 import numpy as np
 from cartkinetics.solvers import solve, solve_sensitivities, _kernels
-from test_solvers_problems import LOGISTIC
+from cartkinetics.testing.solver_problems import LOGISTIC
 r = solve(LOGISTIC, [0.0, 1.0], [1.0], [1.0, 10.0])
 rs = solve_sensitivities(LOGISTIC, [0.0, 1.0], [1.0], [1.0, 10.0])
 out = [r.status, rs.status]

@@ -10,17 +10,6 @@ import numpy as np
 import pytest
 from numba import njit
 from scipy.integrate import solve_ivp
-from test_solvers_problems import (
-    CART,
-    CART_P,
-    CART_P_NONSTIFF,
-    CART_Y0,
-    DECAY,
-    ROBERTSON,
-    ROBERTSON_P,
-    TWOPHASE,
-    twophase_batch,
-)
 
 from cartkinetics.solvers import (
     INVALID_INPUT,
@@ -32,6 +21,17 @@ from cartkinetics.solvers import (
     solve_sensitivities_batch,
 )
 from cartkinetics.solvers.status import KIND_AUTO, KIND_EXPLICIT, KIND_ROSENBROCK
+from cartkinetics.testing.solver_problems import (
+    CART,
+    CART_P,
+    CART_P_NONSTIFF,
+    CART_Y0,
+    DECAY,
+    ROBERTSON,
+    ROBERTSON_P,
+    TWOPHASE,
+    twophase_batch,
+)
 
 
 @njit(cache=True)
@@ -123,7 +123,7 @@ def test_auto_resumes_bitwise(monkeypatch, mixed_cart, threads):
 
 
 def _radau(p, y0, te, bps, jumps):
-    from test_solvers_problems import cart_rhs
+    from cartkinetics.testing.solver_problems import cart_rhs
 
     def f(t, y):
         out = np.empty(4)

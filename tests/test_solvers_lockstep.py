@@ -12,7 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
-from test_solvers_problems import (
+
+from cartkinetics.solvers import (
+    INVALID_INPUT,
+    MAX_STEPS,
+    NON_FINITE,
+    SUCCESS,
+    solve,
+    solve_batch,
+)
+from cartkinetics.testing.solver_problems import (
     CART,
     CART_P_NONSTIFF,
     CART_Y0,
@@ -22,15 +31,6 @@ from test_solvers_problems import (
     TWOPHASE,
     TWOPHASE_P,
     cart_rhs,
-)
-
-from cartkinetics.solvers import (
-    INVALID_INPUT,
-    MAX_STEPS,
-    NON_FINITE,
-    SUCCESS,
-    solve,
-    solve_batch,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,7 +170,7 @@ def test_empty_batch_and_no_output_times():
 
 _CACHE_SCRIPT = """
 from cartkinetics.solvers import solve, _lockstep
-from test_solvers_problems import LOGISTIC
+from cartkinetics.testing.solver_problems import LOGISTIC
 r = solve(LOGISTIC, [0.0, 1.0], [1.0], [1.0, 10.0], method="tsit5")
 k = _lockstep.solve_explicit
 print(r.status, sum(k.stats.cache_hits.values()), sum(k.stats.cache_misses.values()))
@@ -178,7 +178,7 @@ print(r.status, sum(k.stats.cache_hits.values()), sum(k.stats.cache_misses.value
 
 
 def test_lockstep_kernel_loaded_from_cache():
-    from test_solvers_problems import LOGISTIC
+    from cartkinetics.testing.solver_problems import LOGISTIC
 
     solve(LOGISTIC, [0.0, 1.0], [1.0], [1.0, 10.0], method="tsit5")  # populate the cache
     env = dict(os.environ)

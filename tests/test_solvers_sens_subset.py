@@ -5,13 +5,6 @@ and in the population fit's PyTensor Op (whose gradient is also checked against 
 
 import numpy as np
 import pytest
-from test_solvers_problems import (
-    LOGISTIC,
-    TWOPHASE,
-    TWOPHASE_P,
-    logistic_exact,
-    twophase_batch,
-)
 
 from cartkinetics import models
 from cartkinetics.errors import CartKineticsError
@@ -20,6 +13,13 @@ from cartkinetics.solvers import (
     solve,
     solve_sensitivities,
     solve_sensitivities_batch,
+)
+from cartkinetics.testing.solver_problems import (
+    LOGISTIC,
+    TWOPHASE,
+    TWOPHASE_P,
+    logistic_exact,
+    twophase_batch,
 )
 
 TE = np.array([0.0, 2.0, 5.0, 8.9, 9.5, 12.0, 20.0, 40.0, 80.0])
@@ -194,7 +194,7 @@ def test_model_sensitivities_stein_breakpoint_subset():
 @pytest.fixture(scope="module")
 def liu_pop():
     pytest.importorskip("pymc")
-    from population_cohorts import liu_cohort
+    from cartkinetics.testing import liu_cohort
 
     return liu_cohort(seed=4)
 

@@ -4,13 +4,6 @@ initial state."""
 
 import numpy as np
 import pytest
-from test_solvers_problems import (
-    LOGISTIC,
-    TWOPHASE,
-    TWOPHASE_P,
-    logistic_exact,
-    twophase_batch,
-)
 
 from cartkinetics.errors import CartKineticsError
 from cartkinetics.solvers import (
@@ -18,6 +11,13 @@ from cartkinetics.solvers import (
     solve,
     solve_sensitivities,
     solve_sensitivities_batch,
+)
+from cartkinetics.testing.solver_problems import (
+    LOGISTIC,
+    TWOPHASE,
+    TWOPHASE_P,
+    logistic_exact,
+    twophase_batch,
 )
 
 TE = np.array([0.0, 2.0, 5.0, 8.9, 9.5, 12.0, 20.0, 40.0, 80.0])

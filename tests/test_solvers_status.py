@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from test_solvers_problems import DECAY, LOGISTIC, NAN_SYS, ROBERTSON, ROBERTSON_P, SQUARE
 
 from cartkinetics.errors import CartKineticsError
 from cartkinetics.solvers import (
@@ -15,6 +14,14 @@ from cartkinetics.solvers import (
     solve,
     solve_batch,
     status_name,
+)
+from cartkinetics.testing.solver_problems import (
+    DECAY,
+    LOGISTIC,
+    NAN_SYS,
+    ROBERTSON,
+    ROBERTSON_P,
+    SQUARE,
 )
 
 

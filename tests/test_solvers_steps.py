@@ -13,11 +13,11 @@ import math
 
 import numpy as np
 import pytest
-from test_solvers_problems import CART, CART_P_NONSTIFF, CART_Y0, cart_rhs
 
 from cartkinetics.solvers import solve
 from cartkinetics.solvers.tableaus.dopri5 import DOPRI5
 from cartkinetics.solvers.tableaus.tsit5 import TSIT5
+from cartkinetics.testing.solver_problems import CART, CART_P_NONSTIFF, CART_Y0, cart_rhs
 
 RTOL, ATOL = 1e-6, 1e-2
 

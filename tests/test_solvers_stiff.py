@@ -4,9 +4,16 @@ method='auto' switches to the stiff method."""
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
-from test_solvers_problems import CART, CART_P, CART_P_NONSTIFF, CART_Y0, ROBERTSON, ROBERTSON_P
 
 from cartkinetics.solvers import MAX_STEPS, STATUS_MESSAGES, SUCCESS, solve
+from cartkinetics.testing.solver_problems import (
+    CART,
+    CART_P,
+    CART_P_NONSTIFF,
+    CART_Y0,
+    ROBERTSON,
+    ROBERTSON_P,
+)
 
 ROB_T = np.array([0.0, 1e-3, 1.0, 40.0, 1e3, 1e5])
 

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from cartkinetics.errors import CartKineticsError
-from cartkinetics.fit.individual import OK_STATUSES, FitResult, _fail, _series_key, fit_series
+from cartkinetics.fit.individual import OK_STATUSES, FitResult, failed_fit, fit_series
 from cartkinetics.fit.likelihood import ResidualModel
+from cartkinetics.fit.problem import series_key
 
 if TYPE_CHECKING:
     from cartkinetics.fit.distributed import StreamedCohortFit
@@ -63,7 +64,7 @@ def joint_groups(series: list[Any]) -> list[list[Any]]:
     """Series of the same patient and assay with two or more infusions, in infusion order."""
     groups: dict[tuple[str, str], list[Any]] = {}
     for s in series:
-        p, _, a = _series_key(s)
+        p, _, a = series_key(s)
         groups.setdefault((p, a), []).append(s)
     return [sorted(g, key=lambda s: s.infusion) for g in groups.values() if len(g) >= 2]
 
@@ -87,7 +88,7 @@ def _safe_fit(args: tuple[Any, Any, dict]) -> FitResult:
     except Exception as exc:  # bad input of one series must not stop the cohort
         name = model if isinstance(model, str) else getattr(model, "name", str(model))
         res = ResidualModel(censoring=kws.get("censoring") or "M3")
-        return _fail(series, name, "error", f"{type(exc).__name__}: {exc}", res)
+        return failed_fit(series, name, "error", f"{type(exc).__name__}: {exc}", res)
 
 
 def _safe_joint(args: tuple[list[Any], Any, dict]) -> Any:

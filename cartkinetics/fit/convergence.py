@@ -34,7 +34,7 @@ import pandas as pd
 from cartkinetics.errors import CartKineticsError
 
 # the thresholds live with the population fit (one place); re-exported here
-from cartkinetics.fit.population import BFMI_MIN, ESS_MIN, RHAT_MAX
+from cartkinetics.fit.population.constants import BFMI_MIN, ESS_MIN, RHAT_MAX
 
 # a chain is called stuck when leaving it out brings the largest R-hat from above
 # STUCK_RHAT to within STUCK_FRACTION of its excess over 1
@@ -401,7 +401,7 @@ def _combine(fit: Any, keep: list[int], new: Any) -> Any:
     """A PopulationFit of the ``keep`` chains of ``fit`` and every chain of ``new``."""
     import arviz as az
 
-    from cartkinetics.fit.population import PopulationFit, _add_groups
+    from cartkinetics.fit.population import PopulationFit, add_groups
 
     parts = []
     for f, chains in ((fit, keep), (new, list(range(new.idata.posterior.sizes["chain"])))):
@@ -414,7 +414,7 @@ def _combine(fit: Any, keep: list[int], new: Any) -> Any:
     idata = az.concat(*parts, dim="chain", reset_dim=True)
     info = dict(new.info)
     combined = PopulationFit(idata, fit.data, info)
-    _add_groups(idata, fit.data, info, info["settings"]["seed"], combined)
+    add_groups(idata, fit.data, info, info["settings"]["seed"], combined)
     combined.pm_model = new.pm_model
     return combined
 

@@ -19,26 +19,27 @@ import numpy as np
 import pandas as pd
 
 from cartkinetics.errors import CartKineticsError
-from cartkinetics.fit.individual import (
-    OK_STATUSES,
-    Z95,
-    _Block,
-    _covariance,
-    _get_model,
-    _internal_setup,
-    _Problem,
-    _resolve_residual,
-    _screen_series,
-    _to_internal,
-    data_start,
-)
+from cartkinetics.fit.individual import OK_STATUSES
 from cartkinetics.fit.likelihood import prepare
 from cartkinetics.fit.multistart import fit_multistart
+from cartkinetics.fit.problem import (
+    Z95,
+    Block,
+    Problem,
+    covariance,
+    data_start,
+    get_model,
+    parameter_space,
+    resolve_residual,
+    screen_series,
+    to_internal,
+)
+from cartkinetics.fit.results import FitResultBase, json_safe
 from cartkinetics.outcomes import curve_outcomes
 
 
-@dataclass
-class JointFitResult:
+@dataclass(repr=False)
+class JointFitResult(FitResultBase):
     """Joint fit of two infusions of one patient.
 
     Attributes
@@ -116,14 +117,12 @@ class JointFitResult:
         """JSON-safe record (the CLI's ``--joint --json``): key, status, estimator, the
         parameters per infusion, per-parameter 95% CIs (None where not identifiable, with
         the reason in ``not_identifiable``) and the second/first ratios with CIs."""
-        from cartkinetics.fit.individual import _json_safe
-
         def clean(x: Any) -> Any:
             if isinstance(x, dict):
                 return {str(k): clean(v) for k, v in x.items()}
             if isinstance(x, (list, tuple)):
                 return [clean(v) for v in x]
-            return _json_safe(x)
+            return json_safe(x)
 
         return clean({
             "patient": self.patient, "assay": self.assay, "model": self.model,
@@ -245,11 +244,11 @@ def fit_joint(
     s1, s2 = sorted(series, key=lambda s: s.infusion)
     if s1.patient != s2.patient or s1.assay != s2.assay:
         raise CartKineticsError("fit_joint: the two series must share patient and assay")
-    model = _get_model(model)
+    model = get_model(model)
     unknown = set(specific) - set(model.param_names)
     if unknown:
         raise CartKineticsError(f"specific names unknown parameters {sorted(unknown)}")
-    residual = _resolve_residual(model, residual, censoring, sigma, error)
+    residual = resolve_residual(model, residual, censoring, sigma, error)
     out = JointFitResult(
         patient=str(s1.patient), assay=str(s1.assay), model=model.name, status="converged",
         message="", censoring=residual.censoring, infusions=(int(s1.infusion), int(s2.infusion)),
@@ -257,9 +256,9 @@ def fit_joint(
         n_blq=int(np.sum(s1.blq) + np.sum(s2.blq)),
     )
     datas = [prepare(s, residual.censoring) for s in (s1, s2)]
-    _, free, names, is_log, lo, hi = _internal_setup(model, None)
+    _, free, names, is_log, lo, hi = parameter_space(model, None)
     for s, d in zip((s1, s2), datas, strict=True):
-        bad = _screen_series(d, 2 + len(specific))
+        bad = screen_series(d, 2 + len(specific))
         if bad is not None:
             out.status, out.message = bad[0], f"infusion {s.infusion}: {bad[1]}"
             return out
@@ -282,9 +281,9 @@ def fit_joint(
                 for n in pnames
             ]
         )
-        blocks.append(_Block(data=d, dose=getattr(s, "dose", None), pmap=pmap,
+        blocks.append(Block(data=d, dose=getattr(s, "dose", None), pmap=pmap,
                              pfixed=model.typical.copy()))
-    problem = _Problem(model, blocks, inames, np.array(ilog), np.array(ilo), np.array(ihi),
+    problem = Problem(model, blocks, inames, np.array(ilog), np.array(ilo), np.array(ihi),
                        residual, model.primary_observation)
     st1, st2 = data_start(model, s1), data_start(model, s2)
     shared = {n: math.exp(0.5 * (math.log(st1[n]) + math.log(st2[n]))) if st1[n] > 0 else st1[n]
@@ -293,7 +292,7 @@ def fit_joint(
     for (n, rep), iname in zip(origin, inames, strict=True):
         v = shared[n] if rep == 0 else (st1 if rep == 1 else st2)[n]
         start_vals[iname[4:] if iname.startswith("log_") else iname] = v
-    theta0 = _to_internal(start_vals, inames, np.array(ilog), np.array(ilo), np.array(ihi))
+    theta0 = to_internal(start_vals, inames, np.array(ilog), np.array(ilo), np.array(ihi))
     if residual.estimate_sigma:
         theta0 = np.append(theta0, math.log(residual.sigma))
     spread = np.array([math.sqrt(model.bsv.get(n, 0.25)) for n, _ in origin])
@@ -318,7 +317,7 @@ def fit_joint(
         out.outcomes[(s1, s2)[rep - 1].infusion] = curve_outcomes(
             grid, sol.observed[model.primary_observation]
         )
-    cov, cov_ok, at_b = _covariance(problem.information(th), th, problem.lower, problem.upper)
+    cov, cov_ok, at_b = covariance(problem.information(th), th, problem.lower, problem.upper)
     se = np.sqrt(np.diag(cov))
     span = problem.upper - problem.lower
     nat = [problem.block_params(th, b) for b in blocks]

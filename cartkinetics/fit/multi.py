@@ -18,22 +18,23 @@ import numpy as np
 import pandas as pd
 
 from cartkinetics.errors import CartKineticsError
-from cartkinetics.fit.individual import (
-    OK_STATUSES,
-    Z95,
-    _Block,
-    _covariance,
-    _get_model,
-    _internal_setup,
-    _Problem,
-    _to_internal,
-)
+from cartkinetics.fit.individual import OK_STATUSES
 from cartkinetics.fit.likelihood import ResidualModel, loglik_terms, prepare
 from cartkinetics.fit.multistart import fit_multistart
+from cartkinetics.fit.problem import (
+    Z95,
+    Block,
+    Problem,
+    covariance,
+    get_model,
+    parameter_space,
+    to_internal,
+)
+from cartkinetics.fit.results import FitResultBase
 
 
-@dataclass
-class MultiFitResult:
+@dataclass(repr=False)
+class MultiFitResult(FitResultBase):
     """Fit of several outputs of one patient.
 
     Attributes
@@ -91,7 +92,7 @@ class MultiFitResult:
         if axes is None:
             _, axes = plt.subplots(1, len(outs), figsize=(3.4 * len(outs), 2.8), squeeze=False)
             axes = axes[0]
-        m = _get_model(self.model)
+        m = get_model(self.model)
         for ax, o in zip(axes, outs, strict=False):
             pr = self.predictions[o]
             q = ~pr["blq"].to_numpy(bool)
@@ -147,7 +148,7 @@ def fit_outputs(
     MultiFitResult
     """
     tic = time.perf_counter()
-    model = _get_model(model)
+    model = get_model(model)
     if not outputs:
         raise CartKineticsError("fit_outputs needs at least one output series")
     for o in outputs:
@@ -169,7 +170,7 @@ def fit_outputs(
     first = next(iter(outputs.values()))
     out = MultiFitResult(patient=str(getattr(first, "patient", "")), model=model.name,
                          status="converged", message="", censoring=censoring)
-    _, free_names, names, is_log, lo, hi = _internal_setup(model, fixed)
+    _, free_names, names, is_log, lo, hi = parameter_space(model, fixed)
     pnames = model.param_names
     pmap = np.array([free_names.index(n) if n in free_names else -1 for n in pnames])
     pfixed = np.array([fixed.get(n, model.parameter(n).value) for n in pnames], float)
@@ -186,7 +187,7 @@ def fit_outputs(
             out.message = f"output {o}: every observation is below the LLOQ"
             return out
         n_total += d.n
-        blocks.append(_Block(data=d, dose=dose if dose is not None else getattr(s, "dose", None),
+        blocks.append(Block(data=d, dose=dose if dose is not None else getattr(s, "dose", None),
                              pmap=pmap, pfixed=pfixed, observation=o, residual=res_o))
     k_free = len(free_names) + (1 if estimate else 0)
     if n_total < k_free:
@@ -195,10 +196,10 @@ def fit_outputs(
         return out
     residual = blocks[0].residual
     assert residual is not None
-    problem = _Problem(model, blocks, names, is_log, lo, hi, residual, model.primary_observation)
+    problem = Problem(model, blocks, names, is_log, lo, hi, residual, model.primary_observation)
     start = {n: float(pfixed[j]) if pmap[j] < 0 else float(model.parameter(n).value)
              for j, n in enumerate(pnames)}
-    theta0 = _to_internal(start, names, is_log, lo, hi)
+    theta0 = to_internal(start, names, is_log, lo, hi)
     if estimate:
         theta0 = np.append(theta0, math.log(base_sigma))
     spread = np.array([math.sqrt(model.bsv.get(n, 0.25)) for n in free_names]
@@ -216,7 +217,7 @@ def fit_outputs(
     out.sigma = problem.sigma(th) if estimate else math.nan
     p = problem.block_params(th, blocks[0])
     out.params = dict(zip(pnames, p.tolist(), strict=True))
-    cov, cov_ok, at_b = _covariance(problem.information(th), th, problem.lower, problem.upper)
+    cov, cov_ok, at_b = covariance(problem.information(th), th, problem.lower, problem.upper)
     se = np.sqrt(np.diag(cov))
     for i, n in enumerate(free_names):
         out.stderr[n] = float(out.params[n] * se[i]) if is_log[i] else float(se[i])

@@ -68,9 +68,10 @@ def _batch_kwargs(model: Any, block: Any, primary: str) -> dict | None:
 
 
 class BatchResiduals:
-    """Residual vectors and Jacobians of a ``_Problem`` for a stack of parameter vectors.
+    """Residual vectors and Jacobians of a :class:`cartkinetics.fit.problem.Problem` for a
+    stack of parameter vectors.
 
-    Same elements as ``_Problem.residuals`` (quantified ``z``, censored
+    Same elements as ``Problem.residuals`` (quantified ``z``, censored
     ``sqrt(-2 log Phi(zc))``, the ``ln sigma`` element, the prior elements), computed for
     ``m`` internal vectors at once. Normal error only (the Student-t path falls back).
     """
@@ -342,7 +343,8 @@ def fit_multistart(problem: Any, theta0: np.ndarray, names: list[str], n_candida
                    days: np.ndarray | None = None, max_iter: int | None = None,
                    n_polish: int | None = None, polish_margin: float | None = None,
                    vectorised: bool = True):
-    """Multi-start fit of a ``_Problem``: the shared global step of every lmfit fit.
+    """Multi-start fit of a :class:`cartkinetics.fit.problem.Problem`: the shared global step
+    of every lmfit fit.
 
     ``n_starts`` local searches (see :func:`start_points`) run together in the vectorised
     Levenberg-Marquardt loop (:func:`batched_lm`); lmfit then polishes the best end point and

@@ -19,7 +19,8 @@ from cartkinetics.solvers.status import INVALID_INPUT, SUCCESS
 _NUMBA_METHODS = ("auto", "tsit5", "dopri5", "rodas5p", "rodas4")
 
 
-def _method(method: str) -> str:
+def solver_method(method: str) -> str:
+    """The numba solver method for a model-level ``method`` name (unknown names refused)."""
     m = str(method).lower()
     if m not in _NUMBA_METHODS:
         raise CartKineticsError(
@@ -66,7 +67,7 @@ def _events(
 
 def single_backend(method: str) -> Any:
     """Solve function for one parameter set with the numba solvers, for ``method``."""
-    m = _method(method)
+    m = solver_method(method)
 
     def run(model, t, p, y0, jumps, tau, dtau, rtol, atol, method_, max_steps, sens, sidx=None):
         from cartkinetics.solvers import solve, solve_sensitivities
@@ -94,7 +95,7 @@ def single_backend(method: str) -> Any:
 
 def batch_backend(method: str) -> Any:
     """Solve function for many parameter sets with the batched numba solver, for ``method``."""
-    m = _method(method)
+    m = solver_method(method)
 
     def run(model, t, P, dose, rtol, atol, method_, max_steps, return_states):
         from cartkinetics.models.base import BatchSolution
@@ -104,7 +105,7 @@ def batch_backend(method: str) -> Any:
         n = model.n_states
         atol = np.full(n, float(atol))
         events = model.resolve_dose(dose)
-        BPS, JUMPS, P_used, Y0 = _batch_events(model, P, events)
+        BPS, JUMPS, P_used, Y0 = batch_events(model, P, events)
         res = solve_batch(system, t, Y0, P_used, breakpoints=BPS, jumps=JUMPS, method=m,
                           rtol=rtol, atol=atol, max_steps=max_steps, t0=0.0)
         status = np.asarray(res.status, dtype=np.int64).copy()
@@ -151,7 +152,7 @@ def batch_breakpoints(model: Any, P: np.ndarray) -> np.ndarray:
     return bps
 
 
-def _batch_events(
+def batch_events(
     model: Any, P: np.ndarray, events: list[tuple[float, float]]
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray, np.ndarray]:
     """Breakpoints (m, k), jumps (m, k, n), parameters and initial states for a batch.

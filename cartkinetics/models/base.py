@@ -255,6 +255,26 @@ class Model:
         Residual SD where published; ``residual_model`` says on which scale.
     default_dose : float or None
         Dose used when ``dose=None`` (in ``dose_unit``).
+
+    Capabilities (what fits and simulations may ask a model for; they never test its name):
+
+    fix_order : tuple of str
+        Parameters a per-patient fit fixes at their typical values, in this order, when the
+        data cannot identify them all (default: none named; the fit falls back to its rule).
+    sparse_series_note : bool
+        Per-patient maximum-likelihood summaries carry the sparse-series note (the model's
+        ML estimates from sparse series are validated as biased in docs/fitting.md).
+    outcome_parameters : tuple of str
+        Parameters that are curve outcomes of the same name (Stein's ``cmax``, ``tmax``):
+        read directly instead of computed from the curve.
+    ordered_rates : tuple of (faster, slower) parameter pairs
+        Rates the hierarchical fit keeps ordered (a smooth penalty against the
+        label-switched mode of a bi-exponential decline).
+    lymphodepletion_reset : dict state -> parameter
+        States that lymphodepletion resets to a parameter's value before a later infusion.
+    closed_form_pytensor, closed_form_numpy, simulation_kernels : methods or None
+        Closed forms of ln(observation) in PyTensor and numpy, and the numba kernels of the
+        scenario simulator; None where the model has none (ODE models are solved instead).
     """
 
     name: str
@@ -274,11 +294,29 @@ class Model:
     dose_unit: str = ""
     set_doses: dict[str, float] = field(default_factory=dict)
     notes: str = ""
+    fix_order: tuple[str, ...] = ()
+    sparse_series_note: bool = False
+    outcome_parameters: tuple[str, ...] = ()
+    ordered_rates: tuple[tuple[str, str], ...] = ()
+    lymphodepletion_reset: dict[str, str] = field(default_factory=dict)
+
+    # capabilities given by methods in the models that have them (see the class docstring)
+    closed_form_pytensor = None
+    closed_form_numpy = None
+    simulation_kernels = None
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.parameters]
         if len(set(names)) != len(names):
             raise CartKineticsError(f"model {self.name}: duplicate parameter names in {names}")
+        named = [*self.fix_order, *self.outcome_parameters,
+                 *(n for pair in self.ordered_rates for n in pair),
+                 *self.lymphodepletion_reset.values()]
+        unknown_cap = sorted(set(named) - set(names))
+        if unknown_cap:
+            raise CartKineticsError(
+                f"model {self.name}: capabilities name unknown parameters {unknown_cap}"
+            )
         if not self.primary_observation:
             self.primary_observation = next(iter(self.observations))
         for set_name, values in self.parameter_sets.items():

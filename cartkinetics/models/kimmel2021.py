@@ -98,6 +98,9 @@ def build(name: str = "kimmel2021") -> ODEModel:
         population=POPULATION,
         parameter_sets={"table1": {p.name: p.value for p in PARAMETERS}},
         primary_observation="car_t_blood",
+        # the normal T cells N(0) = 3e9 are the level after lymphodepletion: a second
+        # infusion re-expands only after lymphodepletion resets N (the authors' point)
+        lymphodepletion_reset={"N": "N0"},
         dose_unit="CAR-T cells (a day-0 dose sets C0)",
         notes="r_B is a literature range in the paper; 0.01/day chosen as typical here.",
     )

@@ -64,6 +64,7 @@ class ODEModel(Model):
         set_doses: dict[str, float] | None = None,
         notes: str = "",
         preferred_method: str = "auto",
+        **capabilities: Any,
     ) -> None:
         super().__init__(
             name=spec.name,
@@ -83,6 +84,7 @@ class ODEModel(Model):
             dose_unit=dose_unit,
             set_doses=dict(set_doses or {}),
             notes=notes,
+            **capabilities,
         )
         self.spec = spec
         self.functions = functions
@@ -454,7 +456,7 @@ def sensitivities_batch(
     (parameter names or indices, default all) selects the derivative columns: d obs / d p
     is then (m, nt, len(wrt)) in the order of ``wrt``.
     """
-    from cartkinetics.models._solver_adapter import _batch_events, _method, ode_system
+    from cartkinetics.models._solver_adapter import batch_events, ode_system, solver_method
     from cartkinetics.solvers import solve_sensitivities_batch
 
     name = observation or model.primary_observation
@@ -466,7 +468,7 @@ def sensitivities_batch(
     if method == "auto":
         method = model.preferred_method
     events = model.resolve_dose(dose)
-    BPS, JUMPS, P_used, Y0 = _batch_events(model, P, events)
+    BPS, JUMPS, P_used, Y0 = batch_events(model, P, events)
     m, n, npar = P.shape[0], model.n_states, model.n_params
     sidx = model._wrt(wrt)
     S0 = np.zeros((m, n, npar))
@@ -483,8 +485,8 @@ def sensitivities_batch(
             DTB[i] = d[np.argsort(tau)]
     res = solve_sensitivities_batch(
         ode_system(model), t, Y0, P_used, dY0_dp=S0, breakpoints=BPS, dtb_dp=DTB, jumps=JUMPS,
-        method=_method(method), rtol=rtol, atol=np.full(n, _atol(atol)), max_steps=max_steps,
-        t0=0.0, wrt=sidx,
+        method=solver_method(method), rtol=rtol, atol=np.full(n, _atol(atol)),
+        max_steps=max_steps, t0=0.0, wrt=sidx,
     )
     Y, S = res.y, res.S
     obs = model.observe_batch(t, Y, P_used)[:, k, :]
@@ -676,9 +678,9 @@ def from_functions(
     observations : dict name -> (weights over states, unit); default the sum of all states
     initial : callable ``init(p, y0)`` (numba or Python) or an array of initial states
     """
-    from cartkinetics.models.spec import _as_parameters
+    from cartkinetics.models.spec import as_parameters
 
-    params = _as_parameters(parameters)
+    params = as_parameters(parameters)
     st = dict(states) if isinstance(states, dict) else {s: "" for s in states}
     n, npar = len(st), len(params)
     if observations is None:

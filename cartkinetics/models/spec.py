@@ -270,7 +270,8 @@ def parse_equations(
     return equations, definitions, lines
 
 
-def _as_parameters(parameters: Any) -> list[Parameter]:
+def as_parameters(parameters: Any) -> list[Parameter]:
+    """Parameter objects from a list of Parameters or a dict name -> typical value."""
     if isinstance(parameters, dict):
         out = []
         for k, v in parameters.items():
@@ -320,7 +321,7 @@ def build_spec(
     """Check names and structure and return an :class:`ODESpec` (no code generated yet)."""
     if not _NAME.match(name or ""):
         raise CartKineticsError(f"model name {name!r} must be an identifier")
-    params = _as_parameters(parameters)
+    params = as_parameters(parameters)
     if isinstance(equations, str):
         eqs, defs, lines = parse_equations(equations, source)
     else:

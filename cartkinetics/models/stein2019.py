@@ -78,6 +78,23 @@ BSV = {"foldx": 2.4, "tmax": 0.38, "cmax": 0.65, "alpha": 0.91, "fb": 0.80, "bet
 RESIDUAL_SD = 0.56
 COMEDICATION_FACTORS = {"tocilizumab": 1.2, "corticosteroids": 1.0}
 COVARIATE_COLUMNS = ("tocilizumab_day", "corticosteroid_day")
+#: parameters a per-patient fit fixes at their typical values, in this order, when the data
+#: cannot identify all six (the slow phase first: it needs late samples)
+FIX_ORDER = ("beta", "fb", "foldx", "alpha")
+#: the capabilities shared by the closed form and the ODE form (see ``Model``)
+CAPABILITIES: dict[str, Any] = {
+    "fix_order": FIX_ORDER,
+    "sparse_series_note": True,  # ML from sparse series is biased (docs/fitting.md)
+}
+#: those of the closed form only: Cmax and Tmax read from the parameters (the ODE form
+#: computes them from its curve), the hierarchical fit's ordering of the fast contraction
+#: above the slow decline
+CLOSED_FORM_CAPABILITIES: dict[str, Any] = {
+    "outcome_parameters": ("cmax", "tmax"),
+    "ordered_rates": (("alpha", "beta"),),
+}
+#: parameters whose closed form takes ln(value) (all but the fraction FB)
+LOG_CURVE_NAMES = ("foldx", "tmax", "cmax", "alpha", "beta")
 NOTES = (
     "bsv holds omega^2 (variances of log-parameters) as nlmixr2lib enters Stein 2019 Table 1; "
     "residual_sd is the SD of an additive error on ln(copies/ug). Comedication factors on rho "
@@ -102,6 +119,45 @@ def _growth_integral(
     return g, f
 
 
+def log_curve_pytensor(t: Any, theta_log: Any, fb: Any) -> Any:
+    """ln C(t) of the Stein 2019 closed form, in PyTensor, stable on both branches.
+
+    Parameters
+    ----------
+    t : tensor (n,) days
+    theta_log : tensor (n, 5)
+        ln foldx, ln tmax, ln cmax, ln alpha, ln beta per observation.
+    fb : tensor (n,) the fraction FB in (0, 1) (its log and log(1-FB) are taken here).
+
+    Notes
+    -----
+    Rising branch: ln C = ln Cmax + ln(foldx) (t/Tmax - 1), clipped at 0 past Tmax; declining
+    branch: ln C = ln Cmax + logaddexp(ln(1-FB) - alpha dt, ln FB - beta dt) with dt clipped at
+    0 before Tmax. The clipping keeps the branch that ``switch`` discards finite, so neither
+    its value nor its gradient can be NaN/inf (a NaN there would poison the gradient).
+    """
+    import pytensor.tensor as pt
+
+    lfx, ltm, lcm, lal, lbe = (theta_log[:, i] for i in range(5))
+    tmax = pt.exp(ltm)
+    rising = lcm + lfx * (pt.minimum(t / tmax, 1.0) - 1.0)
+    dt = pt.maximum(t - tmax, 0.0)
+    a = pt.log1p(-fb) - pt.exp(lal) * dt
+    b = pt.log(fb) - pt.exp(lbe) * dt
+    hi = pt.maximum(a, b)
+    falling = lcm + hi + pt.log1p(pt.exp(-pt.abs(a - b)))
+    return pt.switch(t < tmax, rising, falling)
+
+
+def log_curve_numpy(t: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """ln C(t) of Stein 2019 in numpy; theta (..., 6) natural scale in parameter order."""
+    foldx, tmax, cmax, alpha, fb, beta = (theta[..., i] for i in range(6))
+    rising = np.log(cmax) + np.log(foldx) * (np.minimum(t / tmax, 1.0) - 1.0)
+    dt = np.maximum(t - tmax, 0.0)
+    falling = np.log(cmax) + np.logaddexp(np.log1p(-fb) - alpha * dt, np.log(fb) - beta * dt)
+    return np.where(t < tmax, rising, falling)
+
+
 class Stein2019(Model):
     """Closed-form Stein 2019 model; answers solve/solve_batch/sensitivities analytically."""
 
@@ -123,8 +179,35 @@ class Stein2019(Model):
             default_dose=None,
             dose_unit="(dose does not enter: Cmax is a parameter)",
             notes=NOTES,
+            **CAPABILITIES,
+            **CLOSED_FORM_CAPABILITIES,
         )
         self.comedication_factors = dict(COMEDICATION_FACTORS)
+
+    # ---------------------------------------------------------------- capabilities
+    def closed_form_pytensor(self, t: Any, scaled: dict[str, Any], natural: dict[str, Any],
+                             rows: np.ndarray) -> Any:
+        """ln(transgene) at the observation times ``t`` (PyTensor), for the hierarchical fit.
+
+        ``scaled`` / ``natural``: parameter name -> per-series tensor on the parameter's
+        ``transform`` scale (log for all but FB) / on the natural scale; ``rows``: the series
+        of each observation. Comedication is not part of this form.
+        """
+        import pytensor.tensor as pt
+
+        theta_log = pt.stack([scaled[n] for n in LOG_CURVE_NAMES], axis=1)[rows]
+        return log_curve_pytensor(t, theta_log, natural["fb"][rows])
+
+    def closed_form_numpy(self, t: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """ln(transgene) at times ``t`` for natural-scale parameters ``theta`` (..., 6)."""
+        return log_curve_numpy(t, theta)
+
+    def simulation_kernels(self) -> Any:
+        """The numba kernels of the scenario simulator (``stein_curves``, ``stein_outcomes``
+        of :mod:`cartkinetics.models.stein2019_numba`), imported on first use."""
+        from cartkinetics.models import stein2019_numba
+
+        return stein2019_numba
 
     def _aux_columns(self) -> tuple[str, ...]:
         return super()._aux_columns() + COVARIATE_COLUMNS

@@ -16,6 +16,7 @@ from cartkinetics.models.ode import ODEModel, model_from_spec
 from cartkinetics.models.spec import build_spec
 from cartkinetics.models.stein2019 import (
     BSV,
+    CAPABILITIES,
     DESCRIPTION,
     PARAMETERS,
     POPULATION,
@@ -53,4 +54,5 @@ def build_ode() -> ODEModel:
         residual_sd=RESIDUAL_SD,
         residual_model="additive on ln(copies/ug)",
         dose_unit="(dose does not enter: Cmax is a parameter)",
+        **CAPABILITIES,
     )

@@ -18,7 +18,7 @@ from cartkinetics.serialize import is_jsonable
 from cartkinetics.simulate.engine import (
     Plan,
     TumourSpec,
-    _check_memory,
+    check_memory,
     run_dask,
     run_local,
 )
@@ -438,7 +438,7 @@ def simulate(
         out_dir=None if out is None else str(out), collect=collect,
         solver_options=dict(solver_options or {}),
     )
-    _check_memory(plan)
+    check_memory(plan)
     if progress is None:
         progress = plan.n_chunks > 10 and sys.stderr.isatty()
     info: dict[str, Any] = {"population": pop.describe(), "unit": _output_unit(m, pop),
@@ -512,7 +512,7 @@ def _notes(
                 "simulated like one with it."
             )
     else:
-        from cartkinetics.simulate.engine import BLOOD_ML_PER_KG, LYMPHODEPLETION_RESET
+        from cartkinetics.simulate.engine import BLOOD_ML_PER_KG
 
         if str(model.dose_unit).startswith("cells/uL") and any(
                 s.needs_weight() for s in scenarios):
@@ -520,8 +520,8 @@ def _notes(
                 f"{model.name} takes its dose as a blood concentration: cells are divided by "
                 f"a blood volume of {BLOOD_ML_PER_KG:g} mL/kg x body weight.")
         if any(s.second_infusion_day is not None for s in scenarios):
-            if model.name in LYMPHODEPLETION_RESET:
-                states = ", ".join(LYMPHODEPLETION_RESET[model.name])
+            if model.lymphodepletion_reset:
+                states = ", ".join(model.lymphodepletion_reset)
                 notes.append(
                     f"{model.name}: lymphodepletion before the second infusion resets {states} "
                     "to its initial (post-lymphodepletion) level; without it the state goes on.")

@@ -130,6 +130,8 @@ def _factors(model: Any, factors: dict[str, float], P: np.ndarray) -> None:
 
 
 # ------------------------------------------------------------------ closed-form Stein
+# models whose ``simulation_kernels()`` give Stein-form numba kernels (stein_curves,
+# stein_outcomes): components of one closed-form curve per infusion or split dose
 
 
 def _stein_scenario(
@@ -180,8 +182,8 @@ def _run_stein(
     plan: Plan, model: Any, sc: Scenario, P: np.ndarray, weight: np.ndarray,
     cache: list[Any] | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray | None]:
-    from cartkinetics.simulate._stein import stein_curves, stein_outcomes
-
+    kernels = model.simulation_kernels()
+    stein_curves, stein_outcomes = kernels.stein_curves, kernels.stein_outcomes
     arrays = _stein_scenario(plan, model, sc, P, weight)
     starts, pars, amp, toci, ster = arrays
     grid = plan.grid(sc)
@@ -222,11 +224,6 @@ def _run_stein(
 
 # ------------------------------------------------------------------ ODE models
 
-#: models whose normal-lymphocyte state lymphodepletion resets (state -> parameter holding
-#: its post-lymphodepletion level): Kimmel 2021 N(0) = 3e9 cells is the level after
-#: lymphodepletion, and the authors' point is that a second infusion re-expands only after
-#: lymphodepletion resets N.
-LYMPHODEPLETION_RESET = {"kimmel2021": {"N": "N0"}}
 #: blood volume used to turn a dose in cells into cells/uL of blood (models whose dose is a
 #: blood concentration, e.g. Liu 2022's nTN0): 70 mL/kg, a textbook adult value.
 BLOOD_ML_PER_KG = 70.0
@@ -300,7 +297,7 @@ def _run_ode(
 
     Split doses are later doses into the dose state; a second infusion restarts the batch
     solve at its day from each patient's state there, plus the dose, with the lymphocyte
-    state reset when the model has one (:data:`LYMPHODEPLETION_RESET`) and lymphodepletion
+    state reset when the model has one (``model.lymphodepletion_reset``) and lymphodepletion
     is given.
     """
     spec = getattr(model, "spec", None)
@@ -370,7 +367,7 @@ def _run_ode(
             raise CartKineticsError(f"model {model.name} takes no doses after day 0")
         y_d[:, k] += dd2 * weight * scale * spec.dose_scale
         if sc.lymphodepletion:
-            for state, param in LYMPHODEPLETION_RESET.get(model.name, {}).items():
+            for state, param in model.lymphodepletion_reset.items():
                 y_d[:, model.state_names.index(state)] = P_used[:, model.param_names.index(param)]
         t2 = grid[grid >= d2]
         Y2, _, st2 = _solve_ode(model, t2, P_used, y_d, np.empty(0), np.empty((m, 0)), d2,
@@ -466,7 +463,7 @@ def run_chunk(plan: Plan, chunk: int) -> dict[str, Any]:
     rng = chunk_rng(plan.entropy, chunk)
     P, covs = plan.population.sample(rng, m, model)
     weight = covs["weight"]
-    runner = _run_stein if model.name == "stein2019" else _run_ode
+    runner = _run_stein if model.simulation_kernels is not None else _run_ode
     frames = []
     curves: dict[int, np.ndarray] = {}
     cache: list[Any] = []
@@ -523,7 +520,7 @@ def run_dask(
         return [r for r in results if r is not None], info
 
 
-def _check_memory(plan: Plan) -> None:
+def check_memory(plan: Plan) -> None:
     """Refuse a run whose collected outcomes would not fit comfortably in memory."""
     if not plan.collect:
         return

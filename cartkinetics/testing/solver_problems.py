@@ -1,8 +1,10 @@
-"""Test problems for the solver tests (numba model functions with known answers).
+"""Solver test problems: numba model functions with known answers (closed forms, stiff
+reference problems), shared by the solver tests and benchmarks.
 
-Kept in a test_solvers_* module so the area owns it; it defines no tests itself.
+Importing this module compiles (or loads from numba's cache) the problems' functions.
 """
 
+# ruff: noqa: E501
 import math
 
 import numpy as np
@@ -29,6 +31,7 @@ def logistic_dfdp(t, y, p, piece, Jp):
 
 
 def logistic_exact(t, y0, r, K):
+    """Closed-form logistic solution y(t) from y0 with rate r and capacity K."""
     return K / (1.0 + (K / y0 - 1.0) * np.exp(-r * t))
 
 
