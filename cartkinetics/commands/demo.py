@@ -98,10 +98,10 @@ def print_summary(analysis: Analysis, started: float) -> int:
     return 1 if failed else 0
 
 
-def _use_agg() -> None:
+def use_agg() -> None:
+    """Draw to files only (matplotlib's Agg backend): a command-line run never opens a window."""
     import matplotlib
 
-    # a command-line run draws to files only; never open a window
     matplotlib.use("Agg")
 
 
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     out_dir(args)  # a folder, created (refuses a file name)
-    _use_agg()
+    use_agg()
     print("cartkinetics demo on the bundled SYNTHETIC example cohort (not patient data)")
     note = first_run_note()
     if note:

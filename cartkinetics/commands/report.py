@@ -89,7 +89,7 @@ def _kinetics_source(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Run the analysis on the user's files and print a summary."""
-    from cartkinetics.commands.demo import _use_agg
+    from cartkinetics.commands.demo import use_agg
     from cartkinetics.errors import CartKineticsError
     from cartkinetics.pipeline import AnalysisOptions, run_analysis
 
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
             flag = "KINETICS.csv" if what == "kinetics" else f"--{what}"
             raise CartKineticsError(f"no such file ({flag})", source=path)
     out_dir(args)  # a folder, created (refuses a file name)
-    _use_agg()
+    use_agg()
     options = AnalysisOptions(
         model=args.model, assay=args.assay, population=args.population,
         simulation=args.simulate, quick=args.quick, draws=args.draws, chains=args.chains,

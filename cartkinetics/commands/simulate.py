@@ -278,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
             if k.startswith("p_") and not k.endswith(("_lo", "_hi")):
                 print(f"    {k} = {_fmt(v)} (95% CI {_fmt(s[k + '_lo'])}-{_fmt(s[k + '_hi'])})")
         if s["n_failed"]:
-            print(f"    {s['n_failed']} virtual patients failed to solve (status != 0)")
+            print(f"    {s['n_failed']} virtual patients failed to solve (see the status column)")
     if out is not None:
         print(f"written to {out}")
     return 0

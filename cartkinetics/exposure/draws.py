@@ -63,7 +63,10 @@ def exposure_draws(fit: Any, metric: str = "auc_0_28", *, infusion: int | str = 
     from cartkinetics.exposure.metrics import metric_unit
 
     names = list(fit.info.get("names", []))
-    if fit.info.get("stein") and metric in ("cmax", "tmax") and metric in names:
+    # a model whose parameters are the outcomes themselves (Stein 2019's cmax, tmax): the
+    # sampled parameter is the exposure, exactly; otherwise computed from each drawn curve
+    outcome_params = getattr(getattr(fit, "model", None), "outcome_parameters", ())
+    if metric in outcome_params and metric in names:
         arr = fit.theta[:, :, names.index(metric)]
     else:
         draws = fit.outcome_draws(max_draws=max_draws)

@@ -132,7 +132,7 @@ def _eval(rhs, jac, dfdp, t, y, p, piece, n, sidx, sens, has_jac, out, J, Jp, yt
 
 
 @njit(cache=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _hinit(rhs, jac, dfdp, t, y, f0, p, piece, n, sidx, sens, has_jac, order, hmax, rtol, atol, ytmp, f1, J, Jp, yt2, ft2, ys, fs):
+def hinit(rhs, jac, dfdp, t, y, f0, p, piece, n, sidx, sens, has_jac, order, hmax, rtol, atol, ytmp, f1, J, Jp, yt2, ft2, ys, fs):
     """Hairer's automatic initial step (HINIT of DOPRI5), RMS norms; one f evaluation."""
     N = y.shape[0]
     dnf = 0.0
@@ -165,7 +165,7 @@ def _hinit(rhs, jac, dfdp, t, y, f0, p, piece, n, sidx, sens, has_jac, order, hm
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _pi_control(order, facc2):
+def pi_control(order, facc2):
     """Hairer's PI step-size controller for an error estimate of order ``order``: its constants
     ``ctl`` = (expo1, beta, safe, facc1, facc2, lclamp1, lclamp2) and the initial
     log(facold ** beta). facc1 = 1 / facmin (a step may shrink by 5), facc2 = 1 / facmax."""
@@ -179,7 +179,7 @@ def _pi_control(order, facc2):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _accept_factor(lerr, lfacold, ctl):
+def accept_factor(lerr, lfacold, ctl):
     """Hairer's PI controller after an accepted step: (fac, new log facold ** beta).
 
     fac = err ** expo1 / facold ** beta / safe clamped to [facc2, facc1], from log(err) with
@@ -197,14 +197,14 @@ def _accept_factor(lerr, lfacold, ctl):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _reject_factor(lerr, ctl):
+def reject_factor(lerr, ctl):
     """Step shrink factor after a rejected step (the new step is h / factor)."""
     expo1, beta, safe, facc1, facc2, lclamp1, lclamp2 = ctl
     return min(facc1, math.exp(expo1 * lerr) / safe)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _step_head(nsteps, max_steps, t, h, tend, n_nonfinite):
+def step_head(nsteps, max_steps, t, h, tend, n_nonfinite):
     """Checks before a step: (status, h, last). status TAKE_STEP: take the step, with h cut to
     end exactly at tend when within 1 % of it (last); else the failure status to return."""
     if nsteps >= max_steps:
@@ -217,7 +217,7 @@ def _step_head(nsteps, max_steps, t, h, tend, n_nonfinite):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _erk_coefficients(ea, ec, ee):
+def erk_coefficients(ea, ec, ee):
     """The coefficients of a 7-stage FSAL pair as scalars (kept in registers by the unrolled
     steppers; read from the arrays they are reloaded after every store):
     a10, a20, a21, ..., a65, c1, ..., c6, e0, ..., e6."""
@@ -227,7 +227,7 @@ def _erk_coefficients(ea, ec, ee):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _dense_weights(edense, th, bth):
+def dense_weights(edense, th, bth):
     """bth[i] = b_i(theta) = sum_j edense[i, j] theta ** (j + 1): the weights of the stages in
     the dense output y(t + theta h) = y + h sum_i b_i(theta) k_i."""
     for i in range(edense.shape[0]):
@@ -240,7 +240,7 @@ def _dense_weights(edense, th, bth):
 
 
 @njit(cache=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _write_until(t_eval, ie, tnew, out, ynew):
+def write_until(t_eval, ie, tnew, out, ynew):
     nt = t_eval.shape[0]
     while ie < nt and t_eval[ie] <= tnew:
         for k in range(ynew.shape[0]):
@@ -269,7 +269,7 @@ def _piece_erk(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, eta
     # generic loops. Sums in the textbook order (same rounding as a loop over the stages).
     K0, K1, K2, K3, K4, K5, K6 = K[0], K[1], K[2], K[3], K[4], K[5], K[6]
     (a10, a20, a21, a30, a31, a32, a40, a41, a42, a43, a50, a51, a52, a53, a54, a60, a61, a62, a63, a64, a65,
-     c1, c2, c3, c4, c5, c6, e0, e1, e2, e3, e4, e5, e6) = _erk_coefficients(ea, ec, ee)
+     c1, c2, c3, c4, c5, c6, e0, e1, e2, e3, e4, e5, e6) = erk_coefficients(ea, ec, ee)
     _eval(rhs, jac, dfdp, t, y, p, piece, n, sidx, sens, has_jac, K0, J, Jp, yt2, ft2, ys, fs)
     stats[STAT_F_EVALUATIONS] += 1
     if not all_finite(K0):
@@ -278,15 +278,15 @@ def _piece_erk(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, eta
     if first_step > 0.0:
         h = min(first_step, hmax)
     else:
-        h = _hinit(rhs, jac, dfdp, t, y, K0, p, piece, n, sidx, sens, has_jac, eorder, hmax, rtol, atol, ytmp, K1, J, Jp, yt2, ft2, ys, fs)
+        h = hinit(rhs, jac, dfdp, t, y, K0, p, piece, n, sidx, sens, has_jac, eorder, hmax, rtol, atol, ytmp, K1, J, Jp, yt2, ft2, ys, fs)
         stats[STAT_F_EVALUATIONS] += 1
-    ctl, lfacold = _pi_control(eorder, 0.1)  # the step may grow by 10
+    ctl, lfacold = pi_control(eorder, 0.1)  # the step may grow by 10
     reject = False
     n_nonfinite = 0
     iasti = 0
     nonsti = 0
     while True:
-        code, h, last = _step_head(stats[STAT_STEPS] + stats[STAT_REJECTED], max_steps, t, h, tend, n_nonfinite)
+        code, h, last = step_head(stats[STAT_STEPS] + stats[STAT_REJECTED], max_steps, t, h, tend, n_nonfinite)
         if code != TAKE_STEP:
             return code, t, ie
         # hot loop: the model is called directly in plain mode (a call through the _eval
@@ -348,7 +348,7 @@ def _piece_erk(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, eta
         n_nonfinite = 0
         lerr = 0.5 * math.log(err2)  # log(err); -inf for a zero error
         if err2 <= 1.0:
-            fac, lfacold = _accept_factor(lerr, lfacold, ctl)
+            fac, lfacold = accept_factor(lerr, lfacold, ctl)
             hnew = h / fac
             stats[STAT_STEPS] += 1
             switch = False
@@ -378,7 +378,7 @@ def _piece_erk(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, eta
                     for k in range(N):
                         out[ie, k] = ynew[k]
                 else:
-                    _dense_weights(edense, (te - t) / h, bth)
+                    dense_weights(edense, (te - t) / h, bth)
                     b0, b1, b2, b3, b4, b5, b6 = bth[0], bth[1], bth[2], bth[3], bth[4], bth[5], bth[6]
                     for k in range(N):
                         out[ie, k] = y[k] + h * (b0 * K0[k] + b1 * K1[k] + b2 * K2[k] + b3 * K3[k]
@@ -397,7 +397,7 @@ def _piece_erk(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, eta
             reject = False
             h = min(hnew, tend - t)
         else:
-            hnew = h / _reject_factor(lerr, ctl)
+            hnew = h / reject_factor(lerr, ctl)
             reject = True
             stats[STAT_REJECTED] += 1
             h = hnew
@@ -426,14 +426,14 @@ def _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, aut
     if first_step > 0.0:
         h = min(first_step, hmax)
     else:
-        h = _hinit(rhs, jac, dfdp, t, y, f0, p, piece, n, sidx, sens, has_jac, rorder, hmax, rtol, atol, ytmp, ynew, J, Jp, yt2, ft2, ys, fs)
+        h = hinit(rhs, jac, dfdp, t, y, f0, p, piece, n, sidx, sens, has_jac, rorder, hmax, rtol, atol, ytmp, ynew, J, Jp, yt2, ft2, ys, fs)
         stats[STAT_F_EVALUATIONS] += 1
-    ctl, lfacold = _pi_control(rorder, 1.0 / 6.0)  # the step may grow by 6
+    ctl, lfacold = pi_control(rorder, 1.0 / 6.0)  # the step may grow by 6
     reject = False
     fresh = False  # f0, J, dT, X valid for (t, y)
     n_nonfinite = 0
     while True:
-        code, h, last = _step_head(stats[STAT_STEPS] + stats[STAT_REJECTED], max_steps, t, h, tend, n_nonfinite)
+        code, h, last = step_head(stats[STAT_STEPS] + stats[STAT_REJECTED], max_steps, t, h, tend, n_nonfinite)
         if code != TAKE_STEP:
             return code, t, ie
         if not fresh:
@@ -552,7 +552,7 @@ def _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, aut
         n_nonfinite = 0
         lerr = 0.5 * math.log(err2)  # log(err); -inf for a zero error
         if err2 <= 1.0:
-            fac, lfacold = _accept_factor(lerr, lfacold, ctl)
+            fac, lfacold = accept_factor(lerr, lfacold, ctl)
             hnew = h / fac
             stats[STAT_STEPS] += 1
             tnew = tend if last else t + h
@@ -583,14 +583,14 @@ def _piece_ros(rhs, jac, dfdp, t, tend, y, p, piece, n, sidx, sens, has_jac, aut
             reject = False
             h = min(hnew, tend - t)
         else:
-            hnew = h / _reject_factor(lerr, ctl)
+            hnew = h / reject_factor(lerr, ctl)
             reject = True
             stats[STAT_REJECTED] += 1
             h = hnew
 
 
 @njit(cache=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _apply_break(rhs, jac, dfdp, t, y, p, piece, k, n, sidx, sens, jumps, dtb, fb, fa):
+def apply_break(rhs, jac, dfdp, t, y, p, piece, k, n, sidx, sens, jumps, dtb, fb, fa):
     """Add jumps[k] at breakpoint k; in sens mode S += (f_before - f_after) dtb/dp
     (dtb columns are the selected parameters sidx)."""
     if sens is not None and sens:
@@ -741,10 +741,10 @@ def _solve(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, se
                     ib += 1
                 piece = ib
             else:
-                ie = _write_until(t_eval, 0, t, out, y)
+                ie = write_until(t_eval, 0, t, out, y)
                 piece = 0
                 while ib < nb and bps[ib] <= t:
-                    _apply_break(rhs, jac, dfdp, t, y, p, piece, ib, n, SIDX, sens, jumps, dtb, fb, fa)
+                    apply_break(rhs, jac, dfdp, t, y, p, piece, ib, n, SIDX, sens, jumps, dtb, fb, fa)
                     ib += 1
                     piece += 1
             t_final = t_eval[nt - 1]
@@ -772,11 +772,11 @@ def _solve(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, npar, se
                 if status != SUCCESS:
                     break
                 if ib < nb and bps[ib] == tend and t < t_final:
-                    _apply_break(rhs, jac, dfdp, t, y, p, piece, ib, n, SIDX, sens, jumps, dtb, fb, fa)
+                    apply_break(rhs, jac, dfdp, t, y, p, piece, ib, n, SIDX, sens, jumps, dtb, fb, fa)
                     ib += 1
                     piece += 1
                     while ib < nb and bps[ib] == tend:  # coincident breakpoints
-                        _apply_break(rhs, jac, dfdp, t, y, p, piece, ib, n, SIDX, sens, jumps, dtb, fb, fa)
+                        apply_break(rhs, jac, dfdp, t, y, p, piece, ib, n, SIDX, sens, jumps, dtb, fb, fa)
                         ib += 1
                         piece += 1
             if status != SUCCESS and status != SWITCH:

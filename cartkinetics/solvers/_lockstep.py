@@ -48,17 +48,17 @@ from numba import njit, types
 from cartkinetics.solvers._core import all_finite, check_inputs
 from cartkinetics.solvers._kernels import (
     ETAB_T,
-    _accept_factor,
-    _apply_break,
-    _dense_weights,
-    _erk_coefficients,
-    _hinit,
-    _pi_control,
-    _reject_factor,
-    _step_head,
-    _write_until,
+    accept_factor,
+    apply_break,
+    dense_weights,
+    erk_coefficients,
+    hinit,
     lazy_entries,
+    pi_control,
+    reject_factor,
     signature,
+    step_head,
+    write_until,
 )
 from cartkinetics.solvers.status import (
     INVALID_INPUT,
@@ -77,8 +77,8 @@ _T, _H, _TEND, _LFAC, _TFIN = 0, 1, 2, 3, 4
 _Q, _PIECE, _IB, _IE, _REJ, _LAST, _NNF, _PHASE = 0, 1, 2, 3, 4, 5, 6, 7
 # lane phases: needs a problem, starts a piece, steps, has nothing left to do
 _NEED, _START, _STEP, _IDLE = 0, 1, 2, 3
-# slots of the work-array tuple ``work`` (made in ``_solve_lockstep``): the arrays of _hinit and
-# _apply_break
+# slots of the work-array tuple ``work`` (made in ``_solve_lockstep``): the arrays of hinit and
+# apply_break
 _W_J, _W_JP, _W_YT2, _W_FT2, _W_YS, _W_FS, _W_FB, _W_FA = 0, 1, 2, 3, 4, 5, 6, 7
 
 
@@ -137,7 +137,7 @@ def _load(l, rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, eorder
                 y[k] = Y0[m, k]
             S[l, _T] = t0[m]
             S[l, _TFIN] = t_eval[nt - 1]
-            I[l, _IE] = _write_until(t_eval, 0, t0[m], OUT[m], y)
+            I[l, _IE] = write_until(t_eval, 0, t0[m], OUT[m], y)
             I[l, _IB] = 0
             I[l, _PIECE] = 0
             _next_piece(l, rhs, jac, dfdp, t_eval, BPS, JUMPS, DTB, SIDX, n, OUT, STATS, STATUS, S, I, ST, Y, PL, work)
@@ -160,11 +160,11 @@ def _load(l, rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n, eorder
             if first_step > 0.0:
                 h = min(first_step, hmax)
             else:
-                h = _hinit(rhs, jac, dfdp, t, y, K0, pl, piece, n, SIDX, None, False, eorder, hmax, rtol, ATOL[m],
+                h = hinit(rhs, jac, dfdp, t, y, K0, pl, piece, n, SIDX, None, False, eorder, hmax, rtol, ATOL[m],
                            ytmp, K1, J, Jp, yt2, ft2, ys, fs)
                 ST[l, STAT_F_EVALUATIONS] += 1
             S[l, _H] = h
-            S[l, _LFAC] = _pi_control(eorder, 0.1)[1]
+            S[l, _LFAC] = pi_control(eorder, 0.1)[1]
             I[l, _REJ] = 0
             I[l, _NNF] = 0
             I[l, _PHASE] = _STEP
@@ -187,7 +187,7 @@ def _next_piece(l, rhs, jac, dfdp, t_eval, BPS, JUMPS, DTB, SIDX, n, OUT, STATS,
     ib = I[l, _IB]
     piece = I[l, _PIECE]
     while ib < BPS.shape[1] and BPS[m, ib] <= t:  # coincident breakpoints too
-        _apply_break(rhs, jac, dfdp, t, y, pl, piece, ib, n, SIDX, None, JUMPS[m], DTB[m], fb, fa)
+        apply_break(rhs, jac, dfdp, t, y, pl, piece, ib, n, SIDX, None, JUMPS[m], DTB[m], fb, fa)
         ib += 1
         piece += 1
     I[l, _IB] = ib
@@ -211,7 +211,7 @@ def _solve_explicit(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n,
     YT = np.empty((L, N))
     KK = np.empty((L, 7, N))
     PL = np.empty((L, P.shape[1]))
-    # work arrays of _hinit / _apply_break (the sensitivity ones unused in plain mode)
+    # work arrays of hinit / apply_break (the sensitivity ones unused in plain mode)
     work = (np.zeros((n, n)), np.zeros((n, max(npar, 1))), np.empty(N), np.empty(2 * N), np.empty(n), np.empty(n),
             np.empty(n), np.empty(n))
     bth = np.empty(7)
@@ -226,9 +226,9 @@ def _solve_explicit(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n,
     y1, yt1, yn1, p1 = Y[1], YT[1], YN[1], PL[1]
     K10, K11, K12, K13, K14, K15, K16 = KK[1, 0], KK[1, 1], KK[1, 2], KK[1, 3], KK[1, 4], KK[1, 5], KK[1, 6]
     (a10, a20, a21, a30, a31, a32, a40, a41, a42, a43, a50, a51, a52, a53, a54, a60, a61, a62, a63, a64, a65,
-     c1, c2, c3, c4, c5, c6, e0, e1, e2, e3, e4, e5, e6) = _erk_coefficients(ea, ec, ee)
+     c1, c2, c3, c4, c5, c6, e0, e1, e2, e3, e4, e5, e6) = erk_coefficients(ea, ec, ee)
     nt = t_eval.shape[0]
-    ctl = _pi_control(eorder, 0.1)[0]  # the step may grow by 10, as in _piece_erk
+    ctl = pi_control(eorder, 0.1)[0]  # the step may grow by 10, as in _piece_erk
     nxt = 0
     while True:
         # loop head of each lane: new problems and pieces (calls), then the checks of a step
@@ -239,7 +239,7 @@ def _solve_explicit(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n,
                                 max_steps, first_step, OUT, STATS, STATUS, IDX, nxt, S, I, ST, Y, KK, YT, PL, work)
                 if I[l, _PHASE] != _STEP:
                     break
-                code, h, last = _step_head(ST[l, STAT_STEPS] + ST[l, STAT_REJECTED], max_steps, S[l, _T], S[l, _H], S[l, _TEND],
+                code, h, last = step_head(ST[l, STAT_STEPS] + ST[l, STAT_REJECTED], max_steps, S[l, _T], S[l, _H], S[l, _TEND],
                                            I[l, _NNF])
                 if code != TAKE_STEP:
                     _finish(l, code, t_eval, OUT, STATS, STATUS, I, ST)
@@ -339,11 +339,11 @@ def _solve_explicit(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n,
             I[l, _NNF] = 0
             lerr = 0.5 * math.log(err2)  # log(err); -inf for a zero error
             if err2 > 1.0:
-                S[l, _H] = h / _reject_factor(lerr, ctl)
+                S[l, _H] = h / reject_factor(lerr, ctl)
                 I[l, _REJ] = 1
                 ST[l, STAT_REJECTED] += 1
                 continue
-            fac, lfacold = _accept_factor(lerr, S[l, _LFAC], ctl)
+            fac, lfacold = accept_factor(lerr, S[l, _LFAC], ctl)
             S[l, _LFAC] = lfacold
             hnew = h / fac
             ST[l, STAT_STEPS] += 1
@@ -357,7 +357,7 @@ def _solve_explicit(rhs, jac, dfdp, t0, t_eval, Y0, P, BPS, JUMPS, DTB, SIDX, n,
                     for k in range(N):
                         OUT[m, ie, k] = YN[l, k]
                 else:
-                    _dense_weights(edense, (te - t) / h, bth)
+                    dense_weights(edense, (te - t) / h, bth)
                     b0, b1, b2, b3, b4, b5, b6 = bth[0], bth[1], bth[2], bth[3], bth[4], bth[5], bth[6]
                     for k in range(N):
                         OUT[m, ie, k] = Y[l, k] + h * (b0 * KK[l, 0, k] + b1 * KK[l, 1, k] + b2 * KK[l, 2, k]

@@ -18,7 +18,7 @@ INVALID_INPUT = 4
 # internal codes of the kernels (never returned by the API)
 #: the explicit part of an auto solve detected stiffness: the Rosenbrock entry point resumes
 SWITCH = -1
-#: ``_step_head``: no failure, take the step
+#: ``step_head``: no failure, take the step
 TAKE_STEP = -1
 
 STATUS_NAMES: dict[int, str] = {

@@ -44,7 +44,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'cartkinetics.validate' has no attribute {name!r}")
 
 
-def _plot_for(result: Any, ax: Any = None, **kw: Any) -> Any:
+def plot_for(result: Any, ax: Any = None, **kw: Any) -> Any:
     """The main figure of a study result: coverage forest, or the ECDF difference of the
     first SBC quantity (all quantities: ``sbc.plot_ecdf_differences``)."""
     if result.study == "sbc":

@@ -137,9 +137,9 @@ class StudyResult:
 
     def plot(self, ax: Any = None, **kw: Any) -> Any:
         """The study's main figure on ``ax`` (coverage forest or SBC ECDF difference)."""
-        from cartkinetics.validate import _plot_for
+        from cartkinetics.validate import plot_for
 
-        return _plot_for(self, ax=ax, **kw)
+        return plot_for(self, ax=ax, **kw)
 
 
 def run_study(
