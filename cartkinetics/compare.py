@@ -90,7 +90,7 @@ def metric_kind(name: str) -> str:
 def metric_unit(name: str, level_unit: str | None) -> str | None:
     """Unit of a metric given the series' level unit (``copies/ug`` -> Cmax ``copies/ug``,
     AUC ``copies*day/ug``, Tmax and half-life ``day``, lambda_z ``1/day``)."""
-    from cartkinetics.outcomes import area_unit
+    from cartkinetics.units import area_unit
 
     if name in _TIME_METRICS or name in _DURATION_METRICS:
         return "day"

@@ -50,8 +50,9 @@ import pandas as pd
 
 from cartkinetics.data import KineticsData, Series, read_kinetics
 from cartkinetics.errors import CartKineticsError
-from cartkinetics.outcomes import EXPANSION_PEAK_RULE, area_unit, auc_linlog, expansion_start
+from cartkinetics.outcomes import EXPANSION_PEAK_RULE, auc_linlog, expansion_start
 from cartkinetics.serialize import jsonable
+from cartkinetics.units import area_unit
 
 _ACTIONS = {"zero": "zero", "keep": "zero", "0": "zero", "drop": "drop", "missing": "drop"}
 _POSITION_TEXT = {
@@ -438,9 +439,15 @@ def nca_series(
         ca = np.concatenate(([0.0], ca))
     tlast = float(t[last_q])
     auc_last = auc_linlog(ta, ca, tlast) if tlast > 0 else 0.0
+    first_day = float(t[0])
     for d in days:
         name = _auc_name(d)
-        if ta[-1] >= d:
+        if first_day >= d:
+            # nothing sampled inside [0, D): an area would be the ramp from the assumed 0 at
+            # day 0, not a measurement
+            out[name], out[name + "_truncated"] = math.nan, False
+            notes.append(f"AUC0-{d:g} not estimable: the first sample is at day {first_day:g}")
+        elif ta[-1] >= d:
             out[name], out[name + "_truncated"] = float(auc_linlog(ta, ca, d)), False
         else:
             out[name], out[name + "_truncated"] = float(auc_linlog(ta, ca, ta[-1])), True

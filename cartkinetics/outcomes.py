@@ -43,6 +43,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+
 OUTCOME_KEYS: tuple[str, ...] = (
     "cmax",
     "tmax",
@@ -280,18 +281,6 @@ def expansion_peak(t: np.ndarray, c: np.ndarray) -> int:
     if start < 0 or c.size == 0:
         return -1
     return start + int(np.argmax(c[start:]))
-
-
-def area_unit(unit: str | None) -> str | None:
-    """Unit of an area under a curve in ``unit`` over days: ``copies/ug`` -> ``copies*day/ug``,
-    ``cells/uL`` -> ``cells*day/uL`` (``unit*day`` when there is no ``/``)."""
-    if unit is None or unit == "" or (isinstance(unit, float) and math.isnan(unit)):
-        return None
-    unit = str(unit)
-    if "/" in unit:
-        num, den = unit.split("/", 1)
-        return f"{num.strip()}*day/{den.strip()}"
-    return f"{unit}*day"
 
 
 def auc_linlog(t: np.ndarray, c: np.ndarray, t_end: float | None = None) -> float:

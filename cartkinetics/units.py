@@ -204,10 +204,17 @@ def assay_kind(assay: str) -> str | None:
     return ASSAY_KINDS.get(str(assay).lower())
 
 
-def area_unit(unit: str) -> str:
-    """Unit of an AUC of levels in ``unit`` over days (``copies/ug*day``)."""
-    u = canonical_unit(unit) if unit else ""
-    return f"{u}*day" if u else "day"
+def area_unit(unit: str | None) -> str | None:
+    """Unit of an area under a curve in ``unit`` over days: ``copies/ug`` -> ``copies*day/ug``,
+    ``cells/uL`` -> ``cells*day/uL`` (``unit*day`` when there is no ``/``; None without a
+    unit). The one spelling of area units in tables, JSON and reports."""
+    if unit is None or unit == "" or (isinstance(unit, float) and math.isnan(unit)):
+        return None
+    unit = str(unit)
+    if "/" in unit:
+        num, den = unit.split("/", 1)
+        return f"{num.strip()}*day/{den.strip()}"
+    return f"{unit}*day"
 
 
 def check_model_unit(

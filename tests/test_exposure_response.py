@@ -48,7 +48,7 @@ def test_simulated_cohort_recovers_size_with_400_patients():
     cohort, metrics = _simulated(400, b_true, seed=20, hr_b=hr_true)
     res = ck.exposure_response(cohort, metrics, metrics=["auc_0_28"], outcomes=["crs_ge2"])
     a = res.binary[0]
-    assert a.n == 400 and a.unit == "copies/ug x day"
+    assert a.n == 400 and a.unit == "copies*day/ug"
     for fit in (a.firth, a.ml):
         assert fit.exists
         assert fit.ci_low < b_true < fit.ci_high
@@ -91,7 +91,7 @@ def test_example_cohort_says_how_little_it_can_tell():
     assert "cannot give a p-value below" in crs.note
     # exposure joined with units: infusion 2, copies/ug, AUC in copies/ug x day
     assert set(res.exposure["infusion"]) == {2}
-    assert res.metric_units["auc_0_28"] == "copies/ug x day"
+    assert res.metric_units["auc_0_28"] == "copies*day/ug"
     assert res.metric_units["cmax"] == "copies/ug"
     # the landmark is stated; Cmax enters survival only as "Cmax by day 28"
     assert "landmark at day 28" in text
@@ -176,7 +176,7 @@ def test_posterior_draws_interface_and_propagation():
     noisy = true[None, :] * np.exp(rng.normal(0, 0.3, (m, n)))
     fit = _fake_fit(noisy, pats)
     d = exposure_draws(fit, "auc_0_28")
-    assert d.shape == (n, m) and d.attrs["unit"] == "copies/ug x day"
+    assert d.shape == (n, m) and d.attrs["unit"] == "copies*day/ug"
     np.testing.assert_allclose(d.to_numpy(), noisy.T)  # the last (second) infusion
     d1 = exposure_draws(fit, "auc_0_28", infusion=1)
     np.testing.assert_allclose(d1.to_numpy(), noisy.T / 10)
@@ -209,7 +209,7 @@ def test_cli_json_is_one_document(capsys):
     out = capsys.readouterr().out
     doc = json.loads(out)
     assert doc["n"] == 7 and doc["landmark_day"] == 28
-    assert doc["metric_units"]["auc_0_28"] == "copies/ug x day"
+    assert doc["metric_units"]["auc_0_28"] == "copies*day/ug"
     rc = main(["exposure-response", str(example.patients_path()), "--kinetics",
                str(example.kinetics_path()), "--metrics", "nope"])
     assert rc == 2

@@ -160,6 +160,16 @@ def test_no_day0_sample_starts_at_zero_and_short_series_is_truncated():
     assert r["auc_0_28_truncated"] is True and r["auc_0_28"] == r["auc_0_last"]
 
 
+def test_series_first_sampled_after_day_d_has_no_auc_0_d():
+    # first sample at day 30: nothing was measured in [0, 28), so AUC0-28 is not estimable
+    # (not the ramp from an assumed 0 at day 0, and not 0); AUC0-84 still is
+    r = nca_series(_series([30, 40, 60], [5000, 2000, 800], [0, 0, 0], lloq=np.nan))
+    assert math.isnan(r["auc_0_28"]) and r["auc_0_28_truncated"] is False
+    assert "AUC0-28 not estimable: the first sample is at day 30" in r["note"]
+    assert r["auc_0_84"] == pytest.approx(
+        _lin(0, 5000, 30) + _log_down(5000, 2000, 10) + _log_down(2000, 800, 20), rel=1e-12)
+
+
 def test_all_blq():
     r = nca_series(_series([0, 7, 14], [50, 50, 50], [1, 1, 1]))
     assert math.isnan(r["cmax"]) and math.isnan(r["tmax"]) and math.isnan(r["clast"])

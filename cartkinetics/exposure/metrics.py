@@ -78,7 +78,9 @@ def metric_unit(name: str, level_unit: str) -> str:
     if name in TIME_METRICS or name.endswith("_day") or name.endswith("_days"):
         return "day"
     if name.startswith("auc"):
-        return f"{level_unit} x day" if level_unit else ""
+        from cartkinetics.units import area_unit
+
+        return (area_unit(level_unit) or "") if level_unit else ""
     if name.startswith(("cmax", "clast", "c_day", "cmin")):
         return level_unit
     return ""
