@@ -404,10 +404,20 @@ def compare_infusions(
         if kinds[m] == "ratio":
             ok &= (x > 0) & (y > 0) & ~truncated
             res = _ratio_summary(x[ok], y[ok], level)
+            res["estimate"], res["estimate_name"] = res["ratio_gm"], "GM ratio"
         else:
             res = _difference_summary(x[ok], y[ok], level)
+            # the CI belongs to the Hodges-Lehmann estimate, not to the median difference
+            res["estimate"] = res.get("hodges_lehmann", math.nan)
+            res["estimate_name"] = "Hodges-Lehmann difference"
         if m in flags:
             res["n_truncated_excluded"] = int(truncated.sum())
+        # every patient with both infusions is in the comparison or named here with why
+        res["excluded"] = [
+            {"patient": p, "reason": _why_excluded(m, x[i], y[i], bool(truncated[i]),
+                                                   kinds[m], first, second)}
+            for i, p in enumerate(patients) if not ok[i]
+        ]
         res["kind"] = kinds[m]
         res["unit"] = metric_unit(m, unit)
         results[m] = res
@@ -521,6 +531,7 @@ class Comparison(Mapping):
                 "ci_of": "GM ratio" if ratio else "Hodges-Lehmann estimate",
                 "p_value": r["p_value"], "test": r["test"],
                 "n_truncated_excluded": r.get("n_truncated_excluded", 0),
+                "n_excluded": len(r.get("excluded") or []),
             })
         return pd.DataFrame(rows)
 
@@ -590,6 +601,20 @@ def _num(v: float) -> str:
     return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
 
 
+def _why_excluded(metric: str, x: float, y: float, truncated: bool, kind: str, first: int,
+                  second: int) -> str:
+    """Why a patient with both infusions is not in a metric's comparison."""
+    if truncated:
+        return f"{metric} truncated (a series ends before that day: a lower bound)"
+    reasons = []
+    for inf, v in ((first, x), (second, y)):
+        if not math.isfinite(v):
+            reasons.append(f"{metric} not estimable at infusion {inf}")
+        elif kind == "ratio" and v <= 0:
+            reasons.append(f"{metric} is {v:g} at infusion {inf} (no ratio)")
+    return "; ".join(reasons) or "not comparable"
+
+
 def _format(c: Comparison) -> str:
     lines = [f"First vs second infusion: {c.n_pairs} patients with both"]
     if not c.ok:
@@ -618,11 +643,11 @@ def _format(c: Comparison) -> str:
             f"{' ' + u if u else ''} (n = {r['n']}); {est}; "
             f"p = {r['p_value']:.4g} [{r['test']}]"
         )
-        if r.get("n_truncated_excluded"):
-            lines.append(
-                f"            {r['n_truncated_excluded']} pair(s) left out: {m} truncated "
-                "(the series ends before that day: a lower bound)"
-            )
+        left = r.get("excluded") or []
+        if left:
+            shown = "; ".join(f"{e['patient']}: {e['reason']}" for e in left[:6])
+            more = f"; ... ({len(left)} in all)" if len(left) > 6 else ""
+            lines.append(f"            {len(left)} patient(s) left out of {m}: {shown}{more}")
     lines.append(f"  rule: {COMPARISON_RULE}")
     return "\n".join(lines)
 

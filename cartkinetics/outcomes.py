@@ -43,7 +43,6 @@ import math
 import numpy as np
 from numba import njit, prange
 
-
 OUTCOME_KEYS: tuple[str, ...] = (
     "cmax",
     "tmax",

@@ -43,8 +43,31 @@ def test_truncated_auc_pairs_left_out_of_the_auc_comparison(tmp_path):
     ratios = np.array([full[(p, 2)] / full[(p, 1)] for p in ("P1", "P2", "P3")])
     assert r["auc_0_28"]["ratio_gm"] == pytest.approx(stats.gmean(ratios), rel=1e-12)
     assert list(r["pairs"]["auc_0_28_truncated"]) == [False, False, False, True]
-    assert "1 pair(s) left out" in r.summary()
+    assert "1 patient(s) left out of auc_0_28: P4: auc_0_28 truncated" in r.summary()
     assert r.to_dict()["auc_0_28"]["n_truncated_excluded"] == 1
+    assert r.to_dict()["auc_0_28"]["excluded"][0]["patient"] == "P4"
+
+
+def test_patients_left_out_of_a_metric_are_named_with_the_reason():
+    # B's first infusion never expanded (all BLQ: Cmax not estimable, AUC0-28 = 0): the
+    # comparison names B instead of silently comparing the others
+    t = pd.DataFrame({"patient": ["A", "A", "B", "B", "C", "C"],
+                      "infusion": [1, 2, 1, 2, 1, 2],
+                      "cmax": [100.0, 300.0, np.nan, 5000.0, 200.0, 400.0],
+                      "tmax": [10.0, 8.0, np.nan, 9.0, 12.0, 11.0],
+                      "auc_0_28": [1000.0, 3000.0, 0.0, 40000.0, 2000.0, 4000.0]})
+    r = compare_infusions(t)
+    assert r["cmax"]["n"] == 2
+    assert r["cmax"]["excluded"] == [{"patient": "B",
+                                      "reason": "cmax not estimable at infusion 1"}]
+    assert r["auc_0_28"]["excluded"] == [{"patient": "B",
+                                          "reason": "auc_0_28 is 0 at infusion 1 (no ratio)"}]
+    text = r.summary()
+    assert "1 patient(s) left out of cmax: B: cmax not estimable at infusion 1" in text
+    # the estimate printed with a CI is the one the CI belongs to (Hodges-Lehmann for tmax)
+    d = r.to_dict()["tmax"]
+    assert d["estimate"] == d["hodges_lehmann"] and d["estimate_name"] == "Hodges-Lehmann difference"
+    assert r.to_dict()["cmax"]["estimate"] == pytest.approx(np.sqrt(3.0 * 2.0))
 
 
 def test_tables_without_the_flag_are_compared_as_before():
