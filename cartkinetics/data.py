@@ -1749,3 +1749,9 @@ def write_nonmem(data: KineticsData, path: str | Path | None = None) -> pd.DataF
     if path is not None:
         out.to_csv(path, index=False, na_rep=".", float_format="%.10g")
     return out
+
+
+def patient_id_key(pid: Any) -> str:
+    """Key under which patient ids that differ only in case, spaces, '-' or '_' collide
+    (``"p-01"`` and ``"P01"``): used to refuse such near-duplicates, never to merge them."""
+    return _id_key(patient_id(pid))

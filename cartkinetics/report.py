@@ -246,7 +246,8 @@ def build_report(analysis: Analysis) -> HtmlReport:
     rep.heading(SECTIONS["fits"], anchor="fits")
     if gate("fits"):
         f = a.fits
-        rep.text(f"Model {f.model}; one maximum-likelihood fit per series (lmfit); values "
+        rep.text(f"Model {f.model}; one fit per series (lmfit, estimator: "
+                 f"{f.estimator_label()}); values "
                  f"below the LLOQ through the {f.censoring} likelihood. Status counts: "
                  + ", ".join(f"{k} {v}" for k, v in f.counts().items()) + ".")
         fig("fits/fits.png")

@@ -242,3 +242,11 @@ def test_draws_from_a_real_hierarchical_fit():
     rows = res.to_frame().query("analysis == 'draws'")
     assert set(rows["outcome"]) >= {"crs_ge2", "efs"}
     assert (rows["ratio_ci_low"] < rows["ratio"]).all() and (rows["ratio"] < rows["ratio_ci_high"]).all()
+
+
+def test_ids_differing_only_in_case_are_refused_not_dropped():
+    # the cohort spells p06 where the kinetics say P06: naming both, never a silent left-out
+    cohort = pd.read_csv(example.patients_path())
+    cohort.loc[cohort["patient"] == "P06", "patient"] = "p06"
+    with pytest.raises(CartKineticsError, match=r"'p06' \(cohort\) vs 'P06' \(kinetics\)"):
+        ck.exposure_response(cohort, example.kinetics_path(), survival=())

@@ -180,10 +180,8 @@ def run(args: argparse.Namespace) -> int:
                 "n_obs", "n_blq"]
         widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c)
                   for i, c in enumerate(head)]
-        ests = cohort.estimators()
-        est = (next(iter(ests)) if len(ests) == 1 else
-               ", ".join(f"{k} ({v} series)" for k, v in ests.items()) or "none")
-        print(f"model {cohort.model}; censoring {cohort.censoring}; estimator {est}")
+        print(f"model {cohort.model}; censoring {cohort.censoring}; "
+              f"estimator {cohort.estimator_label()}")
         units = sorted({r.unit for r in cohort.results if getattr(r, "unit", None)})
         if units:
             from cartkinetics.units import area_unit
@@ -194,7 +192,8 @@ def run(args: argparse.Namespace) -> int:
         for r in rows:
             print("  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)))
         for r in cohort.results:
-            if not r.ok:
+            # every fit that is not a regular one says why (singular, failed, flagged)
+            if r.status != "converged" and r.message:
                 print(f"note: {r.patient} infusion {r.infusion} {r.assay}: {r.status}: {r.message}")
         for j in cohort.joint:
             print(j.summary())

@@ -515,6 +515,15 @@ def exposure_response(
     in_both = [p for p in cohort_ids if p in set(table["patient"])]
     only_c = [p for p in cohort_ids if p not in set(table["patient"])]
     only_k = sorted(set(table["patient"]) - set(cohort_ids))
+    from cartkinetics.data import patient_id_key
+
+    near = [(c, k) for c in only_c for k in only_k if patient_id_key(c) == patient_id_key(k)]
+    if near:
+        raise CartKineticsError(
+            "patient ids differ only in case, spaces, '-' or '_' between the cohort table and "
+            "the kinetics: " + ", ".join(f"{c!r} (cohort) vs {k!r} (kinetics)" for c, k in near)
+            + ": write each patient's id the same way in both files (ids are never matched "
+            "by guesswork)")
     if not in_both:
         raise CartKineticsError(
             f"no patient is in both the cohort ({', '.join(cohort_ids[:5])} ...) and the "

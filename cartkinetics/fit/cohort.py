@@ -162,6 +162,14 @@ class CohortFit:
             out[r.estimator] = out.get(r.estimator, 0) + 1
         return out
 
+    def estimator_label(self) -> str:
+        """The estimator in words: ``'MAP (population prior)'``, or one entry per estimator
+        with its number of series when the series were fitted differently."""
+        ests = self.estimators()
+        if len(ests) == 1:
+            return next(iter(ests))
+        return ", ".join(f"{k} ({v} series)" for k, v in ests.items()) or "none"
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe: model, censoring, counts per status and estimator, one record per
         series (:meth:`FitResult.to_dict`) and per joint fit (:meth:`JointFitResult.to_dict`)."""
