@@ -33,11 +33,13 @@ subcommands installed in your version and `cartkinetics COMMAND --help` lists ea
 One grammar for every subcommand:
 
 - the data file is the first argument (`cartkinetics nca KINETICS.csv`); the subcommands that
-  read kinetics share the reading options `--mapping`, `--assay`, `--lloq` and `--patients`
-  (see [Data format](data-format.md)), so a NONMEM/Monolix file works everywhere;
-- a command that reads kinetics says what it read: the rows used, censored and excluded with
-  their reasons, and the notes (levels converted from `copies/ng`, comment records skipped,
-  ...), on stderr (`nca` without `--json` prints it above its table; `--quiet` silences it);
+  read kinetics share the reading options `--mapping`, `--assay`, `--lloq`, `--sheet` and
+  `--missing` (see [Data format](data-format.md)), so a NONMEM/Monolix file works everywhere;
+  those that use patient covariates also take `--patients` (see each command below);
+- `nca`, `compare`, `fit` and `fit-population` say what they read: the rows used, censored and
+  excluded with their reasons, and the notes (levels converted from `copies/ng`, comment
+  records skipped, ...), on stderr (`nca` without `--json` prints it above its table);
+  `report` and `demo` put the same accounting in the report's Data section;
 - `--out DIR` is always a folder, created when missing;
 - `--json` prints exactly one JSON document to stdout; notes, warnings and progress go to stderr;
 - `--workers N | --scheduler ADDR` run parallel work on a local or an existing Dask cluster;

@@ -20,12 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--exposure", metavar="METRICS.csv",
                      help="a metrics table instead: patient (+ infusion, assay, unit) and "
                      "numeric metric columns, e.g. the table of 'cartkinetics nca --out'")
-    parser.add_argument("--mapping", metavar="JSON",
-                        help="column mapping and reading options of the kinetics file (as for "
-                        "'cartkinetics nca')")
-    parser.add_argument("--assay", help="assay whose exposure is used (default qpcr when several)")
-    parser.add_argument("--lloq", type=float,
-                        help="limit of quantification for kinetics rows without one")
+    from cartkinetics.commands._options import add_read_arguments
+
+    # the reading options of every kinetics-reading subcommand (one definition)
+    add_read_arguments(parser, positional=False, patients=False)
     parser.add_argument("--infusion", default="last",
                         help="infusion whose exposure is used: a number or 'last' (default: "
                         "each patient's last, the one the cohort's times count from)")
@@ -57,17 +55,11 @@ def run(args: argparse.Namespace) -> int:
                 f"--infusion {args.infusion!r}: give a number or 'last'") from exc
     else:
         infusion = "last"
-    read_options = {}
     if args.kinetics is not None:
-        from cartkinetics.data import load_mapping
+        from cartkinetics.commands._options import read_from_args
 
-        if args.mapping:
-            read_options["mapping"] = load_mapping(args.mapping)
-        if args.assay:
-            read_options["assay"] = args.assay
-        if args.lloq is not None:
-            read_options["lloq"] = args.lloq
-        kinetics = args.kinetics
+        # read as every subcommand reads (the row accounting goes to stderr)
+        kinetics = read_from_args(args, args.kinetics)
     else:
         import pandas as pd
 
@@ -82,7 +74,6 @@ def run(args: argparse.Namespace) -> int:
         res = exposure_response(
             args.cohort, kinetics, assay=args.assay.lower() if args.assay else None,
             infusion=infusion, metrics=metrics, landmark_day=args.landmark, groups=args.groups,
-            read_options=read_options,
         )
         if args.out:
             import matplotlib
@@ -90,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
             matplotlib.use("Agg")
             res.write(args.out, figures=not args.no_figures)
     if args.json:
-        print(res.to_json())
+        from cartkinetics.commands._options import print_json
+
+        print_json(res)
         return 0
     print(res.summary())
     if args.out:
