@@ -14,13 +14,14 @@ import re
 
 import pandas as pd
 import pytest
-from test_report_browser import needs_chromium, render_check
-from test_report_build import embedded_pngs, png_size
 
 from cartkinetics.cli import main
+from cartkinetics.pipeline import STEPS
 from cartkinetics.report import SECTIONS
+from cartkinetics.testing.report_check import CHROMIUM, embedded_pngs, png_size, render_check
 
 pytestmark = pytest.mark.slow
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed")
 HAVE_PYMC = importlib.util.find_spec("pymc") is not None
 
 
@@ -43,8 +44,10 @@ def demo(tmp_path_factory):
 def test_demo_exit_code_and_step_lines(demo):
     code, text, out = demo
     assert code == 0, text
-    lines = re.findall(r"^\[(\d)/8\] (.+?) \.\.\. (?:(SKIPPED|FAILED) )?([\d.]+) s", text, re.M)
-    assert [int(n) for n, *_ in lines] == list(range(1, 9))
+    n = len(STEPS)
+    lines = re.findall(rf"^\[(\d)/{n}\] (.+?) \.\.\. (?:(SKIPPED|FAILED) )?([\d.]+) s", text,
+                       re.M)
+    assert [int(k) for k, *_ in lines] == list(range(1, n + 1))
     assert all(flag == "" for *_, flag, _ in lines), text
     assert "SYNTHETIC" in text and "First vs second infusion: 7 patients" in text
     assert text.rstrip().endswith(str((out / "report.html").resolve()))

@@ -8,44 +8,13 @@ page settled and ``--enable-logging=stderr`` prints console messages as ``CONSOL
 
 from __future__ import annotations
 
-import json
-import re
-import shutil
-import subprocess
-from pathlib import Path
-
 import pytest
 
 from cartkinetics import example
 from cartkinetics.pipeline import AnalysisOptions, run_analysis
+from cartkinetics.testing.report_check import CHROMIUM, render_check
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed")
-
-_PROBE = (
-    "<script>window.addEventListener('load',()=>{document.body.setAttribute('data-check',"
-    "JSON.stringify([...document.images].map(i=>[i.naturalWidth,i.naturalHeight,i.complete])"
-    "))});</script>"
-)
-
-
-def render_check(page: Path, tmp: Path) -> tuple[list[list[float]], list[str]]:
-    """Load ``page`` in headless Chromium; return per-image [width, height, complete] and
-    the console lines that came from the page."""
-    probe = tmp / f"probe_{page.stem}.html"
-    text = page.read_text(encoding="utf-8")
-    probe.write_text(text.replace("</body>", _PROBE + "</body>"), encoding="utf-8")
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-           "--disable-background-networking", "--disable-extensions", "--enable-logging=stderr",
-           "--v=0", "--virtual-time-budget=10000", f"--user-data-dir={tmp / 'chromium-profile'}",
-           "--dump-dom", probe.resolve().as_uri()]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
-    found = re.search(r'data-check="([^"]*)"', proc.stdout)
-    assert found, f"no probe result in the DOM; chromium stderr:\n{proc.stderr[-2000:]}"
-    images = json.loads(found.group(1).replace("&quot;", '"'))
-    console = [line for line in proc.stderr.splitlines()
-               if "CONSOLE" in line and probe.name in line]
-    return images, console
 
 
 @needs_chromium

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import re
-import struct
 
 import pandas as pd
 import pytest
@@ -15,18 +13,9 @@ from cartkinetics import example
 from cartkinetics.cli import main
 from cartkinetics.pipeline import AnalysisOptions, run_analysis
 from cartkinetics.report import SECTIONS, HtmlReport
+from cartkinetics.testing.report_check import embedded_pngs, png_size
 
 FAST = ("nca", "compare", "endpoints", "exposure")
-
-
-def png_size(png: bytes) -> tuple[int, int]:
-    """Width and height from the PNG IHDR chunk (independent of matplotlib)."""
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
-    return struct.unpack(">II", png[16:24])
-
-
-def embedded_pngs(html: str) -> list[bytes]:
-    return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([^"]+)"', html)]
 
 
 def test_html_report_escapes_and_embeds(tmp_path):
