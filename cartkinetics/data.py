@@ -1253,29 +1253,46 @@ def _check_occasion_origins(
                 "infusion; AMT may be '.')",
                 rs[0], "infusion",
             )
-    # a patient with no dose record: TIME must already be days since each infusion
+    # a patient with no dose record: TIME must already be days since each infusion. A later
+    # series that starts on or after day REINFUSION_DAYS cannot hold its expansion in days
+    # since its own infusion: its days were counted from the first infusion. Native layout:
+    # refused when its days also all lie at or after the previous series' last day (a day-28
+    # sample that is also the next infusion's pre-dose shares that day). NONMEM layout: TIME
+    # is conventionally time since the first dose, so a start at/after day 28 is enough; dose
+    # records (TIME of each infusion) settle it.
     for (p, occ), rows in obs.items():
         prev = obs.get((p, occ - 1))
         if occ < 2 or prev is None or p in dosed:
             continue
         first = min(b["time"] for b in rows)
         last_prev = max(b["time"] for b in prev)
-        if first >= last_prev and first > REINFUSION_DAYS and not nonmem:
+        if first < REINFUSION_DAYS or (not nonmem and first < last_prev):
+            continue
+        span = f"{first:g}-{max(b['time'] for b in rows):g}"
+        shared = (
+            f" (day {first:g} is both the last day of {'infusion' if not nonmem else 'occasion'}"
+            f" {occ - 1} and the first of {'infusion' if not nonmem else 'occasion'} {occ}: a "
+            f"sample taken before infusion {occ} belongs to infusion {occ - 1}, or to "
+            f"infusion {occ} at day 0)"
+            if first == last_prev else ""
+        )
+        if not nonmem:
             rd.problem(
-                f"patient {p}: the days of infusion {occ} ({first:g}-"
-                f"{max(b['time'] for b in rows):g}) continue those of infusion {occ - 1} "
-                f"(up to {last_prev:g}), so they look like days since the first infusion; "
+                f"patient {p}: the days of infusion {occ} ({span}) start at or after day "
+                f"{REINFUSION_DAYS:g} and continue those of infusion {occ - 1} (up to "
+                f"{last_prev:g}){shared}, so they look like days since the first infusion; "
                 f"'day' is days since that infusion: subtract the day infusion {occ} was "
                 "given (counted from the first infusion) from its rows",
                 min(b["row"] for b in rows), "day",
             )
-        elif first >= last_prev and first > REINFUSION_DAYS:
+        else:
             rd.problem(
-                f"patient {p}: the TIMEs of occasion {occ} ({first:g}-"
-                f"{max(b['time'] for b in rows):g}) continue those of occasion {occ - 1} "
-                f"(up to {last_prev:g}), so they look like time since the first infusion, and "
-                "there is no dose record to set the origin of each occasion. Add EVID=1 dose "
-                "rows (TIME of each infusion), or give TIME as days since each infusion",
+                f"patient {p}: the TIMEs of occasion {occ} ({span}) start at or after day "
+                f"{REINFUSION_DAYS:g} (occasion {occ - 1} up to {last_prev:g}){shared}, so "
+                "they look like time since the first infusion, and there is no dose record "
+                "to set the origin of each occasion. Add an EVID=1 dose row per occasion at the "
+                "TIME of its infusion (AMT may be '.'; TIME 0 when TIME is already days "
+                "since each infusion)",
                 min(b["row"] for b in rows), "day",
             )
 

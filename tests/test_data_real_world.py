@@ -379,3 +379,61 @@ def test_simulation_from_fits_keeps_the_fits_unit():
     mixed = table.assign(unit=["cells/uL", "copies/ug"])
     with pytest.raises(CartKineticsError, match="several units"):
         FitTablePopulation("stein2019", table=mixed)
+
+
+# ------------------------------------------------------------------ new user, round 2
+# (issue: infusion-2 days counted from the first infusion that start ON infusion 1's last day)
+_D28 = (
+    "patient,infusion,day,value,lloq,assay\n"
+    "P01,1,0,0,50,qpcr\nP01,1,4,800,50,qpcr\nP01,1,10,20000,50,qpcr\nP01,1,28,900,50,qpcr\n"
+    # the day-28 sample is also infusion 2's pre-dose; infusion 2 written as days 28-56
+    "P01,2,28,40,50,qpcr\nP01,2,32,3500,50,qpcr\nP01,2,38,120000,50,qpcr\n"
+    "P01,2,56,4000,50,qpcr\n"
+)
+
+
+def test_second_infusion_starting_on_day_28_of_the_first_is_refused(tmp_path):
+    # nca read this as Tmax 38 d and AUC0-28 = 0 with no note: day 28 escaped "> 28"
+    with pytest.raises(CartKineticsError) as info:
+        read_kinetics(_write(tmp_path, _D28))
+    e = info.value
+    assert e.row == 5 and e.column == "day"
+    assert "continue those of infusion 1" in str(e) and "subtract the day infusion 2" in str(e)
+    assert "day 28 is both the last day of infusion 1 and the first of infusion 2" in str(e)
+    # the same series written as days since infusion 2 reads, Tmax 10 days after it
+    fixed = _D28.replace("P01,2,28,", "P01,2,0,").replace("P01,2,32,", "P01,2,4,") \
+        .replace("P01,2,38,", "P01,2,10,").replace("P01,2,56,", "P01,2,28,")
+    d = read_kinetics(_write(tmp_path, fixed, "fixed.csv"))
+    (s2,) = [s for s in d.series() if s.infusion == 2]
+    assert float(s2.day[np.argmax(s2.value)]) == 10.0
+
+
+def test_second_infusion_within_four_weeks_is_not_refused(tmp_path):
+    # a reinfusion series with a sample before day 28 is read as days since it (the boundary
+    # of the rule above is day 28, not earlier)
+    text = _D28.replace("P01,2,28,", "P01,2,27,")
+    d = read_kinetics(_write(tmp_path, text))
+    assert [s.day.tolist() for s in d.series() if s.infusion == 2] == [[27, 32, 38, 56]]
+
+
+def test_nonmem_occasions_without_doses_continuing_from_day_28_are_refused(tmp_path):
+    # OCC 2's TIME = actual + 28 while OCC 1 has samples up to day 90: every occasion-2 TIME
+    # lies at/after day 28, so it has no expansion in days since its own infusion
+    rows = ["ID,TIME,DV,OCC"]
+    rows += [f"1,{t},{v},1" for t, v in ((1, 60), (7, 300), (14, 20000), (28, 4450),
+                                         (60, 2527), (90, 1871))]
+    rows += [f"1,{t + 28},{v},2" for t, v in ((0, 198), (4, 2186), (10, 80000), (28, 15113),
+                                              (90, 7189))]
+    text = "\n".join(rows) + "\n"
+    with pytest.raises(CartKineticsError) as info:
+        read_kinetics(_write(tmp_path, text), assay="qpcr")
+    e = info.value
+    assert e.row == 7 and e.column == "TIME"
+    assert "time since the first infusion" in str(e) and "EVID=1 dose row" in str(e)
+    # the remedy the message gives: a dose record per occasion at TIME 0 (TIME already days
+    # since each infusion) -- then occasion 2 is read as written
+    dosed = "ID,TIME,DV,OCC,EVID,AMT\n1,0,.,1,1,.\n1,0,.,2,1,.\n" + "".join(
+        line + ",0,0\n" for line in rows[1:])
+    d = read_kinetics(_write(tmp_path, dosed, "dosed.csv"), assay="qpcr")
+    (s2,) = [s for s in d.series() if s.infusion == 2]
+    assert s2.day.tolist() == [28.0, 32.0, 38.0, 56.0, 118.0]
