@@ -139,6 +139,8 @@ R_PLACEHOLDER = "blq_values placeholder"
 R_DAY0 = "day 0 level 0: before expansion"
 R_DOSE = "dose row (EVID=1)"
 R_MDV = "MDV=1 (no observation)"
+R_MDV_BLQ = "MDV=1 with BLQ flag set (set MDV=0 to use it as censored)"
+R_MDV_CENS = "MDV=1 with CENS=1 (set MDV=0 to use it as censored)"
 R_COMMENT_C = "comment record (C column, NONMEM IGNORE=C)"
 R_COMMENT_LINE = "comment record (first field '#' or '@', NONMEM IGNORE=#/@)"
 R_MISSING = "value missing (missing='exclude')"
@@ -510,12 +512,19 @@ _patient_id = patient_id
 
 
 def _flag(raw: Any) -> bool | None:
+    """True/False of a 0/1 flag cell (``1``, ``yes``, ``1.0000E+00`` ...); None when it is not
+    one (a number other than exactly 0 or 1, or other text)."""
     if raw is None or (not isinstance(raw, str) and _is_missing(raw)):
         return False
     s = str(raw).strip().lower()
     if s in _TRUE:
         return True
     if s in _FALSE or s in _MISSING_TOKENS:
+        return False
+    v = _to_float(raw)  # NONMEM $TABLE writes every number in E-notation: 1.0000E+00
+    if v == 1.0:
+        return True
+    if v == 0.0:
         return False
     return None
 
@@ -1163,6 +1172,15 @@ def _parse(
         except CartKineticsError as exc:
             rd.problems.append(exc)
             records.append(_excluded_record(b["patient"], b["infusion"], row, rd.source, "error"))
+    for reason, fld in ((R_MDV_BLQ, "blq"), (R_MDV_CENS, "cens")):
+        flagged = [r["source_row"] for r in records if r["reason"] == reason]
+        if flagged:
+            name, mdv = rd.cols[fld], rd.cols.get("mdv", "MDV")
+            notes.append(
+                f"{len(flagged)} row(s) with {mdv}=1 and {name}=1 excluded as {mdv}=1 says "
+                f"(rows {_row_ranges(flagged)}): their below-limit information is not used. "
+                f"Set {mdv}=0 on them to read them as censored at their limit"
+            )
     if unit_col is False and opts["unit"] is None:
         used_assays = sorted({r["assay"] for r in records if r["status"] != "excluded"})
         for a in used_assays:
@@ -1355,7 +1373,13 @@ def _observation(
         rec["reason"] = R_DOSE if b["evid"] == 1 else f"EVID={b['evid']} (not an observation)"
         return rec
     if nonmem and b["mdv"] == 1:
+        # MDV=1 is the user's word: not an observation. A BLQ/CENS flag on the row says it was
+        # a below-limit sample, though: keep that in the reason (and a note) instead of losing it
         rec["reason"] = R_MDV
+        if "blq" in cols and _flag(_cell(data, cols, "blq", i)):
+            rec["reason"] = R_MDV_BLQ
+        elif "cens" in cols and _to_float(_cell(data, cols, "cens", i)) == 1.0:
+            rec["reason"] = R_MDV_CENS
         rec["value"] = _float_or_nan(_cell(data, cols, "value", i))
         return rec
     factor = _unit_factor(unit_read, target, assay_, row, rd)

@@ -437,3 +437,55 @@ def test_nonmem_occasions_without_doses_continuing_from_day_28_are_refused(tmp_p
     d = read_kinetics(_write(tmp_path, dosed, "dosed.csv"), assay="qpcr")
     (s2,) = [s for s in d.series() if s.infusion == 2]
     assert s2.day.tolist() == [28.0, 32.0, 38.0, 56.0, 118.0]
+
+
+def test_mdv1_rows_with_a_blq_or_cens_flag_say_so(tmp_path):
+    # MDV=1 stays "not an observation", but the BLQ flag was lost without a word
+    text = (
+        "ID,TIME,DV,MDV,EVID,AMT,OCC,BLQ\n"
+        "1,0,.,1,1,2.5E8,1,0\n1,0,50,1,0,0,1,1\n1,1,50,1,0,0,1,1\n1,7,300,0,0,0,1,0\n"
+        "1,14,20000,0,0,0,1,0\n1,28,50,0,0,0,1,1\n"
+    )
+    d = read_kinetics(_write(tmp_path, text), assay="qpcr")
+    o = d.observations.set_index("source_row")
+    assert o.loc[[2, 3], "status"].tolist() == ["excluded", "excluded"]
+    assert o.loc[[2, 3], "reason"].tolist() == [
+        "MDV=1 with BLQ flag set (set MDV=0 to use it as censored)"] * 2
+    # every row accounted for; the BLQ=1, MDV=0 row stays censored
+    assert len(o) == 6 and o.loc[6, "status"] == "censored"
+    (note,) = [n for n in d.notes if "MDV=1" in n]
+    assert "2 row(s)" in note and "rows 2-3" in note and "Set MDV=0" in note
+    assert "MDV=1 with BLQ flag set" in d.describe()
+    # MDV=0 on those rows (the remedy) reads them as censored at 50
+    fixed = text.replace("1,0,50,1,0,0,1,1", "1,0,50,0,0,0,1,1") \
+        .replace("1,1,50,1,0,0,1,1", "1,1,50,0,0,0,1,1")
+    (s,) = read_kinetics(_write(tmp_path, fixed, "f.csv"), assay="qpcr").series()
+    assert s.blq.tolist() == [True, True, False, False, True]
+    # CENS=1 (DV = the LLOQ) on an MDV=1 row: the same
+    cens = "ID,TIME,DV,MDV,CENS\n1,1,50,1,1\n1,7,300,0,0\n"
+    e = read_kinetics(_write(tmp_path, cens, "c.csv"), assay="qpcr")
+    assert e.observations["reason"].iloc[0] == (
+        "MDV=1 with CENS=1 (set MDV=0 to use it as censored)")
+    assert any("MDV=1 and CENS=1" in n and "rows 1" in n for n in e.notes)
+
+
+def test_blq_flag_in_e_notation(tmp_path):
+    # NONMEM $TABLE output writes every number in E-notation, the BLQ flag too
+    text = (
+        "TABLE NO.  1\n"
+        " ID TIME DV MDV EVID AMT OCC BLQ\n"
+        " 1.0000E+00 0.0000E+00 0.0000E+00 1.0000E+00 1.0000E+00 2.5000E+08 1.0000E+00 "
+        "0.0000E+00\n"
+        " 1.0000E+00 1.0000E+00 5.0000E+01 0.0000E+00 0.0000E+00 0.0000E+00 1.0000E+00 "
+        "1.0000E+00\n"
+        " 1.0000E+00 7.0000E+00 2.9990E+02 0.0000E+00 0.0000E+00 0.0000E+00 1.0000E+00 "
+        "0.0000E+00\n"
+    )
+    (s,) = read_kinetics(_write(tmp_path, text, "sdtab1"), assay="qpcr").series()
+    assert s.day.tolist() == [1.0, 7.0] and s.blq.tolist() == [True, False]
+    assert s.value.tolist() == [50.0, 299.9]
+    # a number that is not exactly 0 or 1 is still refused, naming the cell
+    bad = text.replace("1.0000E+00\n", "5.0000E-01\n", 1)
+    with pytest.raises(CartKineticsError) as info:
+        read_kinetics(_write(tmp_path, bad, "bad"), assay="qpcr")
+    assert info.value.row == 2 and info.value.column == "BLQ"
