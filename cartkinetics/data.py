@@ -1172,6 +1172,11 @@ def _parse(
         except CartKineticsError as exc:
             rd.problems.append(exc)
             records.append(_excluded_record(b["patient"], b["infusion"], row, rd.source, "error"))
+    if not nonmem and not has_occ:
+        notes.append(
+            "no 'infusion' column: every row read as infusion 1 (days since that infusion); "
+            "add an infusion column if a patient had several"
+        )
     for reason, fld in ((R_MDV_BLQ, "blq"), (R_MDV_CENS, "cens")):
         flagged = [r["source_row"] for r in records if r["reason"] == reason]
         if flagged:

@@ -489,3 +489,22 @@ def test_blq_flag_in_e_notation(tmp_path):
     with pytest.raises(CartKineticsError) as info:
         read_kinetics(_write(tmp_path, bad, "bad"), assay="qpcr")
     assert info.value.row == 2 and info.value.column == "BLQ"
+
+
+def test_no_infusion_column_is_said(tmp_path):
+    # two infusions written as one series (days 0-28, then 56-84 from the first infusion)
+    # were read as infusion 1 without a word
+    text = ("patient,day,value,lloq,assay\nP01,4,800,50,qpcr\nP01,10,20000,50,qpcr\n"
+            "P01,28,900,50,qpcr\nP01,60,3500,50,qpcr\nP01,66,120000,50,qpcr\n")
+    d = read_kinetics(_write(tmp_path, text))
+    assert {s.infusion for s in d.series()} == {1}
+    assert "no 'infusion' column: every row read as infusion 1 (days since that infusion); " \
+        "add an infusion column if a patient had several" in d.notes
+    assert "no 'infusion' column" in d.describe()
+    # a file that has the column (or the NONMEM layout) does not get the note
+    with_inf = text.replace("patient,day,", "patient,infusion,day,").replace("P01,", "P01,1,")
+    assert not any("infusion' column" in n for n in read_kinetics(
+        _write(tmp_path, with_inf, "i.csv")).notes)
+    nm = "ID,TIME,DV\n1,4,800\n1,10,20000\n"
+    assert not any("infusion' column" in n for n in read_kinetics(
+        _write(tmp_path, nm, "nm.csv"), assay="qpcr").notes)
