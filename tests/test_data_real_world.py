@@ -508,3 +508,52 @@ def test_no_infusion_column_is_said(tmp_path):
     nm = "ID,TIME,DV\n1,4,800\n1,10,20000\n"
     assert not any("infusion' column" in n for n in read_kinetics(
         _write(tmp_path, nm, "nm.csv"), assay="qpcr").notes)
+
+
+# ------------------------------------------------------------------ preamble above the header
+_BODY = ("patient,infusion,day,value,lloq,assay\nP01,1,4,800,50,qpcr\nP01,1,10,20000,50,qpcr\n"
+         "P01,1,28,<50,50,qpcr\n")
+
+
+@pytest.mark.parametrize(
+    ("preamble", "header_line", "skipped"),
+    [("# Lab export 2026-01-10 transgene qPCR\n", 2, "line 1 '# Lab export"),
+     ("# exported by LIMS,v2,2026-01-10\n", 2, "line 1 '# exported by LIMS"),
+     ("\n\n# a\n\n# b\n\n", 7, "line 3 '# a'; line 5 '# b'"),
+     ("Lab export 2026-01-10\n\n", 3, "line 1 'Lab export 2026-01-10'"),
+     ("Study X\nqPCR, sheet 2\n\n", 4, "line 1 'Study X'; line 2 'qPCR, sheet 2'")],
+)
+def test_preamble_lines_above_the_header_are_skipped_and_said(tmp_path, preamble, header_line,
+                                                              skipped):
+    # the preamble was read as the header: "row 1: the line has 1 fields but the header has 5"
+    d = read_kinetics(_write(tmp_path, preamble + _BODY))
+    (s,) = d.series()
+    assert s.day.tolist() == [4.0, 10.0, 28.0] and s.blq.tolist() == [False, False, True]
+    # rows still count from the line after the header
+    assert d.observations["source_row"].tolist() == [1, 2, 3]
+    (note,) = [n for n in d.notes if "above the header" in n]
+    assert skipped in note and f"the header is line {header_line}" in note
+
+
+def test_title_line_directly_above_the_header_is_refused_naming_it(tmp_path):
+    with pytest.raises(CartKineticsError) as info:
+        read_kinetics(_write(tmp_path, "Lab export 2026-01-10\n" + _BODY))
+    msg = str(info.value)
+    assert "line 1 'Lab export 2026-01-10' was read as the header" in msg
+    assert "remove the title lines above the header" in msg and info.value.row == 1
+
+
+def test_nonmem_hash_header_is_still_the_header(tmp_path):
+    # '#ID TIME DV' is the header (NONMEM IGNORE=#), also after a '# run' comment line and
+    # before a '#' comment record
+    text = "# run 12\n#ID TIME DV\n# patient 9 left out\n1 1 50\n1 7 300\n"
+    d = read_kinetics(_write(tmp_path, text), assay="qpcr")
+    (s,) = d.series()
+    assert s.day.tolist() == [1.0, 7.0] and s.value.tolist() == [50.0, 300.0]
+    o = d.observations
+    assert o["source_row"].tolist() == [1, 2, 3] and o["status"].tolist()[0] == "excluded"
+    assert any("line 1 '# run 12'" in n and "header is line 2" in n for n in d.notes)
+    # a file whose data are all text under a '#' header keeps it (same number of cells)
+    from cartkinetics.tables import read_table
+    t = read_table(_write(tmp_path, "#patient,target\nP1,CD19\nP2,BCMA\n", "p.csv"))
+    assert list(t.frame.columns) == ["patient", "target"] and t.rows == [1, 2]
