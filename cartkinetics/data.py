@@ -842,6 +842,7 @@ def read_kinetics(
         _check_patient_spellings(obs, rd)
     if rd.problems:
         raise CartKineticsError.collected(rd.problems, src)
+    _label_comment_records(obs)
     notes = table.notes + notes + _conversion_notes(obs)
     if table.comments:
         shown = ", ".join(str(r) for r, _ in table.comments[:10])
@@ -853,6 +854,21 @@ def read_kinetics(
     if patients is not None:
         patients_table = read_patients(patients, patient_prefix=opts["patient_prefix"])
     return KineticsData(obs, patients_table, doses, layout, notes)
+
+
+def _label_comment_records(obs: pd.DataFrame) -> None:
+    """Give comment records the assay and unit of a one-assay file (in place).
+
+    A comment line has no assay of its own; with a blank one it would show up as a row of
+    its own, with no assay, wherever rows are counted by assay (the report's table). In a file
+    of several assays it stays blank: which one it belongs to is not known.
+    """
+    kept = obs.loc[obs["status"] != "excluded", ["assay", "unit"]].drop_duplicates()
+    if len(kept) != 1:
+        return
+    comment = obs["reason"].isin([R_COMMENT_LINE, R_COMMENT_C]) & (obs["assay"] == "")
+    obs.loc[comment, "assay"] = kept["assay"].iloc[0]
+    obs.loc[comment, "unit"] = kept["unit"].iloc[0]
 
 
 def _excluded_record(patient: str, infusion: int, row: int, source: str, reason: str) -> dict:

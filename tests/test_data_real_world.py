@@ -557,3 +557,24 @@ def test_nonmem_hash_header_is_still_the_header(tmp_path):
     from cartkinetics.tables import read_table
     t = read_table(_write(tmp_path, "#patient,target\nP1,CD19\nP2,BCMA\n", "p.csv"))
     assert list(t.frame.columns) == ["patient", "target"] and t.rows == [1, 2]
+
+
+def test_comment_records_are_counted_under_the_files_assay(tmp_path):
+    # a comment line appeared as a row of its own with no assay in "Rows by assay and status"
+    text = ("patient,infusion,day,value,lloq,assay,unit\nP1,1,4,800,50,qpcr,copies/ug\n"
+            "# re-run of P1 day 10 pending\nP1,1,10,2,0.05,qpcr,copies/ng\n")
+    d = read_kinetics(_write(tmp_path, text))
+    o = d.observations
+    assert o["source_row"].tolist() == [1, 2, 3]  # every row accounted for
+    assert o["reason"].iloc[1].startswith("comment record") and o["status"].iloc[1] == "excluded"
+    counts = o.groupby(["assay", "unit", "status"]).size().to_dict()
+    assert counts == {("qpcr", "copies/ug", "used"): 2, ("qpcr", "copies/ug", "excluded"): 1}
+    assert d.summary()["rows"] == 3 and d.summary()["excluded"] == 1
+    # NONMEM C column with assay=: the same
+    nm = "C,ID,TIME,DV\n.,1,4,800\nC,1,5,999999\n.,1,10,2000\n"
+    e = read_kinetics(_write(tmp_path, nm, "nm.csv"), assay="flow")
+    assert set(e.observations["assay"]) == {"flow"} and set(e.observations["unit"]) == {"cells/uL"}
+    # two assays: a comment's assay is not known, it stays blank
+    two = text + "P1,1,4,30,1,flow,cells/uL\n"
+    f = read_kinetics(_write(tmp_path, two, "two.csv"))
+    assert f.observations["assay"].tolist() == ["qpcr", "", "qpcr", "flow"]
