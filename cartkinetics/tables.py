@@ -122,6 +122,22 @@ def _read_excel(path: Path, src: str, sheet: str | int | None) -> Table:
     lines = [(i, row) for i, row in enumerate(cells) if any(c != "" for c in row)]
     if not lines:
         raise CartKineticsError("the sheet is empty", source=src)
+    notes = [f"read {'sheet ' + repr(sheet) if sheet is not None else 'the first sheet'} "
+             "of the workbook"]
+    # title rows above the header (one filled cell each, above a row of two or more column
+    # names and no number): skipped, and said
+    top = 0
+    while top + 1 < len(lines) and sum(c != "" for c in lines[top][1]) == 1:
+        top += 1
+    names = [c for c in lines[top][1] if c != ""]
+    if top + 1 >= len(lines) or len(names) < 2 or any(map(_is_number, names)):
+        top = 0
+    if top:
+        shown = "; ".join(f"row {i + 1} {_shown(' '.join(c for c in r if c))}"
+                          for i, r in lines[:top])
+        notes.append(f"skipped {top} title row(s) above the header ({shown}); the header is "
+                     f"sheet row {lines[top][0] + 1}")
+        lines = lines[top:]
     h_index, header = lines[0]
     width = max((j + 1 for j, c in enumerate(header) if c != ""), default=0)
     header = [c.lstrip("#").strip() if j == 0 else c for j, c in enumerate(header[:width])]
@@ -138,8 +154,7 @@ def _read_excel(path: Path, src: str, sheet: str | int | None) -> Table:
         records.append(row[:width])
         rows.append(rownum)
     frame = pd.DataFrame(records, columns=_unique_header(header, src), dtype=str)
-    name = f"sheet {sheet!r}" if sheet is not None else "the first sheet"
-    return Table(frame, rows, comments, "excel", [f"read {name} of the workbook"], src)
+    return Table(frame, rows, comments, "excel", notes, src)
 
 
 def _unique_header(header: list[str], src: str) -> list[str]:

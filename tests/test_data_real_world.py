@@ -578,3 +578,23 @@ def test_comment_records_are_counted_under_the_files_assay(tmp_path):
     two = text + "P1,1,4,30,1,flow,cells/uL\n"
     f = read_kinetics(_write(tmp_path, two, "two.csv"))
     assert f.observations["assay"].tolist() == ["qpcr", "", "qpcr", "flow"]
+
+
+def test_excel_title_rows_above_the_header_are_skipped_and_said(tmp_path):
+    pytest.importorskip("openpyxl")
+    p = tmp_path / "lab.xlsx"
+    grid = pd.DataFrame([
+        ["Lab export 2026-01-10", None, None, None],
+        ["transgene qPCR, copies/ug", None, None, None],
+        [None, None, None, None],
+        ["patient", "day", "value", "lloq"],
+        ["P1", 7, 20000, 50],
+        ["P1", 28, "ND", 50],
+    ])
+    grid.to_excel(p, header=False, index=False)
+    d = read_kinetics(p, assay="qpcr")
+    (s,) = d.series()
+    assert s.day.tolist() == [7.0, 28.0] and s.blq.tolist() == [False, True]
+    assert d.observations["source_row"].tolist() == [1, 2]
+    (note,) = [n for n in d.notes if "title row" in n]
+    assert "row 1 'Lab export 2026-01-10'" in note and "header is sheet row 4" in note
