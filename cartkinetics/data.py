@@ -981,9 +981,12 @@ def _is_comment_flag(raw: Any) -> bool | None:
     if raw is None or _is_missing(raw):
         return False
     s = str(raw).strip().lower()
-    if s in ("c", "1", "1.0"):
+    if s == "c":
         return True
-    if s in ("0", "0.0"):
+    v = _to_float(raw)  # 1, 1.0, 1.0000E+00 (NONMEM $TABLE)
+    if v == 1.0:
+        return True
+    if v == 0.0:
         return False
     return None
 

@@ -489,6 +489,11 @@ def test_blq_flag_in_e_notation(tmp_path):
     with pytest.raises(CartKineticsError) as info:
         read_kinetics(_write(tmp_path, bad, "bad"), assay="qpcr")
     assert info.value.row == 2 and info.value.column == "BLQ"
+    # the C (comment) flag written so too
+    c = (" C ID TIME DV\n 0.0000E+00 1.0000E+00 7.0000E+00 3.0000E+02\n"
+         " 1.0000E+00 1.0000E+00 8.0000E+00 9.9999E+05\n")
+    d = read_kinetics(_write(tmp_path, c, "c"), assay="qpcr")
+    assert d.observations["status"].tolist() == ["used", "excluded"]
 
 
 def test_no_infusion_column_is_said(tmp_path):
