@@ -255,7 +255,7 @@ def _find_header(lines: list[str], k: int, notes: list[str]) -> int:
     # '#' block: comment lines above the header, or the header itself (#ID TIME DV)
     block = []
     j = k
-    while j < len(lines) and (not lines[j].strip() or lines[j].lstrip().startswith("#")):
+    while j < len(lines) and (not lines[j].strip() or lines[j].lstrip().startswith(("#", "@"))):
         if lines[j].strip():
             block.append(j)
         j += 1
@@ -263,6 +263,8 @@ def _find_header(lines: list[str], k: int, notes: list[str]) -> int:
         return k
     width = len(_fields(lines[j]))
     for i in block:
+        if lines[i].lstrip().startswith("@"):
+            continue  # a comment record (IGNORE=@), never the header
         cells = _fields(lines[i])
         if len(cells) == width and all(c and not _is_number(c) for c in cells):
             header = i  # '#ID TIME DV': read without the '#'

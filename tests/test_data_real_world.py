@@ -551,13 +551,14 @@ def test_title_line_directly_above_the_header_is_refused_naming_it(tmp_path):
 def test_nonmem_hash_header_is_still_the_header(tmp_path):
     # '#ID TIME DV' is the header (NONMEM IGNORE=#), also after a '# run' comment line and
     # before a '#' comment record
-    text = "# run 12\n#ID TIME DV\n# patient 9 left out\n1 1 50\n1 7 300\n"
-    d = read_kinetics(_write(tmp_path, text), assay="qpcr")
-    (s,) = d.series()
-    assert s.day.tolist() == [1.0, 7.0] and s.value.tolist() == [50.0, 300.0]
-    o = d.observations
-    assert o["source_row"].tolist() == [1, 2, 3] and o["status"].tolist()[0] == "excluded"
-    assert any("line 1 '# run 12'" in n and "header is line 2" in n for n in d.notes)
+    for record in ("@ patient nine left out", "# patient 9 left out", "@ 1 2 3"):
+        text = f"# run 12\n#ID TIME DV\n{record}\n1 1 50\n1 7 300\n"
+        d = read_kinetics(_write(tmp_path, text), assay="qpcr")
+        (s,) = d.series()
+        assert s.day.tolist() == [1.0, 7.0] and s.value.tolist() == [50.0, 300.0]
+        o = d.observations
+        assert o["source_row"].tolist() == [1, 2, 3] and o["status"].tolist()[0] == "excluded"
+        assert any("line 1 '# run 12'" in n and "header is line 2" in n for n in d.notes)
     # a file whose data are all text under a '#' header keeps it (same number of cells)
     from cartkinetics.tables import read_table
     t = read_table(_write(tmp_path, "#patient,target\nP1,CD19\nP2,BCMA\n", "p.csv"))
