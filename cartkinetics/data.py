@@ -139,6 +139,8 @@ R_PLACEHOLDER = "blq_values placeholder"
 R_DAY0 = "day 0 level 0: before expansion"
 R_DOSE = "dose row (EVID=1)"
 R_MDV = "MDV=1 (no observation)"
+R_MDV_BLQ = "MDV=1 with BLQ flag set (set MDV=0 to use it as censored)"
+R_MDV_CENS = "MDV=1 with CENS=1 (set MDV=0 to use it as censored)"
 R_COMMENT_C = "comment record (C column, NONMEM IGNORE=C)"
 R_COMMENT_LINE = "comment record (first field '#' or '@', NONMEM IGNORE=#/@)"
 R_MISSING = "value missing (missing='exclude')"
@@ -510,12 +512,19 @@ _patient_id = patient_id
 
 
 def _flag(raw: Any) -> bool | None:
+    """True/False of a 0/1 flag cell (``1``, ``yes``, ``1.0000E+00`` ...); None when it is not
+    one (a number other than exactly 0 or 1, or other text)."""
     if raw is None or (not isinstance(raw, str) and _is_missing(raw)):
         return False
     s = str(raw).strip().lower()
     if s in _TRUE:
         return True
     if s in _FALSE or s in _MISSING_TOKENS:
+        return False
+    v = _to_float(raw)  # NONMEM $TABLE writes every number in E-notation: 1.0000E+00
+    if v == 1.0:
+        return True
+    if v == 0.0:
         return False
     return None
 
@@ -833,6 +842,7 @@ def read_kinetics(
         _check_patient_spellings(obs, rd)
     if rd.problems:
         raise CartKineticsError.collected(rd.problems, src)
+    _label_comment_records(obs)
     notes = table.notes + notes + _conversion_notes(obs)
     if table.comments:
         shown = ", ".join(str(r) for r, _ in table.comments[:10])
@@ -844,6 +854,21 @@ def read_kinetics(
     if patients is not None:
         patients_table = read_patients(patients, patient_prefix=opts["patient_prefix"])
     return KineticsData(obs, patients_table, doses, layout, notes)
+
+
+def _label_comment_records(obs: pd.DataFrame) -> None:
+    """Give comment records the assay and unit of a one-assay file (in place).
+
+    A comment line has no assay of its own; with a blank one it would show up as a row of
+    its own, with no assay, wherever rows are counted by assay (the report's table). In a file
+    of several assays it stays blank: which one it belongs to is not known.
+    """
+    kept = obs.loc[obs["status"] != "excluded", ["assay", "unit"]].drop_duplicates()
+    if len(kept) != 1:
+        return
+    comment = obs["reason"].isin([R_COMMENT_LINE, R_COMMENT_C]) & (obs["assay"] == "")
+    obs.loc[comment, "assay"] = kept["assay"].iloc[0]
+    obs.loc[comment, "unit"] = kept["unit"].iloc[0]
 
 
 def _excluded_record(patient: str, infusion: int, row: int, source: str, reason: str) -> dict:
@@ -956,9 +981,12 @@ def _is_comment_flag(raw: Any) -> bool | None:
     if raw is None or _is_missing(raw):
         return False
     s = str(raw).strip().lower()
-    if s in ("c", "1", "1.0"):
+    if s == "c":
         return True
-    if s in ("0", "0.0"):
+    v = _to_float(raw)  # 1, 1.0, 1.0000E+00 (NONMEM $TABLE)
+    if v == 1.0:
+        return True
+    if v == 0.0:
         return False
     return None
 
@@ -1163,6 +1191,20 @@ def _parse(
         except CartKineticsError as exc:
             rd.problems.append(exc)
             records.append(_excluded_record(b["patient"], b["infusion"], row, rd.source, "error"))
+    if not nonmem and not has_occ:
+        notes.append(
+            "no 'infusion' column: every row read as infusion 1 (days since that infusion); "
+            "add an infusion column if a patient had several"
+        )
+    for reason, fld in ((R_MDV_BLQ, "blq"), (R_MDV_CENS, "cens")):
+        flagged = [r["source_row"] for r in records if r["reason"] == reason]
+        if flagged:
+            name, mdv = rd.cols[fld], rd.cols.get("mdv", "MDV")
+            notes.append(
+                f"{len(flagged)} row(s) with {mdv}=1 and {name}=1 excluded as {mdv}=1 says "
+                f"(rows {_row_ranges(flagged)}): their below-limit information is not used. "
+                f"Set {mdv}=0 on them to read them as censored at their limit"
+            )
     if unit_col is False and opts["unit"] is None:
         used_assays = sorted({r["assay"] for r in records if r["status"] != "excluded"})
         for a in used_assays:
@@ -1253,29 +1295,46 @@ def _check_occasion_origins(
                 "infusion; AMT may be '.')",
                 rs[0], "infusion",
             )
-    # a patient with no dose record: TIME must already be days since each infusion
+    # a patient with no dose record: TIME must already be days since each infusion. A later
+    # series that starts on or after day REINFUSION_DAYS cannot hold its expansion in days
+    # since its own infusion: its days were counted from the first infusion. Native layout:
+    # refused when its days also all lie at or after the previous series' last day (a day-28
+    # sample that is also the next infusion's pre-dose shares that day). NONMEM layout: TIME
+    # is conventionally time since the first dose, so a start at/after day 28 is enough; dose
+    # records (TIME of each infusion) settle it.
     for (p, occ), rows in obs.items():
         prev = obs.get((p, occ - 1))
         if occ < 2 or prev is None or p in dosed:
             continue
         first = min(b["time"] for b in rows)
         last_prev = max(b["time"] for b in prev)
-        if first >= last_prev and first > REINFUSION_DAYS and not nonmem:
+        if first < REINFUSION_DAYS or (not nonmem and first < last_prev):
+            continue
+        span = f"{first:g}-{max(b['time'] for b in rows):g}"
+        shared = (
+            f" (day {first:g} is both the last day of {'infusion' if not nonmem else 'occasion'}"
+            f" {occ - 1} and the first of {'infusion' if not nonmem else 'occasion'} {occ}: a "
+            f"sample taken before infusion {occ} belongs to infusion {occ - 1}, or to "
+            f"infusion {occ} at day 0)"
+            if first == last_prev else ""
+        )
+        if not nonmem:
             rd.problem(
-                f"patient {p}: the days of infusion {occ} ({first:g}-"
-                f"{max(b['time'] for b in rows):g}) continue those of infusion {occ - 1} "
-                f"(up to {last_prev:g}), so they look like days since the first infusion; "
+                f"patient {p}: the days of infusion {occ} ({span}) start at or after day "
+                f"{REINFUSION_DAYS:g} and continue those of infusion {occ - 1} (up to "
+                f"{last_prev:g}){shared}, so they look like days since the first infusion; "
                 f"'day' is days since that infusion: subtract the day infusion {occ} was "
                 "given (counted from the first infusion) from its rows",
                 min(b["row"] for b in rows), "day",
             )
-        elif first >= last_prev and first > REINFUSION_DAYS:
+        else:
             rd.problem(
-                f"patient {p}: the TIMEs of occasion {occ} ({first:g}-"
-                f"{max(b['time'] for b in rows):g}) continue those of occasion {occ - 1} "
-                f"(up to {last_prev:g}), so they look like time since the first infusion, and "
-                "there is no dose record to set the origin of each occasion. Add EVID=1 dose "
-                "rows (TIME of each infusion), or give TIME as days since each infusion",
+                f"patient {p}: the TIMEs of occasion {occ} ({span}) start at or after day "
+                f"{REINFUSION_DAYS:g} (occasion {occ - 1} up to {last_prev:g}){shared}, so "
+                "they look like time since the first infusion, and there is no dose record "
+                "to set the origin of each occasion. Add an EVID=1 dose row per occasion at the "
+                "TIME of its infusion (AMT may be '.'; TIME 0 when TIME is already days "
+                "since each infusion)",
                 min(b["row"] for b in rows), "day",
             )
 
@@ -1338,7 +1397,13 @@ def _observation(
         rec["reason"] = R_DOSE if b["evid"] == 1 else f"EVID={b['evid']} (not an observation)"
         return rec
     if nonmem and b["mdv"] == 1:
+        # MDV=1 is the user's word: not an observation. A BLQ/CENS flag on the row says it was
+        # a below-limit sample, though: keep that in the reason (and a note) instead of losing it
         rec["reason"] = R_MDV
+        if "blq" in cols and _flag(_cell(data, cols, "blq", i)):
+            rec["reason"] = R_MDV_BLQ
+        elif "cens" in cols and _to_float(_cell(data, cols, "cens", i)) == 1.0:
+            rec["reason"] = R_MDV_CENS
         rec["value"] = _float_or_nan(_cell(data, cols, "value", i))
         return rec
     factor = _unit_factor(unit_read, target, assay_, row, rd)

@@ -7,8 +7,12 @@ outcomes), so that a file that opens for one opens for all:
 * **text**: the separator is detected from the header line -- comma, semicolon, tab, or runs of
   spaces (the layout NONMEM writes in its ``$TABLE`` output). A ``TABLE NO. n`` banner line
   before the header is skipped, and a header written with a leading ``#`` (NONMEM's
-  ``IGNORE=#`` convention) is read without it. In a semicolon-separated file numbers written
-  with a decimal comma (``12,5``) are read as ``12.5`` and the loader says so.
+  ``IGNORE=#`` convention) is read without it. A preamble above the header is skipped and a
+  note says so: ``#`` comment lines (``# Lab export ...``) when the line after them looks like
+  a header (column names, no numbers) or one of them is the ``#ID TIME DV`` header, and title
+  lines followed by a blank line when the line after the blank has more column names. A
+  title line directly above the header is refused, naming it. In a semicolon-separated file
+  numbers written with a decimal comma (``12,5``) are read as ``12.5`` and the loader says so.
 * **comment records**: a data line whose first field starts with ``#`` or ``@`` (NONMEM's
   ``IGNORE=#`` / ``IGNORE=@``) is not data; it is returned as a comment with its row number so
   that the caller can account for it.
@@ -118,6 +122,22 @@ def _read_excel(path: Path, src: str, sheet: str | int | None) -> Table:
     lines = [(i, row) for i, row in enumerate(cells) if any(c != "" for c in row)]
     if not lines:
         raise CartKineticsError("the sheet is empty", source=src)
+    notes = [f"read {'sheet ' + repr(sheet) if sheet is not None else 'the first sheet'} "
+             "of the workbook"]
+    # title rows above the header (one filled cell each, above a row of two or more column
+    # names and no number): skipped, and said
+    top = 0
+    while top + 1 < len(lines) and sum(c != "" for c in lines[top][1]) == 1:
+        top += 1
+    names = [c for c in lines[top][1] if c != ""]
+    if top + 1 >= len(lines) or len(names) < 2 or any(map(_is_number, names)):
+        top = 0
+    if top:
+        shown = "; ".join(f"row {i + 1} {_shown(' '.join(c for c in r if c))}"
+                          for i, r in lines[:top])
+        notes.append(f"skipped {top} title row(s) above the header ({shown}); the header is "
+                     f"sheet row {lines[top][0] + 1}")
+        lines = lines[top:]
     h_index, header = lines[0]
     width = max((j + 1 for j, c in enumerate(header) if c != ""), default=0)
     header = [c.lstrip("#").strip() if j == 0 else c for j, c in enumerate(header[:width])]
@@ -134,8 +154,7 @@ def _read_excel(path: Path, src: str, sheet: str | int | None) -> Table:
         records.append(row[:width])
         rows.append(rownum)
     frame = pd.DataFrame(records, columns=_unique_header(header, src), dtype=str)
-    name = f"sheet {sheet!r}" if sheet is not None else "the first sheet"
-    return Table(frame, rows, comments, "excel", [f"read {name} of the workbook"], src)
+    return Table(frame, rows, comments, "excel", notes, src)
 
 
 def _unique_header(header: list[str], src: str) -> list[str]:
@@ -174,15 +193,103 @@ def _split(line: str, sep: str) -> list[str]:
 _BANNER = re.compile(r"^\s*TABLE\s+NO\.", flags=re.IGNORECASE)
 
 
+def _fields(line: str, sep: str | None = None) -> list[str]:
+    """Cells of a line (separator detected from the line itself unless given)."""
+    line = line.strip().lstrip("#").strip()
+    return [c.strip() for c in _split(line, sep or _detect_separator(line))]
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell.replace(",", "."))
+    except ValueError:
+        return False
+    return True
+
+
+def _looks_like_header(line: str) -> bool:
+    """Two or more non-empty cells, none of them a number (column names, not data)."""
+    cells = _fields(line)
+    return len(cells) > 1 and all(c and not _is_number(c) for c in cells)
+
+
+def _next_nonblank(lines: list[str], k: int) -> int:
+    while k < len(lines) and not lines[k].strip():
+        k += 1
+    return k
+
+
+def _shown(line: str, limit: int = 60) -> str:
+    text = line.strip()
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+def _find_header(lines: list[str], k: int, notes: list[str]) -> int:
+    """Index of the header line, skipping a preamble above it (and saying so in ``notes``).
+
+    * title lines (not starting with ``#``) followed by a blank line, when the next line looks
+      like a header (column names, no numbers) with more cells than each title line;
+    * ``#`` comment lines above the header, when none of them can be the header itself: a
+      header may be written ``#ID TIME DV`` (NONMEM ``IGNORE=#``), recognised as the first
+      ``#`` line with as many cells as the first line after the ``#`` block and no number.
+    """
+    k = _next_nonblank(lines, k)
+    if k >= len(lines):
+        return k
+    # title block: lines up to the first blank line
+    if not lines[k].lstrip().startswith("#"):
+        end = k
+        while end < len(lines) and lines[end].strip():
+            end += 1
+        nxt = _next_nonblank(lines, end)
+        if end > k and nxt < len(lines) and nxt > end and _looks_like_header(lines[nxt]) \
+                and not lines[nxt].lstrip().startswith("#"):
+            width = len(_fields(lines[nxt]))
+            sep = _detect_separator(lines[nxt].strip())
+            if all(len(_fields(lines[i], sep)) < width for i in range(k, end)):
+                shown = "; ".join(f"line {i + 1} {_shown(lines[i])}" for i in range(k, end))
+                notes.append(f"skipped {end - k} title line(s) above the header ({shown}); "
+                             f"the header is line {nxt + 1}")
+                return nxt
+        return k
+    # '#' block: comment lines above the header, or the header itself (#ID TIME DV)
+    block = []
+    j = k
+    while j < len(lines) and (not lines[j].strip() or lines[j].lstrip().startswith(("#", "@"))):
+        if lines[j].strip():
+            block.append(j)
+        j += 1
+    if j >= len(lines):
+        return k
+    width = len(_fields(lines[j]))
+    for i in block:
+        if lines[i].lstrip().startswith("@"):
+            continue  # a comment record (IGNORE=@), never the header
+        cells = _fields(lines[i])
+        if len(cells) == width and all(c and not _is_number(c) for c in cells):
+            header = i  # '#ID TIME DV': read without the '#'
+            break
+    else:
+        if not _looks_like_header(lines[j]):
+            return k  # no header in sight: the first line is read as it (and refused)
+        header = j
+    skipped = [i for i in block if i < header]
+    if skipped:
+        shown = "; ".join(f"line {i + 1} {_shown(lines[i])}" for i in skipped[:3])
+        notes.append(f"skipped {len(skipped)} comment line(s) starting with '#' above the "
+                     f"header ({shown}{' ...' if len(skipped) > 3 else ''}); the header is "
+                     f"line {header + 1}")
+    return header
+
+
 def _read_text(text: str, src: str) -> Table:
     lines = text.splitlines()
     notes: list[str] = []
-    k = 0
-    while k < len(lines) and not lines[k].strip():
-        k += 1
+    k = _next_nonblank(lines, 0)
     if k < len(lines) and _BANNER.match(lines[k]):
         notes.append(f"skipped the NONMEM banner line {lines[k].strip()!r}")
         k += 1
+    k = _find_header(lines, k, notes)
     if k >= len(lines):
         raise CartKineticsError("no header line (the file is empty)", source=src)
     header_line = lines[k].strip()
@@ -212,6 +319,14 @@ def _read_text(text: str, src: str) -> Table:
         cells = [c.strip() for c in _split(line, sep)]
         if len(cells) < len(header) and sep != " ":
             cells += [""] * (len(header) - len(cells))  # trailing empty cells left out
+        if len(cells) != len(header) and not records and _looks_like_header(line) and (
+                len(_fields(line)) > len(header) or _detect_separator(line.strip()) != sep):
+            raise CartKineticsError(
+                f"line {k + 1} {_shown(lines[k])} was read as the header, but line {idx + 1} "
+                f"looks like the header ({len(_fields(line))} column names): remove the title "
+                "lines above the header",
+                source=src, row=rownum,
+            )
         if len(cells) != len(header):
             raise CartKineticsError(
                 f"the line has {len(cells)} fields but the header has {len(header)} "

@@ -379,3 +379,228 @@ def test_simulation_from_fits_keeps_the_fits_unit():
     mixed = table.assign(unit=["cells/uL", "copies/ug"])
     with pytest.raises(CartKineticsError, match="several units"):
         FitTablePopulation("stein2019", table=mixed)
+
+
+# ------------------------------------------------------------------ new user, round 2
+# (issue: infusion-2 days counted from the first infusion that start ON infusion 1's last day)
+_D28 = (
+    "patient,infusion,day,value,lloq,assay\n"
+    "P01,1,0,0,50,qpcr\nP01,1,4,800,50,qpcr\nP01,1,10,20000,50,qpcr\nP01,1,28,900,50,qpcr\n"
+    # the day-28 sample is also infusion 2's pre-dose; infusion 2 written as days 28-56
+    "P01,2,28,40,50,qpcr\nP01,2,32,3500,50,qpcr\nP01,2,38,120000,50,qpcr\n"
+    "P01,2,56,4000,50,qpcr\n"
+)
+
+
+def test_second_infusion_starting_on_day_28_of_the_first_is_refused(tmp_path):
+    # nca read this as Tmax 38 d and AUC0-28 = 0 with no note: day 28 escaped "> 28"
+    with pytest.raises(CartKineticsError) as info:
+        read_kinetics(_write(tmp_path, _D28))
+    e = info.value
+    assert e.row == 5 and e.column == "day"
+    assert "continue those of infusion 1" in str(e) and "subtract the day infusion 2" in str(e)
+    assert "day 28 is both the last day of infusion 1 and the first of infusion 2" in str(e)
+    # the same series written as days since infusion 2 reads, Tmax 10 days after it
+    fixed = _D28.replace("P01,2,28,", "P01,2,0,").replace("P01,2,32,", "P01,2,4,") \
+        .replace("P01,2,38,", "P01,2,10,").replace("P01,2,56,", "P01,2,28,")
+    d = read_kinetics(_write(tmp_path, fixed, "fixed.csv"))
+    (s2,) = [s for s in d.series() if s.infusion == 2]
+    assert float(s2.day[np.argmax(s2.value)]) == 10.0
+
+
+def test_second_infusion_within_four_weeks_is_not_refused(tmp_path):
+    # a reinfusion series with a sample before day 28 is read as days since it (the boundary
+    # of the rule above is day 28, not earlier)
+    text = _D28.replace("P01,2,28,", "P01,2,27,")
+    d = read_kinetics(_write(tmp_path, text))
+    assert [s.day.tolist() for s in d.series() if s.infusion == 2] == [[27, 32, 38, 56]]
+
+
+def test_nonmem_occasions_without_doses_continuing_from_day_28_are_refused(tmp_path):
+    # OCC 2's TIME = actual + 28 while OCC 1 has samples up to day 90: every occasion-2 TIME
+    # lies at/after day 28, so it has no expansion in days since its own infusion
+    rows = ["ID,TIME,DV,OCC"]
+    rows += [f"1,{t},{v},1" for t, v in ((1, 60), (7, 300), (14, 20000), (28, 4450),
+                                         (60, 2527), (90, 1871))]
+    rows += [f"1,{t + 28},{v},2" for t, v in ((0, 198), (4, 2186), (10, 80000), (28, 15113),
+                                              (90, 7189))]
+    text = "\n".join(rows) + "\n"
+    with pytest.raises(CartKineticsError) as info:
+        read_kinetics(_write(tmp_path, text), assay="qpcr")
+    e = info.value
+    assert e.row == 7 and e.column == "TIME"
+    assert "time since the first infusion" in str(e) and "EVID=1 dose row" in str(e)
+    # the remedy the message gives: a dose record per occasion at TIME 0 (TIME already days
+    # since each infusion) -- then occasion 2 is read as written
+    dosed = "ID,TIME,DV,OCC,EVID,AMT\n1,0,.,1,1,.\n1,0,.,2,1,.\n" + "".join(
+        line + ",0,0\n" for line in rows[1:])
+    d = read_kinetics(_write(tmp_path, dosed, "dosed.csv"), assay="qpcr")
+    (s2,) = [s for s in d.series() if s.infusion == 2]
+    assert s2.day.tolist() == [28.0, 32.0, 38.0, 56.0, 118.0]
+
+
+def test_mdv1_rows_with_a_blq_or_cens_flag_say_so(tmp_path):
+    # MDV=1 stays "not an observation", but the BLQ flag was lost without a word
+    text = (
+        "ID,TIME,DV,MDV,EVID,AMT,OCC,BLQ\n"
+        "1,0,.,1,1,2.5E8,1,0\n1,0,50,1,0,0,1,1\n1,1,50,1,0,0,1,1\n1,7,300,0,0,0,1,0\n"
+        "1,14,20000,0,0,0,1,0\n1,28,50,0,0,0,1,1\n"
+    )
+    d = read_kinetics(_write(tmp_path, text), assay="qpcr")
+    o = d.observations.set_index("source_row")
+    assert o.loc[[2, 3], "status"].tolist() == ["excluded", "excluded"]
+    assert o.loc[[2, 3], "reason"].tolist() == [
+        "MDV=1 with BLQ flag set (set MDV=0 to use it as censored)"] * 2
+    # every row accounted for; the BLQ=1, MDV=0 row stays censored
+    assert len(o) == 6 and o.loc[6, "status"] == "censored"
+    (note,) = [n for n in d.notes if "MDV=1" in n]
+    assert "2 row(s)" in note and "rows 2-3" in note and "Set MDV=0" in note
+    assert "MDV=1 with BLQ flag set" in d.describe()
+    # MDV=0 on those rows (the remedy) reads them as censored at 50
+    fixed = text.replace("1,0,50,1,0,0,1,1", "1,0,50,0,0,0,1,1") \
+        .replace("1,1,50,1,0,0,1,1", "1,1,50,0,0,0,1,1")
+    (s,) = read_kinetics(_write(tmp_path, fixed, "f.csv"), assay="qpcr").series()
+    assert s.blq.tolist() == [True, True, False, False, True]
+    # CENS=1 (DV = the LLOQ) on an MDV=1 row: the same
+    cens = "ID,TIME,DV,MDV,CENS\n1,1,50,1,1\n1,7,300,0,0\n"
+    e = read_kinetics(_write(tmp_path, cens, "c.csv"), assay="qpcr")
+    assert e.observations["reason"].iloc[0] == (
+        "MDV=1 with CENS=1 (set MDV=0 to use it as censored)")
+    assert any("MDV=1 and CENS=1" in n and "rows 1" in n for n in e.notes)
+
+
+def test_blq_flag_in_e_notation(tmp_path):
+    # NONMEM $TABLE output writes every number in E-notation, the BLQ flag too
+    text = (
+        "TABLE NO.  1\n"
+        " ID TIME DV MDV EVID AMT OCC BLQ\n"
+        " 1.0000E+00 0.0000E+00 0.0000E+00 1.0000E+00 1.0000E+00 2.5000E+08 1.0000E+00 "
+        "0.0000E+00\n"
+        " 1.0000E+00 1.0000E+00 5.0000E+01 0.0000E+00 0.0000E+00 0.0000E+00 1.0000E+00 "
+        "1.0000E+00\n"
+        " 1.0000E+00 7.0000E+00 2.9990E+02 0.0000E+00 0.0000E+00 0.0000E+00 1.0000E+00 "
+        "0.0000E+00\n"
+    )
+    (s,) = read_kinetics(_write(tmp_path, text, "sdtab1"), assay="qpcr").series()
+    assert s.day.tolist() == [1.0, 7.0] and s.blq.tolist() == [True, False]
+    assert s.value.tolist() == [50.0, 299.9]
+    # a number that is not exactly 0 or 1 is still refused, naming the cell
+    bad = text.replace("1.0000E+00\n", "5.0000E-01\n", 1)
+    with pytest.raises(CartKineticsError) as info:
+        read_kinetics(_write(tmp_path, bad, "bad"), assay="qpcr")
+    assert info.value.row == 2 and info.value.column == "BLQ"
+    # the C (comment) flag written so too
+    c = (" C ID TIME DV\n 0.0000E+00 1.0000E+00 7.0000E+00 3.0000E+02\n"
+         " 1.0000E+00 1.0000E+00 8.0000E+00 9.9999E+05\n")
+    d = read_kinetics(_write(tmp_path, c, "c"), assay="qpcr")
+    assert d.observations["status"].tolist() == ["used", "excluded"]
+
+
+def test_no_infusion_column_is_said(tmp_path):
+    # two infusions written as one series (days 0-28, then 56-84 from the first infusion)
+    # were read as infusion 1 without a word
+    text = ("patient,day,value,lloq,assay\nP01,4,800,50,qpcr\nP01,10,20000,50,qpcr\n"
+            "P01,28,900,50,qpcr\nP01,60,3500,50,qpcr\nP01,66,120000,50,qpcr\n")
+    d = read_kinetics(_write(tmp_path, text))
+    assert {s.infusion for s in d.series()} == {1}
+    assert "no 'infusion' column: every row read as infusion 1 (days since that infusion); " \
+        "add an infusion column if a patient had several" in d.notes
+    assert "no 'infusion' column" in d.describe()
+    # a file that has the column (or the NONMEM layout) does not get the note
+    with_inf = text.replace("patient,day,", "patient,infusion,day,").replace("P01,", "P01,1,")
+    assert not any("infusion' column" in n for n in read_kinetics(
+        _write(tmp_path, with_inf, "i.csv")).notes)
+    nm = "ID,TIME,DV\n1,4,800\n1,10,20000\n"
+    assert not any("infusion' column" in n for n in read_kinetics(
+        _write(tmp_path, nm, "nm.csv"), assay="qpcr").notes)
+
+
+# ------------------------------------------------------------------ preamble above the header
+_BODY = ("patient,infusion,day,value,lloq,assay\nP01,1,4,800,50,qpcr\nP01,1,10,20000,50,qpcr\n"
+         "P01,1,28,<50,50,qpcr\n")
+
+
+@pytest.mark.parametrize(
+    ("preamble", "header_line", "skipped"),
+    [("# Lab export 2026-01-10 transgene qPCR\n", 2, "line 1 '# Lab export"),
+     ("# exported by LIMS,v2,2026-01-10\n", 2, "line 1 '# exported by LIMS"),
+     ("\n\n# a\n\n# b\n\n", 7, "line 3 '# a'; line 5 '# b'"),
+     ("Lab export 2026-01-10\n\n", 3, "line 1 'Lab export 2026-01-10'"),
+     ("Study X\nqPCR, sheet 2\n\n", 4, "line 1 'Study X'; line 2 'qPCR, sheet 2'")],
+)
+def test_preamble_lines_above_the_header_are_skipped_and_said(tmp_path, preamble, header_line,
+                                                              skipped):
+    # the preamble was read as the header: "row 1: the line has 1 fields but the header has 5"
+    d = read_kinetics(_write(tmp_path, preamble + _BODY))
+    (s,) = d.series()
+    assert s.day.tolist() == [4.0, 10.0, 28.0] and s.blq.tolist() == [False, False, True]
+    # rows still count from the line after the header
+    assert d.observations["source_row"].tolist() == [1, 2, 3]
+    (note,) = [n for n in d.notes if "above the header" in n]
+    assert skipped in note and f"the header is line {header_line}" in note
+
+
+def test_title_line_directly_above_the_header_is_refused_naming_it(tmp_path):
+    with pytest.raises(CartKineticsError) as info:
+        read_kinetics(_write(tmp_path, "Lab export 2026-01-10\n" + _BODY))
+    msg = str(info.value)
+    assert "line 1 'Lab export 2026-01-10' was read as the header" in msg
+    assert "remove the title lines above the header" in msg and info.value.row == 1
+
+
+def test_nonmem_hash_header_is_still_the_header(tmp_path):
+    # '#ID TIME DV' is the header (NONMEM IGNORE=#), also after a '# run' comment line and
+    # before a '#' comment record
+    for record in ("@ patient nine left out", "# patient 9 left out", "@ 1 2 3"):
+        text = f"# run 12\n#ID TIME DV\n{record}\n1 1 50\n1 7 300\n"
+        d = read_kinetics(_write(tmp_path, text), assay="qpcr")
+        (s,) = d.series()
+        assert s.day.tolist() == [1.0, 7.0] and s.value.tolist() == [50.0, 300.0]
+        o = d.observations
+        assert o["source_row"].tolist() == [1, 2, 3] and o["status"].tolist()[0] == "excluded"
+        assert any("line 1 '# run 12'" in n and "header is line 2" in n for n in d.notes)
+    # a file whose data are all text under a '#' header keeps it (same number of cells)
+    from cartkinetics.tables import read_table
+    t = read_table(_write(tmp_path, "#patient,target\nP1,CD19\nP2,BCMA\n", "p.csv"))
+    assert list(t.frame.columns) == ["patient", "target"] and t.rows == [1, 2]
+
+
+def test_comment_records_are_counted_under_the_files_assay(tmp_path):
+    # a comment line appeared as a row of its own with no assay in "Rows by assay and status"
+    text = ("patient,infusion,day,value,lloq,assay,unit\nP1,1,4,800,50,qpcr,copies/ug\n"
+            "# re-run of P1 day 10 pending\nP1,1,10,2,0.05,qpcr,copies/ng\n")
+    d = read_kinetics(_write(tmp_path, text))
+    o = d.observations
+    assert o["source_row"].tolist() == [1, 2, 3]  # every row accounted for
+    assert o["reason"].iloc[1].startswith("comment record") and o["status"].iloc[1] == "excluded"
+    counts = o.groupby(["assay", "unit", "status"]).size().to_dict()
+    assert counts == {("qpcr", "copies/ug", "used"): 2, ("qpcr", "copies/ug", "excluded"): 1}
+    assert d.summary()["rows"] == 3 and d.summary()["excluded"] == 1
+    # NONMEM C column with assay=: the same
+    nm = "C,ID,TIME,DV\n.,1,4,800\nC,1,5,999999\n.,1,10,2000\n"
+    e = read_kinetics(_write(tmp_path, nm, "nm.csv"), assay="flow")
+    assert set(e.observations["assay"]) == {"flow"} and set(e.observations["unit"]) == {"cells/uL"}
+    # two assays: a comment's assay is not known, it stays blank
+    two = text + "P1,1,4,30,1,flow,cells/uL\n"
+    f = read_kinetics(_write(tmp_path, two, "two.csv"))
+    assert f.observations["assay"].tolist() == ["qpcr", "", "qpcr", "flow"]
+
+
+def test_excel_title_rows_above_the_header_are_skipped_and_said(tmp_path):
+    pytest.importorskip("openpyxl")
+    p = tmp_path / "lab.xlsx"
+    grid = pd.DataFrame([
+        ["Lab export 2026-01-10", None, None, None],
+        ["transgene qPCR, copies/ug", None, None, None],
+        [None, None, None, None],
+        ["patient", "day", "value", "lloq"],
+        ["P1", 7, 20000, 50],
+        ["P1", 28, "ND", 50],
+    ])
+    grid.to_excel(p, header=False, index=False)
+    d = read_kinetics(p, assay="qpcr")
+    (s,) = d.series()
+    assert s.day.tolist() == [7.0, 28.0] and s.blq.tolist() == [False, True]
+    assert d.observations["source_row"].tolist() == [1, 2]
+    (note,) = [n for n in d.notes if "title row" in n]
+    assert "row 1 'Lab export 2026-01-10'" in note and "header is sheet row 4" in note
