@@ -191,6 +191,7 @@ class Analysis:
         if self.data is None:
             return None
         obs = self.data.observations
+        obs = obs[obs["status"] != "excluded"]
         if self.options.assay is not None:
             obs = obs[obs["assay"] == self.options.assay]
         units = obs["unit"].dropna().unique()
@@ -246,9 +247,17 @@ class _Skip(Exception):
 
 # ----------------------------------------------------------------------------- steps
 def _step_data(a: Analysis, kinetics: Any, patients: Any) -> str:
-    from cartkinetics.data import read_kinetics
+    import dataclasses
 
-    a.data = read_kinetics(kinetics, patients=patients)
+    from cartkinetics.data import KineticsData, read_kinetics, read_patients
+
+    if isinstance(kinetics, KineticsData):
+        # read already (e.g. with the CLI's reading options): its row accounting is kept
+        a.data = kinetics
+        if patients is not None:
+            a.data = dataclasses.replace(kinetics, patients=read_patients(patients))
+    else:
+        a.data = read_kinetics(kinetics, patients=patients)
     a.write_table(a.data.observations, "observations.csv")
     s = a.data.summary()
     return f"{s['patients']} patients, {s['series']} series, {s['rows']} rows"
@@ -278,7 +287,7 @@ def _main_assay(a: Analysis) -> str | None:
     qPCR (the assay of the CK literature) when the data hold several."""
     if a.options.assay is not None:
         return a.options.assay
-    assays = sorted(set(a.data.observations["assay"]))
+    assays = _assays_read(a)
     if len(assays) <= 1:
         return None
     return "qpcr" if "qpcr" in assays else assays[0]
@@ -449,9 +458,16 @@ def _compare_assay(a: Analysis) -> str | None:
     """The assay of the comparison: as :func:`_main_assay`, or the data's only assay."""
     assay = _main_assay(a)
     if assay is None and a.data is not None:
-        assays = sorted(set(a.data.observations["assay"]))
+        assays = _assays_read(a)
         assay = assays[0] if assays else None
     return assay
+
+
+def _assays_read(a: Analysis) -> list[str]:
+    """Assays of the used and censored rows (an excluded row's assay may be blank)."""
+    obs = a.data.observations
+    kept = obs[obs["status"] != "excluded"]
+    return sorted({str(x) for x in kept["assay"] if str(x)})
 
 
 def _step_exposure(a: Analysis) -> str:

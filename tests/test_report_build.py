@@ -138,3 +138,23 @@ def test_report_command_bad_input(tmp_path, capsys):
 def test_unknown_step_is_an_input_error(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--only", "nca,fitz"]) == 2
     assert "unknown step(s) fitz" in capsys.readouterr().err
+
+
+def test_run_analysis_takes_data_read_with_options(tmp_path):
+    # a file read with a filter (the CLI's reading options): the pipeline uses the data as
+    # read, its row accounting included, and picks the assay from the rows kept (the
+    # filtered-out rows have no assay)
+    from cartkinetics.data import read_kinetics
+
+    rows = ["patient,infusion,day,value,assay,unit,lloq"]
+    rows += [f"P1,{inf},{d},{v * inf},flow,cells/uL,1" for inf in (1, 2)
+             for d, v in ((1, 5), (7, 50), (14, 20))]
+    rows += ["P2,1,1,5,qpcr,copies/ug,1", "P2,1,7,50,qpcr,copies/ug,1"]
+    path = tmp_path / "k.csv"
+    path.write_text("\n".join(rows) + "\n")
+    data = read_kinetics(path, filter={"assay": "flow"})
+    a = run_analysis(data, out=tmp_path / "out", log=None,
+                     options=AnalysisOptions(only=("nca", "compare")))
+    assert [a.step(k).status for k in ("data", "nca", "compare")] == ["ok", "ok", "ok"]
+    assert a.data is data and a.unit == "cells/uL" and a.compare.n_pairs == 1
+    assert a.compare["cmax"]["ratio_gm"] == pytest.approx(2.0)

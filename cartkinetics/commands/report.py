@@ -73,18 +73,13 @@ def _cohort_source(args: argparse.Namespace) -> str | None:
 
 
 def _kinetics_source(args: argparse.Namespace) -> Any:
-    """The kinetics for run_analysis: the path, or with reading options the data read by them.
-
-    The analysis reads a path or a table without options, so data read with ``--mapping``,
-    ``--assay`` or ``--lloq`` are handed over as their NONMEM-layout table (ASSAY, UNIT, LLOQ
-    and dose rows kept; ``write_nonmem`` and ``read_kinetics`` round-trip the series).
-    """
+    """The kinetics for run_analysis: the path, or with reading options the data read by them
+    (a KineticsData: the report's Data section then shows the file's own row accounting)."""
     from cartkinetics.commands._options import read_from_args
-    from cartkinetics.data import write_nonmem
 
     if not reading_options_given(args):
         return args.kinetics
-    return write_nonmem(read_from_args(args, announce=False))  # the report shows it
+    return read_from_args(args, announce=False)  # the report shows it
 
 
 def run(args: argparse.Namespace) -> int:
