@@ -1164,7 +1164,8 @@ def _parse(
             rd.problem(
                 f"lloq={opts['lloq']!r} has no unit and the file's levels come in "
                 f"{', '.join(sorted(written))}: write it with its unit, e.g. "
-                f"lloq='{default_lloq:g} {_suggested_unit(written)}'",
+                f"lloq='{default_lloq:g} {_suggested_unit(written)}' (command line: "
+                f"--lloq '{default_lloq:g} {_suggested_unit(written)}')",
                 rd.rows[0], "unit",
             )
         elif written:
