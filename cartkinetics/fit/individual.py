@@ -73,6 +73,8 @@ from cartkinetics.fit.problem import (  # noqa: F401  (re-exported: the problem 
     PENALTY,
     Z95,
     Block,
+    FitSettings,
+    ParameterSpace,
     Problem,
     covariance,
     data_start,
@@ -810,10 +812,14 @@ def fit_series(
     if dose is None:
         dose = getattr(series, "dose", None)
     try:
+        settings = FitSettings(
+            n_starts=n_starts, n_candidates=n_candidates, multistart=multistart,
+            max_nfev=max_nfev, prior=prior, uncertainty=uncertainty, n_boot=n_boot,
+            profile=profile, outcomes=outcomes, seed=seed,
+        )
         res = _fit_prepared(
-            series, model, data, residual, fixed_d, free, names, is_log, lo, hi, start,
-            n_starts, n_candidates, outcomes, n_boot, profile, dose, covariates, obs_name,
-            max_nfev, seed, tic, prior, multistart, uncertainty,
+            series, model, data, residual, ParameterSpace(fixed_d, free, names, is_log, lo, hi),
+            settings, start=start, dose=dose, covariates=covariates, obs_name=obs_name, tic=tic,
         )
         if prior_note:
             res.message += "; " + prior_note
@@ -880,10 +886,15 @@ def resolve_prior(prior: Any, model: Any, units: Any = ()) -> tuple[Any, str]:
 
 
 
-def _fit_prepared(series, model, data, residual, fixed_d, free, names, is_log, lo, hi, start,
-                  n_starts, n_candidates, outcomes, n_boot, profile, dose, covariates, obs_name,
-                  max_nfev, seed, tic, prior=None, multistart="vectorised",
-                  uncertainty="auto") -> FitResult:
+def _fit_prepared(series: Any, model: Any, data: Any, residual: ResidualModel,
+                  space: ParameterSpace, settings: FitSettings, *, start: dict | None,
+                  dose: Any, covariates: dict | None, obs_name: str, tic: float) -> FitResult:
+    """Fit a series whose data, residual model and parameter space are prepared."""
+    fixed_d, free, names, is_log, lo, hi = space
+    s = settings
+    n_starts, n_candidates, outcomes, n_boot = s.n_starts, s.n_candidates, s.outcomes, s.n_boot
+    profile, max_nfev, seed, prior = s.profile, s.max_nfev, s.seed, s.prior
+    multistart, uncertainty = s.multistart, s.uncertainty
     rng = np.random.default_rng(seed)
     pnames = model.param_names
     typical = dict(zip(pnames, model.typical.tolist(), strict=True))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -431,8 +431,60 @@ def resolve_residual(model: Any, residual: ResidualModel | None, censoring: str 
     return residual
 
 
+class ParameterSpace(NamedTuple):
+    """The parameters one fit estimates (a tuple: ``fixed, free, names, is_log, lower, upper``).
+
+    ``fixed``: name -> natural-scale value of the parameters held fixed; ``free``: the
+    estimated ones in model order; ``names``: their internal names (``log_<name>`` on the
+    log scale); ``is_log``: which are on the log scale; ``lower``, ``upper``: internal-scale
+    bounds.
+    """
+
+    fixed: dict[str, float]
+    free: list[str]
+    names: list[str]
+    is_log: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """How a prepared single-series problem is fitted (the options of
+    :func:`cartkinetics.fit.individual.fit_series`, resolved: no None left).
+
+    Attributes
+    ----------
+    n_starts, n_candidates : int
+        Local optimisations, and the candidate points screened to pick their starts.
+    multistart : {"vectorised", "lmfit"}
+    max_nfev : int
+        Function evaluations per local optimisation.
+    prior : None, "population" or dict name -> (value, omega)
+    uncertainty : {"auto", "sir", "bootstrap"}
+    n_boot : int
+        SIR draws or bootstrap replicates (0: none).
+    profile : bool, str or sequence of str
+        Profile-likelihood CIs ("auto": where Wald is not trusted).
+    outcomes : bool
+        Compute Cmax, Tmax, AUC0-28 of the fitted curve with their CIs.
+    seed : int
+    """
+
+    n_starts: int
+    n_candidates: int
+    multistart: str
+    max_nfev: int
+    prior: Any
+    uncertainty: str
+    n_boot: int
+    profile: Any
+    outcomes: bool
+    seed: int
+
+
 def parameter_space(model: Any, fixed: dict[str, float] | None,
-                    bounds: dict[str, tuple[float, float]] | None = None):
+                    bounds: dict[str, tuple[float, float]] | None = None) -> ParameterSpace:
     """Free model parameters, their internal names, log flags and internal-scale bounds.
 
     ``bounds``: name -> (lower, upper) on the natural scale, replacing the model's bounds
@@ -467,7 +519,7 @@ def parameter_space(model: Any, fixed: dict[str, float] | None,
             is_log.append(False)
             lo.append(lower if np.isfinite(lower) else -1e10)
             hi.append(upper if np.isfinite(upper) else 1e10)
-    return fixed, free, names, np.array(is_log), np.array(lo), np.array(hi)
+    return ParameterSpace(fixed, free, names, np.array(is_log), np.array(lo), np.array(hi))
 
 
 def to_internal(values: dict[str, float], names: list[str], is_log: np.ndarray,
