@@ -1,7 +1,7 @@
 """Does the default hierarchical Stein 2019 fit converge? Seeds x simulated cohorts.
 
 For each cohort kind (below) and each seed s = 1..N, a cohort is simulated from Stein 2019
-with a known second-infusion effect (``cartkinetics.fit.population_sim.simulate_stein_cohort``,
+with a known second-infusion effect (``cartkinetics.testing.simulate_stein_cohort``,
 the model library's closed form, data seed s) and fitted with ``fit_population``'s defaults
 (4 chains x 1000 draws after 1000 warm-up, nutpie; sampler seed s). Reported per run: wall
 time (compile, sampling), max R-hat, min bulk and tail ESS, divergences, whether every
@@ -61,7 +61,7 @@ def one_run(kind: str, seed: int, sampler: str, fit_kw: dict[str, Any],
     from cartkinetics.data import read_kinetics
     from cartkinetics.fit.convergence import fit_until_converged
     from cartkinetics.fit.population import fit_population
-    from cartkinetics.fit.population_sim import simulate_stein_cohort
+    from cartkinetics.testing import simulate_stein_cohort
 
     df, truth = simulate_stein_cohort(seed=seed, cmax_ratio=TRUE_CMAX_RATIO, **KINDS[kind])
     data = read_kinetics(df)

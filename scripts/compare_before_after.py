@@ -104,7 +104,7 @@ def snapshot(quick: bool = False) -> dict[str, Any]:
     import cartkinetics as ck
     from cartkinetics import example
     from cartkinetics.simulate import simulate
-    from cartkinetics.simulate.population import DrawsPopulation
+    from cartkinetics.simulate.virtual_patients import DrawsPopulation
 
     out: dict[str, Any] = {}
     data = example.load()
@@ -118,7 +118,7 @@ def snapshot(quick: bool = False) -> dict[str, Any]:
     sim = simulate("stein2019", n=400, seed=11, keep_params=True, progress=False)
     out["simulate_stein"] = _frame(sim.outcomes.sort_values(list(sim.outcomes.columns[:2])))
     if not quick:
-        from cartkinetics.simulate.population import ModelPopulation
+        from cartkinetics.simulate.virtual_patients import ModelPopulation
 
         pop_k = ModelPopulation("kimmel2021", {}, omega={"rho_C": 0.1, "gamma_B": 0.1})
         sim2 = simulate("kimmel2021", n=40, seed=5, population=pop_k, keep_params=True,

@@ -358,7 +358,7 @@ def test_simulation_from_fits_keeps_the_fits_unit():
     # fitted level parameters are in the data's unit: a population of fits in cells/uL
     # simulates cells/uL (default LLOQ of 50 copies/ug not applied), and mixed units are refused
     from cartkinetics.simulate import simulate
-    from cartkinetics.simulate.population import FitTablePopulation
+    from cartkinetics.simulate.virtual_patients import FitTablePopulation
 
     table = pd.DataFrame({
         "patient": ["A", "B"], "infusion": [1, 1], "assay": ["flow", "flow"],

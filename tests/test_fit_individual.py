@@ -268,7 +268,7 @@ def test_plot_and_cli(tmp_path):
 
 
 def test_two_outputs_in_one_likelihood_recover_truth():
-    from cartkinetics.fit.multi import fit_outputs
+    from cartkinetics.fit.multi_output import fit_outputs
 
     m = models.get("liu2022")
     truth = dict(m.parameter_sets["example"], rTA0=1.3, lTA0=0.15)

@@ -17,7 +17,7 @@ import pytest
 from cartkinetics import example, models
 from cartkinetics.fit.individual import FitResult, fit_series
 from cartkinetics.fit.joint import JointFitResult
-from cartkinetics.fit.multi import MultiFitResult
+from cartkinetics.fit.multi_output import MultiFitResult
 from cartkinetics.fit.results import REPR_MAX, FitResultBase
 
 

@@ -18,7 +18,7 @@ from scipy import stats
 from cartkinetics import models
 from cartkinetics.errors import CartKineticsError
 from cartkinetics.models.base import Parameter
-from cartkinetics.simulate.population import DrawsPopulation
+from cartkinetics.simulate.virtual_patients import DrawsPopulation
 
 STEIN = models.get("stein2019")
 # the scales of Stein 2019's hierarchical fit, stated independently of the code: every

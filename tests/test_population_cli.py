@@ -10,7 +10,7 @@ pytest.importorskip("pymc")
 pytest.importorskip("nutpie")
 
 from cartkinetics.cli import main  # noqa: E402
-from cartkinetics.fit.population_sim import simulate_stein_cohort  # noqa: E402
+from cartkinetics.testing import simulate_stein_cohort  # noqa: E402
 
 
 @pytest.mark.slow

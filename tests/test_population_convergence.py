@@ -153,7 +153,7 @@ def test_until_converged_stops_at_the_budget_and_says_so(monkeypatch):
 def test_cli_reports_not_converged_in_json_and_on_the_console(tmp_path, capsys):
     pytest.importorskip("nutpie")
     from cartkinetics.cli import main
-    from cartkinetics.fit.population_sim import simulate_stein_cohort
+    from cartkinetics.testing import simulate_stein_cohort
 
     df, _ = simulate_stein_cohort(3, seed=3)
     csv = tmp_path / "kin.csv"
@@ -184,7 +184,7 @@ def test_restarted_chains_join_the_kept_ones_in_a_real_fit():
     pytest.importorskip("nutpie")
     from cartkinetics.data import read_kinetics
     from cartkinetics.fit.population import fit_population, prepare_population_data
-    from cartkinetics.fit.population_sim import simulate_stein_cohort
+    from cartkinetics.testing import simulate_stein_cohort
 
     df, _ = simulate_stein_cohort(3, seed=5)
     pdata = prepare_population_data(read_kinetics(df))

@@ -24,7 +24,7 @@ from cartkinetics import models  # noqa: E402
 from cartkinetics.data import read_kinetics  # noqa: E402
 from cartkinetics.errors import CartKineticsError  # noqa: E402
 from cartkinetics.fit import population as P  # noqa: E402
-from cartkinetics.fit.population_sim import simulate_stein_cohort  # noqa: E402
+from cartkinetics.testing import simulate_stein_cohort  # noqa: E402
 
 
 def test_erfcx_matches_scipy():

@@ -11,7 +11,7 @@ pytest.importorskip("pymc")
 from cartkinetics import models  # noqa: E402
 from cartkinetics.errors import CartKineticsError  # noqa: E402
 from cartkinetics.fit import population as P  # noqa: E402
-from cartkinetics.fit.population_sim import simulate_stein_cohort  # noqa: E402
+from cartkinetics.testing import simulate_stein_cohort  # noqa: E402
 
 IOV_TRUE = {"alpha": 0.4, "cmax": 0.3}
 EFFECT_TRUE = {"beta": float(np.log(0.5))}  # second infusion: slow phase halves its rate

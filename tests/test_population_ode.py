@@ -11,9 +11,8 @@ pt = pytest.importorskip("pytensor.tensor")
 from cartkinetics import models  # noqa: E402
 from cartkinetics.data import read_kinetics  # noqa: E402
 from cartkinetics.fit import population as P  # noqa: E402
-from cartkinetics.fit.population_sim import simulate_stein_cohort  # noqa: E402
 from cartkinetics.fit.pytensor_ops import ODEObservationOp  # noqa: E402
-from cartkinetics.testing import liu_cohort  # noqa: E402
+from cartkinetics.testing import liu_cohort, simulate_stein_cohort  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ pytest.importorskip("nutpie")
 
 from cartkinetics.data import read_kinetics  # noqa: E402
 from cartkinetics.fit.population import fit_population  # noqa: E402
-from cartkinetics.fit.population_sim import simulate_stein_cohort  # noqa: E402
+from cartkinetics.testing import simulate_stein_cohort  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_recovery_outputs(recovery, tmp_path):
 @pytest.mark.slow
 def test_censored_vpc_matches_observed_blq_fraction(recovery):
     """The predicted BLQ fraction per time bin brackets the observed one (a calibrated fit)."""
-    from cartkinetics.fit.population_plots import vpc_censored_table
+    from cartkinetics.fit.population.plots import vpc_censored_table
 
     fit, _ = recovery
     tab = vpc_censored_table(fit, level=0.99)

@@ -9,7 +9,7 @@ pytest.importorskip("pymc")
 pytest.importorskip("nutpie")
 
 from cartkinetics.fit import population as P  # noqa: E402
-from cartkinetics.fit.population_sim import simulate_stein_cohort  # noqa: E402
+from cartkinetics.testing import simulate_stein_cohort  # noqa: E402
 
 
 @pytest.fixture(scope="module")

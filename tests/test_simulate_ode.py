@@ -6,7 +6,7 @@ from scipy.integrate import solve_ivp
 
 from cartkinetics import models
 from cartkinetics.simulate import ModelPopulation, Scenario, TumourSpec, simulate
-from cartkinetics.simulate.engine import tumour_outcomes
+from cartkinetics.simulate.chunks import tumour_outcomes
 
 
 def kimmel_rhs(t, y, p):

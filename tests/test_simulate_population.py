@@ -18,7 +18,7 @@ from cartkinetics.simulate import (
     scenario_grid,
     simulate,
 )
-from cartkinetics.simulate.engine import chunk_rng
+from cartkinetics.simulate.chunks import chunk_rng
 
 
 def test_fit_table_sample_reuses_rows_and_skips_failed_fits():

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from cartkinetics.errors import CartKineticsError
-from cartkinetics.simulate.population import FitTablePopulation
+from cartkinetics.simulate.virtual_patients import FitTablePopulation
 
 HEADER = "patient,status,foldx,tmax,cmax,alpha,fb,beta\n"
 GOOD = "A,converged,3900,9.3,24000,0.16,0.0079,0.0032\n"
@@ -52,7 +52,7 @@ def test_row_numbers_count_rows_before_the_infusion_filter(tmp_path):
 
 def test_text_in_a_draws_file_names_row_and_column(tmp_path):
     # used to crash with a bare ValueError ("could not convert string to float")
-    from cartkinetics.simulate.population import DrawsPopulation
+    from cartkinetics.simulate.virtual_patients import DrawsPopulation
 
     p = tmp_path / "draws.csv"
     p.write_text("foldx,tmax\n3900,9.3\n3000,abc\n")

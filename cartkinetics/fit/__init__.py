@@ -26,8 +26,8 @@ _LAZY = {
     "fit_joint": "cartkinetics.fit.joint",
     "JointFitResult": "cartkinetics.fit.joint",
     "compare_fits": "cartkinetics.fit.cohort",
-    "fit_outputs": "cartkinetics.fit.multi",
-    "MultiFitResult": "cartkinetics.fit.multi",
+    "fit_outputs": "cartkinetics.fit.multi_output",
+    "MultiFitResult": "cartkinetics.fit.multi_output",
     "fit_population": "cartkinetics.fit.population",
 }
 

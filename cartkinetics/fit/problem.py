@@ -3,7 +3,7 @@ space (internal log/natural scale with bounds), starting values and the covarian
 
 Shared by the single-series fit (:mod:`cartkinetics.fit.individual`), the joint fit of two
 infusions (:mod:`cartkinetics.fit.joint`) and the multi-output fit
-(:mod:`cartkinetics.fit.multi`); public so that these modules import no private names.
+(:mod:`cartkinetics.fit.multi_output`); public so that these modules import no private names.
 """
 
 from __future__ import annotations

@@ -6,14 +6,20 @@
     >>> res.summary()            # medians, 5-95 % intervals per scenario
     >>> res.outcomes             # one row per virtual patient x scenario
 
-See :func:`simulate` for the options, :mod:`cartkinetics.simulate.population` for the
+See :func:`simulate` for the options, :mod:`cartkinetics.simulate.virtual_patients` for the
 population sources (published variability, per-patient fits, posterior draws) and
 :mod:`cartkinetics.simulate.scenarios` for scenarios and the dose-exposure assumption.
 """
 
-from cartkinetics.simulate.core import SimulationResult, simulate
-from cartkinetics.simulate.engine import TumourSpec, default_grid, tumour_outcomes
-from cartkinetics.simulate.population import (
+from cartkinetics.simulate.chunks import TumourSpec, default_grid, tumour_outcomes
+from cartkinetics.simulate.scenarios import (
+    ELIANA_MEDIAN_DOSE_PER_KG,
+    DoseExposure,
+    Scenario,
+    scenario_grid,
+)
+from cartkinetics.simulate.simulation import SimulationResult, simulate
+from cartkinetics.simulate.virtual_patients import (
     DEFAULT_WEIGHT,
     DrawsPopulation,
     Empirical,
@@ -24,12 +30,6 @@ from cartkinetics.simulate.population import (
     Population,
     make_population,
     parse_distribution,
-)
-from cartkinetics.simulate.scenarios import (
-    ELIANA_MEDIAN_DOSE_PER_KG,
-    DoseExposure,
-    Scenario,
-    scenario_grid,
 )
 
 __all__ = [

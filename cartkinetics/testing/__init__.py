@@ -1,7 +1,6 @@
 """Test data with a known truth: simulated cohorts for recovery tests, SBC and benchmarks.
 
-Public so that tests, benchmarks and users' own validations share one generator
-(``cartkinetics.fit.population_sim`` re-exports it under its old name).
+Public so that tests, benchmarks and users' own validations share one generator.
 
 The curves come from ``models.get("stein2019").solve_batch`` (the model library's own
 closed form), not from the PyTensor code being tested, so a recovery test compares two

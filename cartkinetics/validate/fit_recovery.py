@@ -319,7 +319,7 @@ def mechanistic(jobs: int) -> None:
         print(f"skipped: {LIU} absent")
         return
     from cartkinetics.data import read_kinetics
-    from cartkinetics.fit.multi import fit_outputs
+    from cartkinetics.fit.multi_output import fit_outputs
 
     f = LIU / "Data_CR.csv"
     kw = dict(mapping={"TIME": "time", "DV": "y"}, blq_values={0.2: 0.2}, patient_prefix="CR-")

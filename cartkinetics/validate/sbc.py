@@ -45,7 +45,7 @@ def _setup(patients: int, lloq: float, days: tuple[float, ...]) -> dict[str, Any
 
     from cartkinetics.data import read_kinetics
     from cartkinetics.fit import population as P
-    from cartkinetics.fit.population_sim import simulate_stein_cohort
+    from cartkinetics.testing import simulate_stein_cohort
 
     df, _ = simulate_stein_cohort(patients, seed=0, days=days, lloq=lloq)
     pdata = P.prepare_population_data(read_kinetics(df))

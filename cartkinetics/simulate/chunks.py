@@ -23,8 +23,8 @@ import pandas as pd
 from cartkinetics._dask import child_rng, open_client, run_tasks, write_parquet_atomic
 from cartkinetics.errors import CartKineticsError
 from cartkinetics.outcomes import OUTCOME_KEYS, batch_curve_outcomes
-from cartkinetics.simulate.population import Population
 from cartkinetics.simulate.scenarios import DoseExposure, Scenario
+from cartkinetics.simulate.virtual_patients import Population
 from cartkinetics.solvers.status import INVALID_INPUT, SUCCESS
 
 INF2_KEYS = tuple(f"inf2_{k}" for k in OUTCOME_KEYS)

@@ -15,15 +15,15 @@ import pandas as pd
 from cartkinetics.errors import CartKineticsError
 from cartkinetics.outcomes import OUTCOME_KEYS
 from cartkinetics.serialize import is_jsonable
-from cartkinetics.simulate.engine import (
+from cartkinetics.simulate.chunks import (
     Plan,
     TumourSpec,
     check_memory,
     run_dask,
     run_local,
 )
-from cartkinetics.simulate.population import ModelPopulation, Population, make_population
 from cartkinetics.simulate.scenarios import DoseExposure, Scenario
+from cartkinetics.simulate.virtual_patients import ModelPopulation, Population, make_population
 
 #: default LLOQ by observation unit, for ``persistence`` (typical qPCR ~50 copies/ug:
 #: check your assay and pass ``lloq``)
@@ -512,7 +512,7 @@ def _notes(
                 "simulated like one with it."
             )
     else:
-        from cartkinetics.simulate.engine import BLOOD_ML_PER_KG
+        from cartkinetics.simulate.chunks import BLOOD_ML_PER_KG
 
         if str(model.dose_unit).startswith("cells/uL") and any(
                 s.needs_weight() for s in scenarios):
