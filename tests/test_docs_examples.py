@@ -28,8 +28,10 @@ _ILLUSTRATION = "<!-- illustration -->"
 
 # pages whose examples wait for work not yet landed: they run, and a failure is expected
 PENDING: dict[str, str] = {}
-# pages whose examples take minutes (MCMC, a whole cohort in two processes): run with -m slow
-SLOW = {"docs/population.md", "docs/fitting.md"}
+# pages whose examples take minutes (MCMC, a whole cohort in two processes) or compile numba
+# models (10 s and more): run with -m slow
+SLOW = {"docs/population.md", "docs/fitting.md", "docs/exposure-response.md", "docs/solvers.md",
+        "docs/models/custom.md"}
 
 
 def _pages() -> list[Path]:

@@ -155,6 +155,7 @@ def test_batch_keeps_going_after_a_failure(user_model):
     np.testing.assert_allclose(b.observed["car_t"][3], b.observed["car_t"][0])
 
 
+@pytest.mark.slow
 def test_max_steps_is_reported_not_silent(user_model):
     sol = user_model.solve([40.0], method="tsit5", max_steps=5, rtol=1e-10)
     assert sol.status == 1

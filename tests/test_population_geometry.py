@@ -43,6 +43,7 @@ def small():
     return P.prepare_population_data(read_kinetics(df)), truth
 
 
+@pytest.mark.slow
 def test_numba_logp_with_cacheable_erfcx_equals_c_backend(small):
     """The log-density and its gradient, numba (our erfcx) versus PyTensor's C backend."""
     import pytensor

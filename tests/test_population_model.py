@@ -298,6 +298,7 @@ def test_pooled_parameters_have_no_random_effect(small_data):
         P.build_model(pdata, pooled=("cmax",), centred=("cmax",))
 
 
+@pytest.mark.slow
 def test_map_start_is_the_conditional_mode_with_omegas_held(small_data):
     """init="map": the between-patient SDs stay at their start (the prior median), every other
     variable sits at a local maximum of the log posterior given them: zero gradient, and no
@@ -350,6 +351,7 @@ def test_map_start_is_the_conditional_mode_with_omegas_held(small_data):
         P._initial_point(m, "prior", 0, {})
 
 
+@pytest.mark.slow
 def test_map_start_when_find_map_stops_at_its_evaluation_limit(small_data, monkeypatch):
     """find_MAP returns no optimiser result when it stops at maxeval: the start is still its
     last point, and init_logp is the log density there (find_MAP's objective)."""

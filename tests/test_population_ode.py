@@ -87,6 +87,7 @@ def liu_setup():
     return liu_cohort(seed=4)
 
 
+@pytest.mark.slow
 def test_ode_op_numba_implementation_matches_python(liu_setup):
     """The registered numba implementation (used by nutpie's numba backend) gives the same
     log-likelihood and gradient as the Python perform, with no object-mode fallback."""
@@ -145,6 +146,7 @@ def test_two_outputs_layout_and_values(liu_two_outputs):
         P.build_model(pdata, model, observations={"leukaemia": "tumour"})
 
 
+@pytest.mark.slow
 def test_two_outputs_gradient_and_numba_path(liu_two_outputs):
     """Sensitivity-based gradient of the two-output Op against central differences; the numba
     implementation (nutpie's backend) and the per-series path agree with the batched one."""
@@ -215,6 +217,7 @@ def test_two_outputs_pymc_likelihood(liu_two_outputs):
     assert float(lp) == pytest.approx(total, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_two_outputs_fit_population_end_to_end(liu_two_outputs, tmp_path):
     """A (short) two-output sampling run: one residual SD per output in the posterior and the
     summary, every row of both outputs in the log-likelihood and posterior predictive groups,
@@ -254,6 +257,7 @@ def test_two_outputs_fit_population_end_to_end(liu_two_outputs, tmp_path):
     assert saved["vpc_censored"].exists() and saved["individual_pred"].exists()
 
 
+@pytest.mark.slow
 def test_pooled_parameter_fit_end_to_end(liu_two_outputs):
     """A short run with lTA0 estimated at the population level only (``pooled=``): every
     series takes the same lTA0 = exp(mu) in every draw, omega is 0 for it and is sampled as

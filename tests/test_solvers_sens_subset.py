@@ -199,6 +199,7 @@ def liu_pop():
     return liu_cohort(seed=4)
 
 
+@pytest.mark.slow
 def test_op_with_free_parameters_matches_full_op(liu_pop):
     """The Op restricted to the free parameters: its Jacobian equals the full Op's columns
     (batched, per-series and numba paths), zero for the fixed ones."""
