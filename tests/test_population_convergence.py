@@ -4,6 +4,7 @@ the patients the chains disagree about; the until-converged loop; the CLI's repo
 from __future__ import annotations
 
 import json
+import types
 import warnings
 
 import numpy as np
@@ -146,6 +147,27 @@ def test_until_converged_stops_at_the_budget_and_says_so(monkeypatch):
     assert fit.info["convergence"]["stopped"] == "max rounds"
     assert [(r["tune"], r["draws"]) for r in rounds] == [(100, 50), (200, 100), (400, 200)]
     assert rounds[1]["init"] == "dispersed"
+
+
+def test_an_extended_round_is_shortened_to_the_budget_left(monkeypatch):
+    # a round costs one second per draw on a fake clock: after a 100 s first round, 190 s
+    # of a 290 s budget are left, too little for twice the draws (200 s) but enough for
+    # 1.9 times; after that nothing is left and the fit stops, saying why
+    clock = {"t": 0.0}
+
+    def fake_fit(data, model, *, draws, tune, chains, seed, init, progress, warn, **kw):
+        clock["t"] += draws
+        return _FakeFit(_idata(n_chains=chains, n_draws=50, seed=seed), chains, tune, draws,
+                        seed)
+
+    monkeypatch.setattr("cartkinetics.fit.population.fit_population", fake_fit)
+    monkeypatch.setattr(C, "time", types.SimpleNamespace(perf_counter=lambda: clock["t"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fit = C.fit_until_converged(None, time_budget=290, max_rounds=5, tune=100, draws=100)
+    conv = fit.info["convergence"]
+    assert [(r["tune"], r["draws"]) for r in conv["rounds"]] == [(100, 100), (190, 190)]
+    assert conv["stopped"] == "time budget"
 
 
 # ----------------------------------------------------------------- the CLI, end to end

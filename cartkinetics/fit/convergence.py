@@ -442,7 +442,8 @@ def fit_until_converged(
         As :func:`cartkinetics.fit.population.fit_population`.
     time_budget : float
         Seconds of wall time for all rounds (default 1800). A further round starts only when
-        the previous round's time, scaled by its growth, still fits into what is left.
+        it fits into what is left: an extended round that would not fit at ``growth`` times
+        the last one is shortened to what is left (never below the last round's length).
     max_rounds : int
         At most this many sampling rounds (the first fit included).
     growth : float
@@ -501,8 +502,13 @@ def fit_until_converged(
         elapsed = time.perf_counter() - t_start
         last = rounds[-1]["seconds"]
         stuck = list(rep.stuck_chains)
-        cost = last * (len(stuck) / chains if stuck else growth)
-        if elapsed + cost > time_budget:
+        scale = growth
+        if not stuck and elapsed + last * growth > time_budget:
+            # a longer round that still fits the budget (at least as long as the last one)
+            # rather than stopping with most of the budget unspent
+            scale = (time_budget - elapsed) / last
+        cost = last * (len(stuck) / chains if stuck else scale)
+        if elapsed + cost > time_budget or (not stuck and scale < 1.0):
             stopped = "time budget"
             break
         t0 = time.perf_counter()
@@ -523,8 +529,8 @@ def fit_until_converged(
                      "draws": fit.info["settings"]["draws"], "chains": len(stuck), "seed": s,
                      "init": "jittered around a draw of the other chains"}
         else:
-            tune = int(round(tune * growth))
-            draws = int(round(draws * growth))
+            tune = int(round(tune * scale))
+            draws = int(round(draws * scale))
             if rep.divergences:
                 # smaller steps: halve the distance of the target acceptance to 1
                 ta = kwargs.get("target_accept") or DEFAULT_TARGET_ACCEPT
