@@ -92,8 +92,9 @@ class AnalysisOptions:
         Simulated doses, CAR-T cells/kg.
     dose_exponent : float
         Dose-exposure assumption of closed-form models (0: as published, no dose effect).
-    n_jobs : int
-        Worker processes of the per-patient fits.
+    workers, scheduler : optional
+        The per-patient fits on a new local Dask cluster of ``workers`` processes, or on the
+        Dask scheduler at ``scheduler`` (default: in this process).
     prior : {"population", None}
         Per-patient estimator: ``"population"`` (default) gives MAP fits with the model's
         published population distribution as prior, the estimator recommended for sparse
@@ -119,7 +120,8 @@ class AnalysisOptions:
     n_virtual: int | None = None
     dose_levels: tuple[float, ...] = (1.0e6, 3.1e6, 5.0e6)
     dose_exponent: float = 0.5
-    n_jobs: int = 1
+    workers: int | None = None
+    scheduler: str | None = None
     prior: str | None = "population"
     seed: int = 2026
     title: str = "cartkinetics report"
@@ -326,7 +328,9 @@ def _step_fits(a: Analysis) -> str:
     o = a.options
     # MAP needs a published population (typical values and variability) to act as prior
     prior = o.prior if getattr(models.get(o.model), "bsv", None) else None
-    fits = fit_cohort(a.data, o.model, assay=o.assay, n_jobs=o.n_jobs, prior=prior)
+    fits = fit_cohort(a.data, o.model, assay=o.assay, prior=prior,
+                      workers=o.workers if (o.workers or 0) > 1 else None,
+                      scheduler=o.scheduler)
     a.fits = fits
     estimator = "MAP, published population as prior" if prior else "maximum likelihood"
     a.write_table(fits.table, "fits/fits.csv")

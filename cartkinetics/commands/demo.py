@@ -51,8 +51,11 @@ def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``demo`` and ``report``."""
     parser.add_argument("--quick", action="store_true",
                         help="fewer posterior draws and virtual patients (a smoke run)")
-    parser.add_argument("--jobs", type=int, default=1, metavar="N",
-                        help="worker processes for the per-patient fits (default 1)")
+    from cartkinetics.commands._options import add_cluster_arguments, add_deprecated_alias
+
+    # the grammar of every subcommand with parallel work (default: in this process)
+    add_cluster_arguments(parser, "the per-patient fits")
+    add_deprecated_alias(parser, "--jobs", "workers", type=int, metavar="N")
     parser.add_argument("--draws", type=int, default=None,
                         help="hierarchical fit: draws per chain (default 300; quick 100)")
     parser.add_argument("--chains", type=int, default=2,
@@ -62,6 +65,16 @@ def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run only these steps: nca, compare, fits, population, "
                              "endpoints, exposure, simulation")
     add_quiet_argument(parser)
+
+
+def cluster_options(args: argparse.Namespace) -> dict:
+    """``workers`` and ``scheduler`` of :class:`AnalysisOptions` from ``--workers`` /
+    ``--scheduler`` (and the deprecated ``--jobs``), checked."""
+    from cartkinetics.commands._options import check_cluster_arguments, resolve_deprecated
+
+    resolve_deprecated(args, "workers", "--jobs", "--workers")
+    check_cluster_arguments(args)
+    return {"workers": args.workers, "scheduler": args.scheduler}
 
 
 def parse_only(text: str | None) -> tuple[str, ...] | None:
@@ -152,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     options = AnalysisOptions(
         model="stein2019", quick=args.quick, draws=draws, tune=tune, chains=chains,
         target_accept=target_accept,
-        n_jobs=args.jobs, seed=args.seed, synthetic=True, only=parse_only(args.only),
+        **cluster_options(args), seed=args.seed, synthetic=True, only=parse_only(args.only),
         title="cartkinetics demo: SYNTHETIC example cohort",
     )
     analysis = run_analysis(

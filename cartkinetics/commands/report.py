@@ -26,7 +26,12 @@ from cartkinetics.commands._options import (
     reading_options_given,
     resolve_deprecated,
 )
-from cartkinetics.commands.demo import add_analysis_arguments, parse_only, print_summary
+from cartkinetics.commands.demo import (
+    add_analysis_arguments,
+    cluster_options,
+    parse_only,
+    print_summary,
+)
 
 HELP = "self-contained HTML report for your own files"
 
@@ -102,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     options = AnalysisOptions(
         model=args.model, assay=args.assay, population=args.population,
         simulation=args.simulate, quick=args.quick, draws=args.draws, chains=args.chains,
-        n_jobs=args.jobs, seed=args.seed, title=args.title, only=parse_only(args.only),
+        **cluster_options(args), seed=args.seed, title=args.title, only=parse_only(args.only),
     )
     analysis = run_analysis(_kinetics_source(args), patients=args.patients,
                             cohort=_cohort_source(args), out=args.out, options=options,
