@@ -149,6 +149,23 @@ def test_until_converged_stops_at_the_budget_and_says_so(monkeypatch):
     assert rounds[1]["init"] == "dispersed"
 
 
+def test_a_worse_later_round_is_not_returned(monkeypatch):
+    # round 1 mixes but is short (ESS below 400); the extended round 2 has a chain stuck in
+    # another mode: out of rounds, the fit returned is round 1's, and the record says so
+    def fake_fit(data, model, *, draws, tune, chains, seed, init, progress, warn, **kw):
+        first = init != "dispersed"
+        return _FakeFit(_idata(n_chains=chains, n_draws=50 if first else 400,
+                               stuck=None if first else 1, seed=seed), chains, tune, draws, seed)
+
+    monkeypatch.setattr("cartkinetics.fit.population.fit_population", fake_fit)
+    with pytest.warns(RuntimeWarning, match="NOT converged"):
+        fit = C.fit_until_converged(None, time_budget=1e6, max_rounds=2, tune=100, draws=50)
+    conv = fit.info["convergence"]
+    assert conv["stopped"] == "max rounds" and len(conv["rounds"]) == 2
+    assert conv["rounds"][1]["diagnostics"]["max_rhat"] > 1.5
+    assert conv["returned_round"] == 1 and fit.info["settings"]["draws"] == 50
+
+
 def test_an_extended_round_is_shortened_to_the_budget_left(monkeypatch):
     # a round costs one second per draw on a fake clock: after a 100 s first round, 190 s
     # of a 290 s budget are left, too little for twice the draws (200 s) but enough for

@@ -387,6 +387,13 @@ def diagnose(
 
 
 # ================================================================== until converged
+def _rank(rep: ConvergenceReport) -> tuple:
+    """Order of diagnostics, best last: met, then lower max R-hat, then higher min ESS."""
+    rhat = rep.max_rhat if math.isfinite(rep.max_rhat) else math.inf
+    ess = min(rep.min_ess_bulk, rep.min_ess_tail)
+    return (bool(rep.ok), -rhat, ess if math.isfinite(ess) else -math.inf)
+
+
 def _start_from_draw(fit: Any, chains: list[int], rng: np.random.Generator) -> dict[str, Any]:
     """A posterior draw of the sampled variables from one of ``chains`` (constrained values,
     the ``initvals`` convention), to restart other chains near the bulk of the posterior."""
@@ -457,8 +464,10 @@ def fit_until_converged(
     Returns
     -------
     PopulationFit
-        The last round's fit. ``fit.info["convergence"]`` records every round (action,
-        settings, seconds, the diagnostics), ``ok`` and ``stopped`` (``"converged"``,
+        The fit of the last round, or, when the thresholds are still missed, of the round
+        with the best diagnostics (``returned_round``). ``fit.info["convergence"]`` records
+        every round (action, settings, seconds, the diagnostics), ``ok`` and ``stopped``
+        (``"converged"``,
         ``"time budget"`` or ``"max rounds"``). When the thresholds are still missed the
         fit says so (``fit.diagnostics()["ok"]`` is False) and a ``RuntimeWarning`` names
         the worst quantities.
@@ -494,6 +503,7 @@ def fit_until_converged(
                    "chains": chains, "seed": seed, "init": str(init),
                    "seconds": time.perf_counter() - t0, "diagnostics": rep.to_dict(k=3)})
     stopped = "converged" if rep.ok else None
+    best = (_rank(rep), 1, fit, rep)
     while not rep.ok:
         k = len(rounds) + 1
         if k > max_rounds:
@@ -544,11 +554,19 @@ def fit_until_converged(
         entry.update({"round": k, "seconds": time.perf_counter() - t0,
                       "diagnostics": rep.to_dict(k=3)})
         rounds.append(entry)
+        if _rank(rep) > best[0]:
+            best = (_rank(rep), k, fit, rep)
         if rep.ok:
             stopped = "converged"
+    returned = len(rounds)
+    if not rep.ok and best[1] != len(rounds):
+        # a later round can be worse (a dispersed start stuck in another mode): the fit
+        # returned is the round with the best diagnostics, and the record says which
+        _, returned, fit, rep = best
     fit.info["convergence"] = {
         "ok": bool(rep.ok), "stopped": stopped, "time_budget": float(time_budget),
         "seconds": time.perf_counter() - t_start, "rounds": rounds,
+        "returned_round": returned,
     }
     if not rep.ok:
         warnings.warn(
