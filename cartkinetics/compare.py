@@ -627,7 +627,7 @@ def _format(c: Comparison) -> str:
         u = r.get("unit")
         ci_ok = all(r[k] is not None and math.isfinite(r[k]) for k in ("ci_low", "ci_high"))
         if r["kind"] == "ratio":
-            ci = (f"{pct} CI {r['ci_low']:.3g}-{r['ci_high']:.3g}" if ci_ok
+            ci = (f"{pct} CI {r['ci_low']:.3g} to {r['ci_high']:.3g}" if ci_ok
                   else f"no {pct} CI: too few pairs")
             est = f"GM ratio {r['ratio_gm']:.3g} ({ci})"
         else:

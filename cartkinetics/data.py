@@ -511,15 +511,16 @@ def patient_id(raw: Any) -> str:
 _patient_id = patient_id
 
 
-def _flag(raw: Any) -> bool | None:
-    """True/False of a 0/1 flag cell (``1``, ``yes``, ``1.0000E+00`` ...); None when it is not
-    one (a number other than exactly 0 or 1, or other text)."""
-    if raw is None or (not isinstance(raw, str) and _is_missing(raw)):
-        return False
+def flag_value(raw: Any) -> bool | None:
+    """True/False of a written 0/1 flag (``1``, ``yes``, ``true``, ``1.0000E+00`` ...); None when
+    it is not one (a number other than exactly 0 or 1, other text). The one reading of flags:
+    BLQ/CENS/C columns here, the cohort table's event and yes/no columns."""
+    if isinstance(raw, bool | np.bool_):
+        return bool(raw)
     s = str(raw).strip().lower()
     if s in _TRUE:
         return True
-    if s in _FALSE or s in _MISSING_TOKENS:
+    if s in _FALSE:
         return False
     v = _to_float(raw)  # NONMEM $TABLE writes every number in E-notation: 1.0000E+00
     if v == 1.0:
@@ -527,6 +528,15 @@ def _flag(raw: Any) -> bool | None:
     if v == 0.0:
         return False
     return None
+
+
+def _flag(raw: Any) -> bool | None:
+    """A BLQ-type flag cell: a missing cell is False (not flagged), else :func:`flag_value`."""
+    if raw is None or (not isinstance(raw, str) and _is_missing(raw)):
+        return False
+    if str(raw).strip().lower() in _MISSING_TOKENS:
+        return False
+    return flag_value(raw)
 
 
 class _Reader:

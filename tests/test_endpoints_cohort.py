@@ -224,3 +224,14 @@ def test_absent_optional_columns_omit_endpoints_and_say_so():
     assert {o["endpoint"] for o in d["omitted"]} == set(omitted)
     assert "Not reported" in res.summary() and "os (no" in res.summary()
     assert "Omitted endpoints" in res.to_markdown()
+
+
+def test_flags_read_as_the_kinetics_reader_reads_them():
+    # one reading of 0/1 flags: NONMEM-style E-notation and yes/no alike; other numbers refused
+    df = pd.DataFrame({"patient": ["P1", "P2", "P3"], "os_days": [100, 200, 300],
+                       "death": ["1.0000E+00", "0.0000E+00", "yes"]})
+    c = read_cohort(df)
+    assert c.table["death"].tolist() == [True, False, True]
+    df.loc[1, "death"] = "2"
+    with pytest.raises(CartKineticsError, match="flag '2' not understood"):
+        read_cohort(df)

@@ -17,7 +17,7 @@ def test_summary_says_no_ci_rather_than_nan_for_too_few_pairs():
     assert "nan" not in text.lower()
     assert text.count("no 95% CI: too few pairs") == 1          # tmax (HL, n = 2)
     # the ratio CIs exist: every ratio is 3 (cmax) or 2 (auc): zero spread, CI = the ratio
-    assert "GM ratio 3 (95% CI 3-3)" in text and "GM ratio 2 (95% CI 2-2)" in text
+    assert "GM ratio 3 (95% CI 3 to 3)" in text and "GM ratio 2 (95% CI 2 to 2)" in text
 
 
 def test_one_pair_summary_has_no_nan():

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cartkinetics.data import patient_id
+from cartkinetics.data import flag_value, patient_id
 from cartkinetics.errors import CartKineticsError
 
 RESPONSE_CODES: dict[str, str] = {
@@ -83,8 +83,6 @@ KNOWN_COLUMNS: tuple[str, ...] = (
 )
 
 _MISSING_TEXT = {"", "na", "n/a", "nan", "."}  # spreadsheet spellings of an empty cell
-_TRUE = {"1", "1.0", "yes", "y", "true", "t"}
-_FALSE = {"0", "0.0", "no", "n", "false", "f"}
 _GRADE_RE = re.compile(r"^(?:g|grade)?\s*(\d+(?:\.0+)?)$")
 
 
@@ -139,13 +137,9 @@ def _is_missing(value: Any) -> bool:
 def _parse_flag(value: Any, err) -> bool | None:
     if _is_missing(value):
         return None
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
+    flag = flag_value(value)  # the kinetics reader's rule (also 1.0000E+00)
+    if flag is not None:
+        return flag
     err(f"flag {value!r} not understood; expected 1/0, yes/no, y/n or true/false")
     return None  # pragma: no cover (err raises)
 
