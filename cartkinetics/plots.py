@@ -6,6 +6,8 @@ manner of ``scipy.stats`` result plots.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 _LABELS = {
@@ -176,3 +178,17 @@ def plot_kinetics(data: Any, ax: Any = None, fig: Any = None) -> Any:
                               label="BLQ (at LLOQ)"))
         a.legend(handles=handles, fontsize=7, frameon=False)
     return axes[0] if axes.size == 1 else axes
+
+
+def save_figures(figures: Mapping[str, Any], out: str | Path, *, dpi: int) -> list[Path]:
+    """Write each figure as ``out/<name>.png`` (tight bounding box, ``dpi``) and close it;
+    return the paths in the order written."""
+    import matplotlib.pyplot as plt  # headless sessions fall back to Agg by themselves
+
+    paths = []
+    for name, fig in figures.items():
+        path = Path(out) / f"{name}.png"
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+        plt.close(fig)
+        paths.append(path)
+    return paths

@@ -527,15 +527,9 @@ class EndpointResult(EndpointResultAPI):
         return figs
 
     def _write_figures(self, out: Path) -> list[Path]:
-        import matplotlib.pyplot as plt  # headless sessions fall back to Agg by themselves
+        from cartkinetics.plots import save_figures
 
-        paths = []
-        for name, fig in self.figures().items():
-            path = out / f"{name}.png"
-            fig.savefig(path, dpi=120, bbox_inches="tight")
-            plt.close(fig)
-            paths.append(path)
-        return paths
+        return save_figures(self.figures(), out, dpi=120)
 
 
 def _kinetics_text(kin: dict) -> str:

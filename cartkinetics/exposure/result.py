@@ -416,13 +416,9 @@ class ExposureResponseResult:
         (out / "exposure_response.json").write_text(self.to_json(), encoding="utf-8")
         paths += [out / "summary.txt", out / "exposure_response.json"]
         if figures:
-            import matplotlib.pyplot as plt
+            from cartkinetics.plots import save_figures
 
-            for name, fig in self.figures().items():
-                p = out / f"{name}.png"
-                fig.savefig(p, dpi=110, bbox_inches="tight")
-                plt.close(fig)
-                paths.append(p)
+            paths += save_figures(self.figures(), out, dpi=110)
         return paths
 
 
