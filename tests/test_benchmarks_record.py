@@ -26,9 +26,27 @@ def _results() -> str:
 
 def test_docs_page_is_the_committed_results():
     page = record.DOCS_PAGE.read_text(encoding="utf-8")
-    assert page == record.docs_page(_results()), (
-        "docs/benchmarks.md differs from the page generated from benchmarks/RESULTS.md: "
-        "run `python -m benchmarks` (do not edit either file by hand)")
+    assert page == record.docs_page(_results(), record.read_cluster()), (
+        "docs/benchmarks.md differs from the page generated from benchmarks/RESULTS.md and "
+        "CLUSTER.md: run `python -m benchmarks` (do not edit these files by hand)")
+
+
+def test_cluster_record_header_and_sizes():
+    """The fits-at-scale record (issue #21): its own header, the sizes the issue names."""
+    text = record.read_cluster()
+    if text is None:
+        pytest.skip("no cluster record committed")
+    header = record.parse_header(text)
+    missing = [f for f in record.HEADER_FIELDS if not header.get(f, "").strip()]
+    assert not missing, f"CLUSTER.md header lacks {missing}"
+    assert "uncommitted" not in header["commit"]
+    doc = json.loads(record.CLUSTER_JSON.read_text(encoding="utf-8"))
+    assert doc["header"]["commit"] == header["commit"]
+    assert doc["fit"]["series"] >= 10_000 and doc["fit"]["workers"] == 2
+    assert doc["fit"]["identical"] in ("bitwise", "to 1e-12")
+    assert doc["sbc"]["replicates"] >= 200 and doc["sbc"]["workers"] == 2
+    for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
+        assert (record.HERE / link).resolve().is_file(), link
 
 
 def test_header_has_every_field():
