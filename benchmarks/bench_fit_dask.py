@@ -117,6 +117,17 @@ def bench_sbc(reps: int, workers: int, patients: int, draws: int, tune: int,
             .to_dict(orient="records")}
 
 
+def _one_line(message: str) -> str:
+    """A failure message on one line: nutpie's errors carry a Rust stack backtrace."""
+    lines = []
+    for line in message.splitlines():
+        if line.strip().startswith("Stack backtrace"):
+            break
+        if line.strip():
+            lines.append(line.strip())
+    return " ".join(lines)
+
+
 def to_markdown(doc: dict[str, Any]) -> str:
     """The cluster record (CLUSTER.md) of one run."""
     lines = [record.header_markdown(doc["header"], title="Cluster benchmark results",
@@ -160,7 +171,10 @@ def to_markdown(doc: dict[str, Any]) -> str:
             "|---|---:|---:|---|"]
         lines += [f"| {t['quantity']} | {t['chi2']:.1f} | {t['p_value']:.3f} | "
                   f"{'yes' if t['ecdf_inside_band'] else 'no'} |" for t in sbc["tests"]]
-        lines += [""] + [f"failed {x}" for x in sbc["failed"]]
+        if sbc["failed"]:
+            lines += ["", "Failed replicates (left out of the ranks):", ""]
+            lines += [f"- {_one_line(x)}" for x in sbc["failed"]]
+        lines += [""]
         lines += [f"![SBC {name}]({record.FIGURE_LINK_RESULTS}{name})" for name in sbc["figures"]]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -178,7 +192,16 @@ def main() -> None:
     ap.add_argument("--skip-sbc", action="store_true")
     ap.add_argument("--write", action="store_true",
                     help="write benchmarks/CLUSTER.md, CLUSTER.json and the docs page")
+    ap.add_argument("--render", metavar="JSON",
+                    help="only render CLUSTER.md (and the docs page) again from a CLUSTER.json")
     a = ap.parse_args()
+    if a.render:
+        import json
+
+        doc = json.loads(Path(a.render).read_text(encoding="utf-8"))
+        for path in record.write_cluster(to_markdown(doc), doc):
+            print(f"wrote {path}")
+        return
     if a.write and (a.skip_fit or a.skip_sbc):
         ap.error("--write records a whole run: drop --skip-fit / --skip-sbc")
     t0 = time.perf_counter()
