@@ -212,8 +212,10 @@ def _json_rows(doc: Any, script: str) -> list[dict[str, Any]]:
     return out
 
 
-def run_script(name: str, quick: bool, timeout: float | None, want_json: bool) -> dict[str, Any]:
-    """Run one benchmark script in a subprocess; a dict with status, seconds, rows, output."""
+def run_script(name: str, quick: bool, timeout: float | None, want_json: bool,
+               figures: str | None = None) -> dict[str, Any]:
+    """Run one benchmark script in a subprocess; a dict with status, seconds, rows, output.
+    ``figures``: where a script with ``--figures`` draws (None: its default, docs/figures)."""
     path = HERE / SCRIPTS[name]
     res: dict[str, Any] = {"name": name, "script": path.name, "rows": []}
     if not path.is_file():
@@ -227,6 +229,8 @@ def run_script(name: str, quick: bool, timeout: float | None, want_json: bool) -
     use_json = want_json and "--json" in flags
     if use_json:
         args.append("--json")
+    if figures is not None and "--figures" in flags:
+        args += ["--figures", figures]
     json_out = None
     if "--json-out" in flags:
         fd, json_out = tempfile.mkstemp(suffix=".json", prefix=f"bench_{name}_")
@@ -234,7 +238,8 @@ def run_script(name: str, quick: bool, timeout: float | None, want_json: bool) -
         args += ["--json-out", json_out]
     res["command"] = " ".join(
         [Path(args[0]).name, *(os.path.relpath(a, ROOT) if a == str(path) else a
-                               for a in args[1:] if a != json_out and a != "--json-out")]
+                               for a in args[1:]
+                               if a not in (json_out, "--json-out", figures, "--figures"))]
     )
     t0 = time.perf_counter()
     try:
@@ -285,8 +290,10 @@ def _fmt_s(x: float) -> str:
 
 
 def collect(quick: bool, only: list[str] | None, want_json: bool,
-            log: Any = None, budget: float | None = None) -> dict[str, Any]:
-    """Every measurement of one run, as a JSON-friendly dict (``header`` and ``rows`` first)."""
+            log: Any = None, budget: float | None = None,
+            figures: str | None = None) -> dict[str, Any]:
+    """Every measurement of one run, as a JSON-friendly dict (``header`` and ``rows`` first).
+    ``figures``: where the scripts draw (None: docs/figures, for a recorded run)."""
     started = time.perf_counter()
     stretchable = budget is None and quick
     if budget is None and quick:
@@ -357,7 +364,7 @@ def collect(quick: bool, only: list[str] | None, want_json: bool,
             share = sum(shares.get(n, 0.1) for n in names[i:])
             timeout = max(10.0, left * shares.get(name, 0.1) / share)
         say(f"running {SCRIPTS[name]} ...")
-        res = run_script(name, quick, timeout, want_json)
+        res = run_script(name, quick, timeout, want_json, figures)
         doc["scripts"].append(res)
         rows.extend(res["rows"])
         if res["status"] != "ok" or not res["rows"]:
@@ -452,9 +459,12 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     log = None if args.json else (lambda t: print(t, file=sys.stderr, flush=True))
-    doc = collect(args.quick, only, args.json, log, getattr(args, "budget", None))
+    recorded = only is None and not getattr(args, "no_write", False)
+    # a run that is not recorded draws elsewhere: docs/figures belong to the committed record
+    figures = None if recorded else tempfile.mkdtemp(prefix="cartkinetics_bench_figures_")
+    doc = collect(args.quick, only, args.json, log, getattr(args, "budget", None), figures)
     text = to_markdown(doc)
-    if only is None and not getattr(args, "no_write", False):
+    if recorded:
         data = dict(doc, scripts=[{k: v for k, v in sc.items()
                                    if not (k == "output" and "data" in sc)}
                                   for sc in doc["scripts"]])
