@@ -31,6 +31,7 @@ script that runs past its share of the budget is stopped and what it printed so 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -460,9 +461,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     log = None if args.json else (lambda t: print(t, file=sys.stderr, flush=True))
     recorded = only is None and not getattr(args, "no_write", False)
-    # a run that is not recorded draws elsewhere: docs/figures belong to the committed record
-    figures = None if recorded else tempfile.mkdtemp(prefix="cartkinetics_bench_figures_")
-    doc = collect(args.quick, only, args.json, log, getattr(args, "budget", None), figures)
+    # a run that is not recorded draws into a folder removed afterwards: docs/figures belong
+    # to the committed record (the printed text links nothing else)
+    with (contextlib.nullcontext() if recorded
+          else tempfile.TemporaryDirectory(prefix="cartkinetics_bench_figures_")) as figures:
+        doc = collect(args.quick, only, args.json, log, getattr(args, "budget", None), figures)
     text = to_markdown(doc)
     if recorded:
         data = dict(doc, scripts=[{k: v for k, v in sc.items()

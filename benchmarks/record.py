@@ -6,7 +6,7 @@ to run, what is measured and how; no numbers) followed by RESULTS.md as it is, w
 figure links rewritten for the docs folder, then the cluster record ``benchmarks/CLUSTER.md``
 (``python benchmarks/bench_fit_dask.py --write``, a separate run of about 40 minutes: fits
 and an SBC study at scale on Dask) as it is. ``tests/test_benchmarks_record.py`` checks that
-the committed docs page is ``docs_page(RESULTS.md)`` and that the header has
+the committed docs page is ``docs_page(RESULTS.md, CLUSTER.md)`` and that the header has
 :data:`HEADER_FIELDS`.
 """
 
