@@ -24,6 +24,12 @@ def _results() -> str:
     return record.RESULTS_MD.read_text(encoding="utf-8")
 
 
+def _assert_figures_exist(text: str) -> None:
+    """Every figure a record links (relative to benchmarks/) is a file."""
+    for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
+        assert (record.HERE / link).resolve().is_file(), link
+
+
 def test_docs_page_is_the_committed_results():
     page = record.DOCS_PAGE.read_text(encoding="utf-8")
     assert page == record.docs_page(_results(), record.read_cluster()), (
@@ -45,8 +51,7 @@ def test_cluster_record_header_and_sizes():
     assert doc["fit"]["series"] >= 10_000 and doc["fit"]["workers"] == 2
     assert doc["fit"]["identical"] in ("bitwise", "to 1e-12")
     assert doc["sbc"]["replicates"] >= 200 and doc["sbc"]["workers"] == 2
-    for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
-        assert (record.HERE / link).resolve().is_file(), link
+    _assert_figures_exist(text)
 
 
 def test_header_has_every_field():
@@ -67,9 +72,7 @@ def test_json_twin_and_figures():
     header = record.parse_header(_results())
     assert doc["header"]["commit"] == header["commit"]
     # every figure RESULTS.md links exists, and the docs page links the same files
-    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", _results())
-    for link in links:
-        assert (record.HERE / link).resolve().is_file(), link
+    _assert_figures_exist(_results())
 
 
 def test_full_record_has_what_the_issue_asks_for():
