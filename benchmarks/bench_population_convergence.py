@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,19 @@ KINDS: dict[str, dict[str, Any]] = {
 TRUE_CMAX_RATIO = 2.0  # simulate_stein_cohort's default typical second/first Cmax ratio
 
 
+def _commit() -> str:
+    """The commit the run measures, with "+dirty" when the tree has uncommitted changes."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, text=True,
+                             capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=here, text=True, capture_output=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha + ("+dirty" if dirty else "")
+
+
 def one_run(kind: str, seed: int, sampler: str, fit_kw: dict[str, Any],
             until_converged: float | None = None) -> dict[str, Any]:
     """Simulate cohort ``kind`` with data seed ``seed``, fit it, return the run's record
@@ -59,12 +74,13 @@ def one_run(kind: str, seed: int, sampler: str, fit_kw: dict[str, Any],
     import warnings
 
     from cartkinetics.data import read_kinetics
-    from cartkinetics.fit.convergence import fit_until_converged
+    from cartkinetics.fit.convergence import MAX_ROUNDS, fit_until_converged
     from cartkinetics.fit.population import fit_population
     from cartkinetics.testing import simulate_stein_cohort
 
     df, truth = simulate_stein_cohort(seed=seed, cmax_ratio=TRUE_CMAX_RATIO, **KINDS[kind])
     data = read_kinetics(df)
+    load_start = os.getloadavg()[0]
     t0 = time.perf_counter()
     if until_converged is None:
         fit = fit_population(data, "stein2019", seed=seed, sampler=sampler, progress=False,
@@ -91,11 +107,15 @@ def one_run(kind: str, seed: int, sampler: str, fit_kw: dict[str, Any],
         "patients_disagreeing": sorted({p["patient"] for p in diag["patients_disagreeing"]}),
         "ess_bulk_per_second": diag["min_ess_bulk"] / s["sample_seconds"],
         "mode": "one run" if until_converged is None else f"until converged ({until_converged} s)",
+        # what the run is a record of: the code and how busy the machine was (a shared
+        # machine stretches wall times, and the time budget with them)
+        "commit": _commit(), "load_start": load_start, "load_end": os.getloadavg()[0],
     }
     conv = fit.info.get("convergence")
     if conv:
         rec["rounds"] = [r["action"] for r in conv["rounds"]]
         rec["stopped"] = conv["stopped"]
+        rec["max_rounds"] = MAX_ROUNDS
         first = conv["rounds"][0]["diagnostics"]
         rec["first_round"] = {k: first[k] for k in ("ok", "max_rhat", "min_ess_bulk",
                                                     "min_ess_tail", "divergences")}

@@ -40,6 +40,11 @@ from cartkinetics.fit.population.constants import BFMI_MIN, ESS_MIN, RHAT_MAX
 # STUCK_RHAT to within STUCK_FRACTION of its excess over 1
 STUCK_RHAT = 1.05
 STUCK_FRACTION = 0.35
+# most sampling rounds of fit_until_converged: the time budget is what binds. With 4, a
+# 40-patient cohort (single40 seed 1, benchmarks/bench_population_convergence.py) stopped
+# after 341 s of a 900 s budget one round short: its fifth round (8000 draws) met every
+# threshold at 584 s
+MAX_ROUNDS = 8
 # population-level variables of the hierarchical model (the others are per patient)
 POPULATION_VARS = ("mu", "omega", "omega_re", "delta", "tau", "omega_iov", "b", "sigma", "nu")
 # per-chain log density in sample_stats: nutpie writes "logp", PyMC "lp"
@@ -431,7 +436,7 @@ def fit_until_converged(
     model: Any = "stein2019",
     *,
     time_budget: float = 1800.0,
-    max_rounds: int = 4,
+    max_rounds: int = MAX_ROUNDS,
     growth: float = 2.0,
     draws: int = 1000,
     tune: int = 1000,
@@ -452,7 +457,8 @@ def fit_until_converged(
         it fits into what is left: an extended round that would not fit at ``growth`` times
         the last one is shortened to what is left (never below the last round's length).
     max_rounds : int
-        At most this many sampling rounds (the first fit included).
+        At most this many sampling rounds (the first fit included; default ``MAX_ROUNDS``,
+        8: the time budget is the limit that binds, rounds are cheap on small cohorts).
     growth : float
         Factor on warm-up and draws when a round is extended.
     draws, tune, chains, seed, init, progress
