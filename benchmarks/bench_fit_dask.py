@@ -117,19 +117,10 @@ def bench_sbc(reps: int, workers: int, patients: int, draws: int, tune: int,
             .to_dict(orient="records")}
 
 
-def _one_line(message: str) -> str:
-    """A failure message on one line: nutpie's errors carry a Rust stack backtrace."""
-    lines = []
-    for line in message.splitlines():
-        if line.strip().startswith("Stack backtrace"):
-            break
-        if line.strip():
-            lines.append(line.strip())
-    return " ".join(lines)
-
-
 def to_markdown(doc: dict[str, Any]) -> str:
     """The cluster record (CLUSTER.md) of one run."""
+    from cartkinetics.validate.sbc import one_line
+
     lines = [record.header_markdown(doc["header"], title="Cluster benchmark results",
                                     command=COMMAND), ""]
     fit = doc.get("fit")
@@ -173,7 +164,7 @@ def to_markdown(doc: dict[str, Any]) -> str:
                   f"{'yes' if t['ecdf_inside_band'] else 'no'} |" for t in sbc["tests"]]
         if sbc["failed"]:
             lines += ["", "Failed replicates (left out of the ranks):", ""]
-            lines += [f"- {_one_line(x)}" for x in sbc["failed"]]
+            lines += [f"- {one_line(x)}" for x in sbc["failed"]]
         lines += [""]
         lines += [f"![SBC {name}]({record.FIGURE_LINK_RESULTS}{name})" for name in sbc["figures"]]
     return "\n".join(lines).rstrip() + "\n"

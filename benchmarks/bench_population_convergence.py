@@ -60,8 +60,10 @@ def _commit() -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, text=True,
                              capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=here, text=True, capture_output=True).stdout.strip()
+        # the results file this run appends to does not count
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":!results"], cwd=here, text=True,
+                               capture_output=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return sha + ("+dirty" if dirty else "")
@@ -158,6 +160,36 @@ def summarise(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _load(r: dict[str, Any]) -> str:
+    if "load_start" in r:
+        return f"{r['load_start']:.1f}-{r['load_end']:.1f}"
+    return r.get("load_note", "?")  # records written before the load was recorded
+
+
+def markdown_table(records: list[dict[str, Any]]) -> str:
+    """One row per run (kind, then seed; the table of docs/population.md)."""
+    head = ("| cohort | seed | mode | BLQ | first round ok | final ok | rounds (stopped) | "
+            "max R-hat | min bulk / tail ESS | divergences | wall s | load | commit | "
+            "Cmax ratio CrI covers 2.0 |")
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    order = {k: i for i, k in enumerate(KINDS)}
+    modes = {"nutpie-uc": "until converged", "nutpie": "one run, nutpie",
+             "pymc": "one run, PyMC NUTS"}
+    for r in sorted(records, key=lambda r: (order.get(r["kind"], 99), r["seed"],
+                                            list(modes).index(r["sampler"]))):
+        uc = "first_round" in r
+        first = r["first_round"]["ok"] if uc else r["ok"]
+        rounds = f"{len(r['rounds'])} ({r['stopped']})" if uc else "1"
+        lines.append(
+            f"| {r['kind']} | {r['seed']} | {modes.get(r['sampler'], r['sampler'])} | "
+            f"{r['blq_fraction']:.0%} | {'yes' if first else 'no'} | "
+            f"{'yes' if r['ok'] else '**no**'} | {rounds} | {r['max_rhat']:.3f} | "
+            f"{r['min_ess_bulk']:.0f} / {r['min_ess_tail']:.0f} | {r['divergences']} | "
+            f"{r['wall_seconds']:.0f} | {_load(r)} | {r.get('commit', '-')} | "
+            f"{r.get('cmax_ratio_covered', '-')} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=20, help="seeds per cohort kind (20)")
@@ -173,7 +205,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="population_convergence.jsonl", help="JSON-lines file")
     p.add_argument("--resume", action="store_true", help="skip runs already in --out")
     p.add_argument("--summary", metavar="FILE", help="only print the table of FILE")
+    p.add_argument("--markdown", metavar="FILE",
+                   help="only print the per-run table of FILE (docs/population.md)")
     a = p.parse_args(argv)
+    if a.markdown:
+        recs = [json.loads(line) for line in Path(a.markdown).read_text().splitlines() if line]
+        print(markdown_table(recs))
+        return 0
     if a.summary:
         recs = [json.loads(line) for line in Path(a.summary).read_text().splitlines() if line]
         print(summarise(recs))

@@ -100,3 +100,18 @@ def test_docs_page_rendering():
     # the introduction holds no measurement: no digits outside code, rtol values, headings
     prose = re.sub(r"```.*?```|`[^`]*`", "", record.DOCS_INTRO, flags=re.DOTALL)
     assert not re.findall(r"\d+(?:\.\d+)?\s*(?:s|us|ms|x)\b", prose)
+
+
+def test_population_convergence_table_is_the_committed_records():
+    """docs/population.md shows the convergence runs as the benchmark renders its records
+    (``--markdown``), every record of the file, none edited by hand."""
+    from benchmarks import bench_population_convergence as B
+
+    path = ROOT / "benchmarks" / "results" / "population_convergence.jsonl"
+    recs = [json.loads(line) for line in path.read_text().splitlines() if line]
+    page = (ROOT / "docs" / "population.md").read_text(encoding="utf-8")
+    assert B.markdown_table(recs) in page, (
+        "docs/population.md: paste the output of `PYTHONPATH=. python "
+        "benchmarks/bench_population_convergence.py --markdown " + str(path.relative_to(ROOT))
+        + "`")
+    assert B.summarise(recs).splitlines()[0] in page

@@ -254,3 +254,77 @@ def test_report_plot_and_frame():
     t = rep.to_frame()
     assert len(t) == 2 + 6 and t["failed"].any()
     assert len(repr(rep)) < 2000
+
+
+def test_chains_each_in_a_poor_mode_of_its_own_are_stuck():
+    """Two of four chains, each held apart in a mode of its own (different patients) at a
+    much lower log density: leaving one chain out cannot bring R-hat near 1, the log density
+    names both; the restart keeps the two good chains."""
+    rng = np.random.default_rng(5)
+    n_chains, n_draws = 4, 1000
+    z = rng.standard_normal((n_chains, n_draws, 3, 2))
+    logp = 3.0 * rng.standard_normal((n_chains, n_draws)) - 400.0
+    z[1, :, 0, 0] += 5.0
+    z[3, :, 2, 1] -= 5.0
+    z[1, :, 1, 0] += 5.0
+    z[3, :, 1, 0] -= 5.0
+    logp[1] -= 40.0
+    logp[3] -= 150.0
+    idata = az.from_dict(
+        posterior={"z": z}, sample_stats={"diverging": np.zeros((n_chains, n_draws), bool),
+                                          "logp": logp},
+        coords={"param": PARAMS, "patient": PATIENTS}, dims={"z": ["patient", "param"]},
+    )
+    rep = C.diagnose(idata)
+    assert not rep.ok and sorted(rep.stuck_chains) == [1, 3]
+    assert any("lower log density" in p for p in rep.problems)
+    # without the log density (a sampler that does not store it) no chain is singled out
+    bare = az.from_dict(posterior={"z": z},
+                        coords={"param": PARAMS, "patient": PATIENTS},
+                        dims={"z": ["patient", "param"]})
+    assert C.diagnose(bare).stuck_chains == []
+
+
+def test_chains_of_one_mode_are_not_called_low():
+    """Chains that mix well but whose log density is spread widely (a hierarchical posterior's
+    many dimensions) are never called stuck by the log-density rule."""
+    rng = np.random.default_rng(6)
+    logp = 15.0 * rng.standard_normal((4, 1000)) - 400.0
+    idata = az.from_dict(posterior={"x": rng.standard_normal((4, 1000))},
+                         sample_stats={"logp": logp})
+    assert C._low_logp_chains(idata) == []
+
+
+def test_the_best_chain_is_never_the_stuck_one():
+    """Three chains share a poor mode (e.g. the one a shared start sits in) and one found a
+    mode of much higher log density: the three are stuck, not the odd one out."""
+    rng = np.random.default_rng(8)
+    z = rng.standard_normal((4, 1000, 3, 2))
+    logp = 3.0 * rng.standard_normal((4, 1000)) - 400.0
+    z[1, :, 2, 0] += 6.0
+    logp[[0, 2, 3]] -= 35.0
+    idata = az.from_dict(
+        posterior={"z": z}, sample_stats={"logp": logp},
+        coords={"param": PARAMS, "patient": PATIENTS}, dims={"z": ["patient", "param"]},
+    )
+    assert sorted(C.diagnose(idata).stuck_chains) == [0, 2, 3]
+
+
+def test_scaled_jitter_of_a_start():
+    """fit_population(init_jitter=h): each chain starts within +-h of the given point on
+    every unconstrained coordinate, a different start per chain seed, the same for the
+    same seed."""
+    import dataclasses
+
+    from cartkinetics.fit.population.sampling import _with_jitter
+
+    @dataclasses.dataclass(frozen=True)
+    class Compiled:
+        initial_point_func: object
+
+    base = np.array([0.0, 1.0, -2.0, 5.0])
+    c = _with_jitter(Compiled(lambda seed: base.copy()), 0.1)
+    a, b = c.initial_point_func(1), c.initial_point_func(2)
+    assert np.all(np.abs(a - base) <= 0.1) and np.all(np.abs(b - base) <= 0.1)
+    assert not np.allclose(a, b) and np.array_equal(a, c.initial_point_func(1))
+    assert np.abs(a - base).max() > 0.01  # jittered, not the point itself

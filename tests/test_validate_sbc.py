@@ -56,3 +56,57 @@ def test_small_sbc_study_identical_on_two_workers(tmp_path):
     pd.testing.assert_frame_equal(a.table, b.table, check_exact=True)
     assert (tmp_path / "sbc" / "sbc_ecdf_difference.png").exists()
     assert (tmp_path / "sbc" / "sbc_ranks.png").exists()
+
+
+NUTPIE_INIT_ERROR = (
+    "All initialization points failed\n\nCaused by:\n    Logp function returned error: "
+    "non-finite logp\n\nStack backtrace:\n   0: <unknown>\n   1: nuts_rs::sampler::\n"
+)
+
+
+def test_one_line_drops_the_rust_backtrace():
+    from cartkinetics.validate.sbc import one_line
+
+    msg = one_line(f"RuntimeError: {NUTPIE_INIT_ERROR}")
+    assert msg == ("RuntimeError: All initialization points failed Caused by: Logp function "
+                   "returned error: non-finite logp")
+
+
+@pytest.mark.slow
+def test_replicate_failing_at_initialisation_is_tried_again(monkeypatch):
+    """A replicate whose starts all fail is sampled again from other starts (same data and
+    truth) before it counts as failed; a replicate that never starts is one failed row with
+    a one-line message."""
+    nutpie = pytest.importorskip("nutpie")
+    from cartkinetics.validate import sbc
+
+    cfg = {"patients": 3, "lloq": 150.0, "days": sbc.SBC_DAYS, "draws": 40, "tune": 60,
+           "chains": 2, "thin_to": 19}
+    real = nutpie.sample
+    calls = {"n": 0}
+
+    def fails_once(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError(NUTPIE_INIT_ERROR)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(nutpie, "sample", fails_once)
+    row = sbc.sbc_replicate(cfg, np.random.default_rng(3))
+    assert row["status"] == "ok" and row["attempts"] == 2 and calls["n"] == 2
+    assert min(v for k, v in row.items() if k.startswith("rank[")) >= 0
+
+    def always_fails(*args, **kwargs):
+        raise RuntimeError(NUTPIE_INIT_ERROR)
+
+    monkeypatch.setattr(nutpie, "sample", always_fails)
+    row = sbc.sbc_replicate(cfg, np.random.default_rng(3))
+    assert row["status"] == "failed" and row["attempts"] == sbc.INIT_ATTEMPTS
+    assert "\n" not in row["message"] and "backtrace" not in row["message"]
+
+    def other_error(*args, **kwargs):
+        raise ValueError("a bug, not a start")
+
+    monkeypatch.setattr(nutpie, "sample", other_error)
+    row = sbc.sbc_replicate(cfg, np.random.default_rng(3))
+    assert row["status"] == "failed" and row["attempts"] == 1  # not retried

@@ -9,7 +9,9 @@ one) and returns a :class:`ConvergenceReport`:
   transition, E-BFMI >= 0.3 per chain;
 * the worst quantities by name (``worst``), scored by how far each misses its threshold;
 * **stuck chains**: a chain whose removal brings the largest R-hat back near 1 (leave-one-
-  chain-out R-hat), with each chain's mean log density where the sampler stored it;
+  chain-out R-hat), or, when R-hat fails, whose mean log density is below the 1% quantile of
+  the best chain's (a mode of negligible mass), with each chain's mean log density where the
+  sampler stored it;
 * **patients about whom the chains disagree**: every quantity indexed by patient with
   R-hat above the threshold, with each chain's median of it.
 
@@ -40,6 +42,13 @@ from cartkinetics.fit.population.constants import BFMI_MIN, ESS_MIN, RHAT_MAX
 # STUCK_RHAT to within STUCK_FRACTION of its excess over 1
 STUCK_RHAT = 1.05
 STUCK_FRACTION = 0.35
+# ... or when its mean log density is below this quantile of the best chain's log densities
+# (a mode of negligible mass: checked only when R-hat fails)
+LOW_LOGP_QUANTILE = 0.01
+# jitter (half-width, unconstrained scale) of restarted chains around a draw of the good
+# chains: with nutpie's +-1 each restarted chain of a 40-patient cohort landed some other
+# patient in a poor mode (single40 seed 5: six restarts, six new stuck chains)
+RESTART_JITTER = 0.1
 # most sampling rounds of fit_until_converged: the time budget is what binds. With 4, a
 # 40-patient cohort (single40 seed 1, benchmarks/bench_population_convergence.py) stopped
 # after 341 s of a 900 s budget one round short: its fifth round (8000 draws) met every
@@ -252,6 +261,24 @@ def _chain_logp(idata: Any) -> list[float] | None:
     return None
 
 
+def _low_logp_chains(idata: Any) -> list[int]:
+    """Chains whose mean log density is below the ``LOW_LOGP_QUANTILE`` quantile of the log
+    densities of the chain with the highest mean: a chain of the same mode would have its mean
+    near the middle of that chain's values (empty without a stored log density)."""
+    ss = getattr(idata, "sample_stats", None)
+    for key in _LOGP_KEYS:
+        if ss is not None and key in ss:
+            lp = np.asarray(ss[key].values, dtype=float)  # (chain, draw)
+            break
+    else:
+        return []
+    means = np.nanmean(lp, axis=1)
+    if not np.all(np.isfinite(means)):
+        return []
+    cut = float(np.nanquantile(lp[int(np.argmax(means))], LOW_LOGP_QUANTILE))
+    return [int(c) for c in np.flatnonzero(means < cut)]
+
+
 def diagnose(
     idata: Any,
     var_names: list[str] | None = None,
@@ -327,7 +354,13 @@ def diagnose(
     if bfmi and min(bfmi) < BFMI_MIN:
         problems.append(f"E-BFMI {min(bfmi):.2f} < {BFMI_MIN}")
 
-    # stuck chains: leave each chain out in turn (greedily, while >= 2 chains remain)
+    # stuck chains. First those that warm-up left in modes of negligible mass, each perhaps
+    # in a mode of its own, which leaving one chain out at a time cannot single out (single40
+    # seed 5 of benchmarks/bench_population_convergence.py: mean log densities -436, -479,
+    # -496, -670, one patient's Tmax at 2.8, 4.8, 4.9 and 48 days); then, among the others,
+    # leave each chain out in turn (greedily, while >= 2 chains remain), never the chain of
+    # highest log density (from one shared start, three chains stayed in a poor mode and the
+    # odd one out was the best)
     stuck: list[int] = []
     without: list[float] = []
     if n_chains >= 3 and max_rhat > RHAT_MAX:
@@ -336,22 +369,33 @@ def diagnose(
                               vn).values())
             for c in range(n_chains)
         ]
-        keep = list(range(n_chains))
-        current = max_rhat
+        low = _low_logp_chains(idata)
+        keep = [c for c in range(n_chains) if c not in low]
+        if low:
+            stuck += low
+            problems.append(f"chain(s) {low} stuck in modes of much lower log density (mean below "
+                            f"the {LOW_LOGP_QUANTILE:.0%} quantile of the best chain's)")
+        current = (max_rhat if not low else
+                   _finite_max(_rhat(post.isel(chain=keep), vn).values()) if len(keep) >= 2
+                   else float("nan"))
+        logp = _chain_logp(idata)
+        best = None if logp is None else int(np.argmax(logp))
+        greedy: list[int] = []
         while len(keep) > 2 and current > STUCK_RHAT:
             trial = {
                 c: _finite_max(_rhat(post.isel(chain=[k for k in keep if k != c]),
                                      vn).values())
-                for c in keep
+                for c in keep if c != best
             }
             c_best = min(trial, key=trial.get)
             if not trial[c_best] - 1.0 <= STUCK_FRACTION * (current - 1.0):
                 break
-            stuck.append(int(c_best))
+            greedy.append(int(c_best))
             keep.remove(c_best)
             current = trial[c_best]
-        if stuck:
-            problems.append(f"chain(s) {stuck} stuck apart from the others (max R-hat "
+        if greedy:
+            stuck += greedy
+            problems.append(f"chain(s) {greedy} stuck apart from the others (max R-hat "
                             f"{current:.3f} without them)")
 
     # patients about whom the chains disagree
@@ -480,13 +524,13 @@ def fit_until_converged(
 
     Notes
     -----
-    Between rounds: when :func:`diagnose` finds stuck chains (chains whose removal brings
-    R-hat back near 1), those chains are run again, with the round's settings and a new
-    seed, from points jittered around random draws of the other chains, and replace the
-    stuck ones (their mean log densities are recorded in the round). Otherwise the whole fit
-    is run again from dispersed starts with ``growth`` times the warm-up and the draws, and,
-    when the round had divergent transitions, a target acceptance halfway to 1 (0.9 -> 0.95
-    -> 0.975: smaller steps).
+    Between rounds: when :func:`diagnose` finds stuck chains (in modes of much lower log
+    density, or whose removal brings R-hat back near 1), those chains are run again, with the
+    round's settings and a new seed, from points jittered by +-``RESTART_JITTER`` around a
+    draw of the other chains, and replace the stuck ones (their mean log densities are
+    recorded in the round). Otherwise the whole fit is run again from dispersed starts with
+    ``growth`` times the warm-up and the draws, and, when the round had divergent
+    transitions, a target acceptance halfway to 1 (0.9 -> 0.95 -> 0.975: smaller steps).
     """
     from cartkinetics.fit.population import DEFAULT_SEED, DEFAULT_TARGET_ACCEPT, fit_population
 
@@ -534,7 +578,8 @@ def fit_until_converged(
             start = _start_from_draw(fit, good, rng)
             new = fit_population(data, model, draws=fit.info["settings"]["draws"],
                                  tune=fit.info["settings"]["tune"], chains=len(stuck), seed=s,
-                                 init=start, progress=progress, warn=False, **kwargs)
+                                 init=start, init_jitter=RESTART_JITTER, progress=progress,
+                                 warn=False, **kwargs)
             logp = rep.chain_logp
             fit = _combine(fit, good, new)
             entry = {"action": "restart stuck chains", "restarted": stuck,
@@ -543,7 +588,8 @@ def fit_until_converged(
                      "kept_chain_logp": None if logp is None else [logp[c] for c in good],
                      "tune": fit.info["settings"]["tune"],
                      "draws": fit.info["settings"]["draws"], "chains": len(stuck), "seed": s,
-                     "init": "jittered around a draw of the other chains"}
+                     "init": f"jittered (+-{RESTART_JITTER}) around a draw of the other "
+                             "chains"}
         else:
             tune = int(round(tune * scale))
             draws = int(round(draws * scale))

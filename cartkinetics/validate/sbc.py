@@ -33,6 +33,9 @@ from cartkinetics.validate.study import Study
 
 SBC_DAYS = (1.0, 4.0, 7.0, 11.0, 14.0, 21.0, 28.0, 84.0, 168.0)
 PRIOR_BATCH = 64  # prior draws per rejection round
+# samplings of one replicate before it counts as failed when nutpie finds no start with a
+# finite log density (2 of 200 replicates of the cluster record failed so at the first try)
+INIT_ATTEMPTS = 3
 _CACHE: dict[tuple, dict[str, Any]] = {}  # per worker process: the compiled model
 
 
@@ -104,6 +107,18 @@ def _prior_draw(s: dict[str, Any], rng: np.random.Generator, max_rounds: int = 5
                        f"{max_rounds * PRIOR_BATCH} draws")
 
 
+def one_line(message: str) -> str:
+    """An error message on one line, without the Rust stack backtrace that nutpie's errors
+    carry (tens of lines of frames)."""
+    lines = []
+    for line in message.splitlines():
+        if line.strip().startswith("Stack backtrace"):
+            break
+        if line.strip():
+            lines.append(line.strip())
+    return " ".join(lines)
+
+
 def sbc_replicate(cfg: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
     """One SBC replicate: prior draw, simulated cohort, nutpie fit, ranks (one row)."""
     import nutpie
@@ -114,7 +129,7 @@ def sbc_replicate(cfg: dict[str, Any], rng: np.random.Generator) -> dict[str, An
     s = _setup(cfg["patients"], cfg["lloq"], tuple(cfg["days"]))
     labels = s["labels"]
     row: dict[str, Any] = {"status": "ok", "message": "", "divergences": -1,
-                           "max_rhat": math.nan, "prior_rounds": 0}
+                           "max_rhat": math.nan, "prior_rounds": 0, "attempts": 0}
     row.update({f"rank[{lab}]": -1 for lab in labels})
     try:
         truth, rounds = _prior_draw(s, rng)
@@ -136,12 +151,23 @@ def sbc_replicate(cfg: dict[str, Any], rng: np.random.Generator) -> dict[str, An
         # cores=1: the chains of one replicate run one after the other, so the draws do not
         # depend on how threads interleave (a replicate was seen to differ by a divergence
         # between runs on a loaded machine); the study's parallelism is across replicates
-        idata = nutpie.sample(fitted, draws=cfg["draws"], tune=cfg["tune"],
-                              chains=cfg["chains"], seed=int(rng.integers(2**31)), cores=1,
-                              progress_bar=False, save_warmup=False,
-                              target_accept=P.DEFAULT_TARGET_ACCEPT)
+        # a replicate whose every start has a non-finite log density ("All initialization
+        # points failed") is tried again from other jittered starts (a new sampler seed)
+        # before it counts as failed: dropping it would select the data sets the sampler
+        # starts on easily. The data and the truth stay those of this replicate.
+        for attempt in range(1, INIT_ATTEMPTS + 1):
+            row["attempts"] = attempt
+            try:
+                idata = nutpie.sample(fitted, draws=cfg["draws"], tune=cfg["tune"],
+                                      chains=cfg["chains"], seed=int(rng.integers(2**31)),
+                                      cores=1, progress_bar=False, save_warmup=False,
+                                      target_accept=P.DEFAULT_TARGET_ACCEPT)
+                break
+            except Exception as exc:
+                if attempt == INIT_ATTEMPTS or "initializ" not in str(exc).lower():
+                    raise
     except Exception as exc:  # a failed replicate is a row, not a lost study
-        row["status"], row["message"] = "failed", f"{type(exc).__name__}: {exc}"
+        row["status"], row["message"] = "failed", one_line(f"{type(exc).__name__}: {exc}")
         return row
     import arviz as az
 

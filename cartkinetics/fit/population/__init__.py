@@ -133,6 +133,7 @@ def fit_population(
     low_rank_mass_matrix: bool = False,
     init: Any = "support_point",
     iov: tuple[str, ...] | list[str] | None = None,
+    init_jitter: float = 1.0,
 ) -> PopulationFit:
     """Hierarchical Bayesian fit of a kinetics data set (see the module docstring).
 
@@ -178,6 +179,12 @@ def fit_population(
         local mode, where warm-up from a jittered start can leave chains in different modes.
         R-hat then checks the chains' mixing around that start, not whether the posterior has
         other modes.
+    init_jitter : float
+        Half-width of the uniform jitter of a ``"dispersed"`` or given start on every
+        unconstrained coordinate (default 1, nutpie's and PyMC's own). Smaller values keep the
+        chains near a start known to lie in the bulk (``fit_until_converged`` restarts stuck
+        chains from posterior draws with ``RESTART_JITTER``). nutpie only; PyMC's NUTS
+        jitters by 1.
 
     Returns
     -------
@@ -222,6 +229,7 @@ def fit_population(
         cores=cores,
         low_rank=low_rank_mass_matrix,
         init=init,
+        init_jitter=init_jitter,
     )
     info["sampling"] = sinfo
     info["settings"] = {"draws": draws, "tune": tune, "chains": chains, "seed": seed,
