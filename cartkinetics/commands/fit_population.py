@@ -54,10 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--until-converged", action=argparse.BooleanOptionalAction, default=True,
-        help="(default on) if the diagnostics fail, restart stuck chains from dispersed "
-        "points or run again with twice the warm-up and draws (and, after divergences, a "
-        "higher target acceptance), until R-hat <= 1.01, ESS >= 400 and no divergence, or "
-        "the time budget is spent (cartkinetics.fit.convergence); --no-until-converged: "
+        help="(default on) if the diagnostics fail, restart stuck chains (in modes of much "
+        "lower log density, or apart from the others) near the other chains' draws, or run "
+        "again with twice the warm-up and draws (and, after divergences, a higher target "
+        "acceptance), until R-hat <= 1.01, ESS >= 400 and no divergence, or the time budget "
+        "is spent, in at most MAX_ROUNDS rounds (cartkinetics.fit.convergence); "
+        "--no-until-converged: "
         "one run with the given settings",
     )
     parser.add_argument(

@@ -17,9 +17,10 @@ one) and returns a :class:`ConvergenceReport`:
 
 :func:`fit_until_converged` (``cartkinetics fit-population --until-converged``) fits, reads
 the report and, while the thresholds are missed and the time budget allows, either restarts
-the stuck chains from points dispersed around the other chains' draws (the discarded chains'
-log densities are recorded, never dropped silently) or runs again from dispersed starts with
-twice the warm-up and twice the draws. The rounds go to ``fit.info["convergence"]``.
+the stuck chains from points within +-RESTART_JITTER of a draw of the other chains (the
+discarded chains' log densities are recorded, never dropped silently) or runs again from
+dispersed starts with twice the warm-up and twice the draws. The rounds go to
+``fit.info["convergence"]``.
 """
 
 from __future__ import annotations
