@@ -38,12 +38,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import record  # noqa: E402
 
 EXAMPLE_DAYS = (1.0, 4.0, 7.0, 10.0, 14.0, 21.0, 28.0, 60.0, 90.0)
 KINDS: dict[str, dict[str, Any]] = {
@@ -52,21 +58,6 @@ KINDS: dict[str, dict[str, Any]] = {
     "single40": {"n_patients": 40, "infusions": 1, "lloq": 60.0},
 }
 TRUE_CMAX_RATIO = 2.0  # simulate_stein_cohort's default typical second/first Cmax ratio
-
-
-def _commit() -> str:
-    """The commit the run measures, with "+dirty" when the tree has uncommitted changes."""
-    here = Path(__file__).resolve().parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, text=True,
-                             capture_output=True, check=True).stdout.strip()
-        # the results file this run appends to does not count
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
-                                ".", ":!results"], cwd=here, text=True,
-                               capture_output=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return sha + ("+dirty" if dirty else "")
 
 
 def one_run(kind: str, seed: int, sampler: str, fit_kw: dict[str, Any],
@@ -111,7 +102,9 @@ def one_run(kind: str, seed: int, sampler: str, fit_kw: dict[str, Any],
         "mode": "one run" if until_converged is None else f"until converged ({until_converged} s)",
         # what the run is a record of: the code and how busy the machine was (a shared
         # machine stretches wall times, and the time budget with them)
-        "commit": _commit(), "load_start": load_start, "load_end": os.getloadavg()[0],
+        # (the records this script appends under benchmarks/results/ do not count as changes)
+        "commit": record.short_commit("benchmarks/results"),
+        "load_start": load_start, "load_end": os.getloadavg()[0],
     }
     conv = fit.info.get("convergence")
     if conv:
@@ -158,6 +151,11 @@ def summarise(records: list[dict[str, Any]]) -> str:
             lines.append(f"  not met: {r['kind']} seed {r['seed']} {r['sampler']}: "
                          f"{'; '.join(r['problems'])}; worst {worst}")
     return "\n".join(lines)
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """The runs of a JSON-lines results file."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line]
 
 
 def _load(r: dict[str, Any]) -> str:
@@ -209,20 +207,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="only print the per-run table of FILE (docs/population.md)")
     a = p.parse_args(argv)
     if a.markdown:
-        recs = [json.loads(line) for line in Path(a.markdown).read_text().splitlines() if line]
-        print(markdown_table(recs))
+        print(markdown_table(read_records(a.markdown)))
         return 0
     if a.summary:
-        recs = [json.loads(line) for line in Path(a.summary).read_text().splitlines() if line]
-        print(summarise(recs))
+        print(summarise(read_records(a.summary)))
         return 0
     fit_kw = {k: v for k, v in (("draws", a.draws), ("tune", a.tune)) if v is not None}
     out = Path(a.out)
     done = set()
     if a.resume and out.exists():
-        for line in out.read_text().splitlines():
-            r = json.loads(line)
-            done.add((r["kind"], r["seed"], r["sampler"]))  # nutpie-uc: until converged
+        # nutpie-uc: until converged
+        done = {(r["kind"], r["seed"], r["sampler"]) for r in read_records(out)}
     kinds = [k for k in a.kinds.split(",") if k]
     for seed in range(a.first_seed, a.first_seed + a.seeds):  # seeds outer: every kind early
         for kind in kinds:
@@ -244,8 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{rec['wall_seconds']:.0f} s, R-hat {rec['max_rhat']:.3f}, ESS "
                       f"{rec['min_ess_bulk']:.0f}/{rec['min_ess_tail']:.0f}, div "
                       f"{rec['divergences']}", flush=True)
-    recs = [json.loads(line) for line in out.read_text().splitlines() if line]
-    print(summarise(recs))
+    print(summarise(read_records(out)))
     return 0
 
 

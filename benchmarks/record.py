@@ -53,14 +53,26 @@ def _git(*args: str) -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
+def _dirty(*exclude: str) -> bool:
+    """Uncommitted changes to the measured code (cartkinetics/, benchmarks/), but for the
+    ``exclude`` pathspecs."""
+    return bool(_git("status", "--porcelain", "--untracked-files=no", "--", "cartkinetics",
+                     "benchmarks", *(f":!{x}" for x in exclude)))
+
+
 def commit() -> str:
     """``<hash> (<subject>)``, with ``+ uncommitted changes`` when the work tree is dirty."""
     sha = _git("rev-parse", "--short=12", "HEAD") or "unknown"
     subject = _git("log", "-1", "--format=%s")[:80]
-    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", "cartkinetics",
-                 "benchmarks")
     return f"{sha}" + (f" ({subject})" if subject else "") + (
-        " + uncommitted changes" if dirty else "")
+        " + uncommitted changes" if _dirty() else "")
+
+
+def short_commit(*exclude: str) -> str:
+    """``<7-character hash>``, with ``+dirty`` when the measured code has uncommitted changes
+    (but for ``exclude``, e.g. the results file a run appends to)."""
+    sha = _git("rev-parse", "--short=7", "HEAD") or "unknown"
+    return sha + ("+dirty" if _dirty(*exclude) else "")
 
 
 def cpu_model() -> str:

@@ -108,7 +108,7 @@ def test_population_convergence_table_is_the_committed_records():
     from benchmarks import bench_population_convergence as B
 
     path = ROOT / "benchmarks" / "results" / "population_convergence.jsonl"
-    recs = [json.loads(line) for line in path.read_text().splitlines() if line]
+    recs = B.read_records(path)
     page = (ROOT / "docs" / "population.md").read_text(encoding="utf-8")
     assert B.markdown_table(recs) in page, (
         "docs/population.md: paste the output of `PYTHONPATH=. python "

@@ -292,7 +292,7 @@ def test_chains_of_one_mode_are_not_called_low():
     logp = 15.0 * rng.standard_normal((4, 1000)) - 400.0
     idata = az.from_dict(posterior={"x": rng.standard_normal((4, 1000))},
                          sample_stats={"logp": logp})
-    assert C._low_logp_chains(idata) == []
+    assert C._low_logp_chains(C._logp_draws(idata)) == []
 
 
 def test_the_best_chain_is_never_the_stuck_one():

@@ -252,26 +252,20 @@ class ConvergenceReport:
         return ax
 
 
-def _chain_logp(idata: Any) -> list[float] | None:
-    ss = getattr(idata, "sample_stats", None)
-    if ss is None:
-        return None
-    for key in _LOGP_KEYS:
-        if key in ss:
-            return [float(x) for x in ss[key].mean(dim="draw").values]
-    return None
-
-
-def _low_logp_chains(idata: Any) -> list[int]:
-    """Chains whose mean log density is below the ``LOW_LOGP_QUANTILE`` quantile of the log
-    densities of the chain with the highest mean: a chain of the same mode would have its mean
-    near the middle of that chain's values (empty without a stored log density)."""
+def _logp_draws(idata: Any) -> np.ndarray | None:
+    """The sampler's log density per (chain, draw), None where it stored none."""
     ss = getattr(idata, "sample_stats", None)
     for key in _LOGP_KEYS:
         if ss is not None and key in ss:
-            lp = np.asarray(ss[key].values, dtype=float)  # (chain, draw)
-            break
-    else:
+            return np.asarray(ss[key].values, dtype=float)
+    return None
+
+
+def _low_logp_chains(lp: np.ndarray | None) -> list[int]:
+    """Chains whose mean log density (``lp``: chain x draw) is below the ``LOW_LOGP_QUANTILE``
+    quantile of the log densities of the chain with the highest mean: a chain of the same mode
+    would have its mean near the middle of that chain's values (empty without ``lp``)."""
+    if lp is None:
         return []
     means = np.nanmean(lp, axis=1)
     if not np.all(np.isfinite(means)):
@@ -362,6 +356,8 @@ def diagnose(
     # leave each chain out in turn (greedily, while >= 2 chains remain), never the chain of
     # highest log density (from one shared start, three chains stayed in a poor mode and the
     # odd one out was the best)
+    lp = _logp_draws(idata)
+    chain_logp = None if lp is None else [float(x) for x in np.nanmean(lp, axis=1)]
     stuck: list[int] = []
     without: list[float] = []
     if n_chains >= 3 and max_rhat > RHAT_MAX:
@@ -370,17 +366,16 @@ def diagnose(
                               vn).values())
             for c in range(n_chains)
         ]
-        low = _low_logp_chains(idata)
+        low = _low_logp_chains(lp)
         keep = [c for c in range(n_chains) if c not in low]
+        current = max_rhat
         if low:
             stuck += low
             problems.append(f"chain(s) {low} stuck in modes of much lower log density (mean below "
                             f"the {LOW_LOGP_QUANTILE:.0%} quantile of the best chain's)")
-        current = (max_rhat if not low else
-                   _finite_max(_rhat(post.isel(chain=keep), vn).values()) if len(keep) >= 2
-                   else float("nan"))
-        logp = _chain_logp(idata)
-        best = None if logp is None else int(np.argmax(logp))
+            current = (_finite_max(_rhat(post.isel(chain=keep), vn).values())
+                       if len(keep) >= 2 else float("nan"))
+        best = None if chain_logp is None else int(np.argmax(chain_logp))
         greedy: list[int] = []
         while len(keep) > 2 and current > STUCK_RHAT:
             trial = {
@@ -432,7 +427,7 @@ def diagnose(
         ok=not problems, problems=problems, table=table, max_rhat=max_rhat,
         max_rhat_population=max_rhat_pop, min_ess_bulk=min_b, min_ess_tail=min_t,
         divergences=div, bfmi=bfmi, n_chains=n_chains, n_draws=n_draws, stuck_chains=stuck,
-        chain_logp=_chain_logp(idata), rhat_without_chain=without, patients=patients,
+        chain_logp=chain_logp, rhat_without_chain=without, patients=patients,
     )
 
 
