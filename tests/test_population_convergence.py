@@ -116,14 +116,14 @@ def test_until_converged_restarts_the_stuck_chain(monkeypatch):
 
     monkeypatch.setattr("cartkinetics.fit.population.fit_population", fake_fit)
     monkeypatch.setattr(C, "_combine", fake_combine)
-    monkeypatch.setattr(C, "_start_from_draw", lambda fit, chains, rng: {"mu": 0.0})
+    monkeypatch.setattr(C, "_starts_from_draws", lambda fit, chains, rng: [{"mu": 0.0}])
     fit = C.fit_until_converged(None, seed=5, time_budget=1e6)
     conv = fit.info["convergence"]
     assert conv["ok"] and conv["stopped"] == "converged"
     assert [r["action"] for r in conv["rounds"]] == ["first fit", "restart stuck chains"]
     assert conv["rounds"][1]["restarted"] == [2]
     assert conv["rounds"][1]["discarded_chain_logp"][0] < -120
-    assert calls[1]["chains"] == 1 and isinstance(calls[1]["init"], dict)
+    assert calls[1]["chains"] == 1 and calls[1]["init"] == [{"mu": 0.0}]
     assert calls[1]["seed"] == 6
     assert fit.idata.posterior.sizes["chain"] == 4
 
@@ -134,30 +134,49 @@ def test_until_converged_stops_at_the_budget_and_says_so(monkeypatch):
                         seed)
 
     monkeypatch.setattr("cartkinetics.fit.population.fit_population", fake_fit)
+    monkeypatch.setattr(C, "_starts_from_draws", lambda fit, chains, rng: [{"mu": 0.0}])
     with pytest.warns(RuntimeWarning, match="NOT converged"):
         fit = C.fit_until_converged(None, time_budget=1e-9)
     conv = fit.info["convergence"]
     assert not conv["ok"] and conv["stopped"] == "time budget" and len(conv["rounds"]) == 1
 
-    # with budget: extended rounds (twice the warm-up and draws each), then max rounds
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        fit = C.fit_until_converged(None, time_budget=1e6, max_rounds=3, tune=100, draws=50)
-    rounds = fit.info["convergence"]["rounds"]
-    assert fit.info["convergence"]["stopped"] == "max rounds"
-    assert [(r["tune"], r["draws"]) for r in rounds] == [(100, 50), (200, 100), (400, 200)]
-    assert rounds[1]["init"] == "dispersed"
+    # with budget: extended rounds, then max rounds. Each round grows by what its smallest
+    # ESS asks for (400 x 1.25 / ESS), at least 2x and at most 4x: the fake's 4 x 50 IID
+    # draws give a tail ESS of 130-250 (between); 4 x 10 draws about 40 (x12.5, capped at 4)
+    for n_draws, lo, hi in ((50, 2.05, 4.0), (10, 4.0, 4.0)):
+        def fake_fit(data, model, *, draws, tune, chains, seed, init, progress, warn,
+                     n_draws=n_draws, **kw):
+            return _FakeFit(_idata(n_chains=chains, n_draws=n_draws, seed=seed), chains, tune,
+                            draws, seed)
+
+        monkeypatch.setattr("cartkinetics.fit.population.fit_population", fake_fit)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            fit = C.fit_until_converged(None, time_budget=1e6, max_rounds=3, tune=100,
+                                        draws=100)
+        rounds = fit.info["convergence"]["rounds"]
+        assert fit.info["convergence"]["stopped"] == "max rounds" and len(rounds) == 3
+        for a, b in zip(rounds, rounds[1:], strict=False):
+            d = a["diagnostics"]
+            ess = min(d["min_ess_bulk"], d["min_ess_tail"])
+            factor = b["draws"] / a["draws"]
+            assert lo <= factor <= hi
+            assert factor == pytest.approx(min(max(2.0, 500.0 / ess), 4.0), abs=0.02)
+            assert b["tune"] / a["tune"] == pytest.approx(factor, abs=0.02)
+    assert rounds[0]["init"] == "support_point"
+    assert rounds[1]["init"].startswith(f"jittered (+-{C.RESTART_JITTER}) around draws")
 
 
 def test_a_worse_later_round_is_not_returned(monkeypatch):
     # round 1 mixes but is short (ESS below 400); the extended round 2 has a chain stuck in
     # another mode: out of rounds, the fit returned is round 1's, and the record says so
     def fake_fit(data, model, *, draws, tune, chains, seed, init, progress, warn, **kw):
-        first = init != "dispersed"
+        first = isinstance(init, str)
         return _FakeFit(_idata(n_chains=chains, n_draws=50 if first else 400,
                                stuck=None if first else 1, seed=seed), chains, tune, draws, seed)
 
     monkeypatch.setattr("cartkinetics.fit.population.fit_population", fake_fit)
+    monkeypatch.setattr(C, "_starts_from_draws", lambda fit, chains, rng: [{"mu": 0.0}])
     with pytest.warns(RuntimeWarning, match="NOT converged"):
         fit = C.fit_until_converged(None, time_budget=1e6, max_rounds=2, tune=100, draws=50)
     conv = fit.info["convergence"]
@@ -178,6 +197,7 @@ def test_an_extended_round_is_shortened_to_the_budget_left(monkeypatch):
                         seed)
 
     monkeypatch.setattr("cartkinetics.fit.population.fit_population", fake_fit)
+    monkeypatch.setattr(C, "_starts_from_draws", lambda fit, chains, rng: [{"mu": 0.0}])
     monkeypatch.setattr(C, "time", types.SimpleNamespace(perf_counter=lambda: clock["t"]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -185,6 +205,28 @@ def test_an_extended_round_is_shortened_to_the_budget_left(monkeypatch):
     conv = fit.info["convergence"]
     assert [(r["tune"], r["draws"]) for r in conv["rounds"]] == [(100, 100), (190, 190)]
     assert conv["stopped"] == "time budget"
+
+
+def test_divergences_alone_get_smaller_steps_not_more_draws(monkeypatch):
+    """A round that meets R-hat and ESS but has divergent transitions is run again at the
+    same length with the target acceptance halfway to 1; a round short of ESS is doubled."""
+    calls = []
+
+    def fake_fit(data, model, *, draws, tune, chains, seed, init, progress, warn, **kw):
+        calls.append(kw.get("target_accept"))
+        idata = _idata(n_chains=chains, n_draws=draws, seed=seed)
+        if len(calls) == 1:
+            idata.sample_stats["diverging"][0, 5] = True
+        return _FakeFit(idata, chains, tune, draws, seed)
+
+    monkeypatch.setattr("cartkinetics.fit.population.fit_population", fake_fit)
+    monkeypatch.setattr(C, "_starts_from_draws", lambda fit, chains, rng: [{"mu": 0.0}])
+    fit = C.fit_until_converged(None, time_budget=1e6, tune=500, draws=1000)
+    rounds = fit.info["convergence"]["rounds"]
+    assert fit.info["convergence"]["ok"]
+    assert [(r["tune"], r["draws"]) for r in rounds] == [(500, 1000), (500, 1000)]
+    assert rounds[1]["action"] == "smaller steps (same length)"
+    assert calls == [None, 0.95] and rounds[1]["target_accept"] == 0.95
 
 
 # ----------------------------------------------------------------- the CLI, end to end
@@ -229,10 +271,11 @@ def test_restarted_chains_join_the_kept_ones_in_a_real_fit():
     pdata = prepare_population_data(read_kinetics(df))
     kw = {"draws": 30, "tune": 40, "progress": False, "warn": False}
     fit = fit_population(pdata, chains=3, seed=1, **kw)
-    start = C._start_from_draw(fit, [0, 1], np.random.default_rng(0))
-    assert set(start) == {v.name for v in fit.pm_model.free_RVs}
-    new = fit_population(pdata, chains=1, seed=2, init=start, **kw)
-    assert new.info["sampling"]["init"] == "given point, jittered"
+    starts = C._starts_from_draws(fit, [0, 1], np.random.default_rng(0), n=5)
+    assert len(starts) == 5
+    assert all(set(s) == {v.name for v in fit.pm_model.free_RVs} for s in starts)
+    new = fit_population(pdata, chains=1, seed=2, init=starts, init_jitter=0.1, **kw)
+    assert new.info["sampling"]["init"] == "5 given points, jittered"
     both = C._combine(fit, [0, 2], new)
     post = both.idata.posterior
     assert post.sizes["chain"] == 3 and post.sizes["draw"] == 30
@@ -328,3 +371,39 @@ def test_scaled_jitter_of_a_start():
     assert np.all(np.abs(a - base) <= 0.1) and np.all(np.abs(b - base) <= 0.1)
     assert not np.allclose(a, b) and np.array_equal(a, c.initial_point_func(1))
     assert np.abs(a - base).max() > 0.01  # jittered, not the point itself
+
+    # several starts: each chain within +-h of one of them, picked by its seed
+    pool = np.array([[0.0, 0.0, 0.0, 0.0], [10.0, 10.0, 10.0, 10.0], [-10.0] * 4])
+    c = _with_jitter(Compiled(lambda seed: base.copy()), 0.1, pool)
+    rows = set()
+    for seed in range(40):
+        x = c.initial_point_func(seed)
+        near = [k for k in range(3) if np.all(np.abs(x - pool[k]) <= 0.1)]
+        assert len(near) == 1
+        rows.add(near[0])
+        assert np.array_equal(x, c.initial_point_func(seed))
+    assert rows == {0, 1, 2}
+
+
+@pytest.mark.slow
+def test_unconstrained_starts_are_nutpies_layout():
+    """unconstrained_points gives, for a constrained point, the vector nutpie itself starts
+    from when given that point without jitter (its own transforms and layout)."""
+    nutpie = pytest.importorskip("nutpie")
+    from cartkinetics.data import read_kinetics
+    from cartkinetics.fit.population import fit_population
+    from cartkinetics.fit.population.sampling import unconstrained_points
+    from cartkinetics.testing import simulate_stein_cohort
+
+    df, _ = simulate_stein_cohort(3, seed=5)
+    fit = fit_population(read_kinetics(df), chains=2, draws=20, tune=30, seed=1,
+                         progress=False, warn=False)
+    post = fit.idata.posterior
+    names = [v.name for v in fit.pm_model.free_RVs]
+    points = [{n: post[n].isel(chain=c, draw=d).values for n in names}
+              for c, d in ((0, 3), (1, 11))]
+    rows = unconstrained_points(fit.pm_model, points)
+    for p, row in zip(points, rows, strict=True):
+        compiled = nutpie.compile_pymc_model(fit.pm_model, backend="numba",
+                                             initial_points=p, jitter_rvs=set())
+        np.testing.assert_allclose(compiled.initial_point_func(0), row, rtol=0, atol=1e-12)

@@ -56,8 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--until-converged", action=argparse.BooleanOptionalAction, default=True,
         help="(default on) if the diagnostics fail, restart stuck chains (in modes of much "
         "lower log density, or apart from the others) near the other chains' draws, or run "
-        "again with twice the warm-up and draws (and, after divergences, a higher target "
-        "acceptance), until R-hat <= 1.01, ESS >= 400 and no divergence, or the time budget "
+        "every chain again from the round's draws with 2-4 times the warm-up and draws (after "
+        "divergences, a higher target acceptance; the same length when divergences are the "
+        "only failure), until R-hat <= 1.01, ESS >= 400 and no divergence, or the time budget "
         "is spent, in at most MAX_ROUNDS rounds (cartkinetics.fit.convergence); "
         "--no-until-converged: "
         "one run with the given settings",

@@ -17,10 +17,13 @@ one) and returns a :class:`ConvergenceReport`:
 
 :func:`fit_until_converged` (``cartkinetics fit-population --until-converged``) fits, reads
 the report and, while the thresholds are missed and the time budget allows, either restarts
-the stuck chains from points within +-RESTART_JITTER of a draw of the other chains (the
-discarded chains' log densities are recorded, never dropped silently) or runs again from
-dispersed starts with twice the warm-up and twice the draws. The rounds go to
-``fit.info["convergence"]``.
+the stuck chains from points within +-RESTART_JITTER of draws of the other chains (the
+discarded chains' log densities are recorded, never dropped silently) or runs all chains
+again from points within +-RESTART_JITTER of the last round's draws, with the warm-up and
+the draws grown by what the smallest ESS asks for (2-4x; or, when divergences are the only
+failure, the same length with smaller steps). The first round starts dispersed, so R-hat
+can see chains that settle in different modes; later rounds start where the posterior mass
+was found. The rounds go to ``fit.info["convergence"]``.
 """
 
 from __future__ import annotations
@@ -50,6 +53,14 @@ LOW_LOGP_QUANTILE = 0.01
 # chains: with nutpie's +-1 each restarted chain of a 40-patient cohort landed some other
 # patient in a poor mode (single40 seed 5: six restarts, six new stuck chains)
 RESTART_JITTER = 0.1
+# posterior draws a later round's chains pick their starts from (each chain one, by its seed)
+START_POOL = 64
+# an extended round is sized from the ESS it lacks (ESS grows with the draws of chains that
+# mix), with this margin, at least growth and at most MAX_GROWTH times the last round: on
+# single40 seed 5, doubling (2000, 4000, 8000, 9196 draws) spent the 900 s budget on rounds
+# that each ended short of ESS 400 (39, 105, 251, 237)
+ESS_MARGIN = 1.25
+MAX_GROWTH = 4.0
 # most sampling rounds of fit_until_converged: the time budget is what binds. With 4, a
 # 40-patient cohort (single40 seed 1, benchmarks/bench_population_convergence.py) stopped
 # after 341 s of a 900 s budget one round short: its fifth round (8000 draws) met every
@@ -155,7 +166,8 @@ class ConvergenceReport:
         tips = []
         if self.stuck_chains:
             tips.append(f"chain(s) {self.stuck_chains} sit(s) apart from the others: rerun with "
-                        "--until-converged (restarts them from dispersed points) and read the "
+                        "--until-converged (restarts them near the other chains' draws) and "
+                        "read the "
                         "patients the chains disagree about")
         if self.divergences:
             tips.append("divergences bias the posterior: raise --target-accept (e.g. 0.95) or "
@@ -439,14 +451,32 @@ def _rank(rep: ConvergenceReport) -> tuple:
     return (bool(rep.ok), -rhat, ess if math.isfinite(ess) else -math.inf)
 
 
-def _start_from_draw(fit: Any, chains: list[int], rng: np.random.Generator) -> dict[str, Any]:
-    """A posterior draw of the sampled variables from one of ``chains`` (constrained values,
-    the ``initvals`` convention), to restart other chains near the bulk of the posterior."""
+def _starts_from_draws(fit: Any, chains: list[int], rng: np.random.Generator,
+                       n: int = START_POOL) -> list[dict[str, Any]]:
+    """``n`` posterior draws of the sampled variables, at random from ``chains`` (constrained
+    values, the ``initvals`` convention): starts for new chains in the bulk of the
+    posterior that the previous round found."""
     post = fit.idata.posterior
-    c = int(rng.choice(chains))
-    d = int(rng.integers(post.sizes["draw"]))
     names = [v.name for v in fit.pm_model.free_RVs]
-    return {n: np.asarray(post[n].isel(chain=c, draw=d).values) for n in names}
+    cs = rng.choice(chains, size=n)
+    ds = rng.integers(post.sizes["draw"], size=n)
+    return [{v: np.asarray(post[v].isel(chain=int(c), draw=int(d)).values) for v in names}
+            for c, d in zip(cs, ds, strict=True)]
+
+
+def _growth(rep: ConvergenceReport, growth: float) -> float:
+    """Factor on the draws of the next round: what the smallest ESS asks for (with
+    ``ESS_MARGIN``), at least ``growth``, at most ``max(growth, MAX_GROWTH)``."""
+    ess = min(rep.min_ess_bulk, rep.min_ess_tail)
+    need = ESS_MIN * ESS_MARGIN / ess if math.isfinite(ess) and ess > 0 else math.inf
+    return float(min(max(growth, need), max(growth, MAX_GROWTH)))
+
+
+def _only_divergences(rep: ConvergenceReport) -> bool:
+    """R-hat, ESS and E-BFMI met: the divergent transitions are the only failure."""
+    return (rep.divergences > 0 and rep.n_chains >= 2 and rep.max_rhat <= RHAT_MAX
+            and rep.min_ess_bulk >= ESS_MIN and rep.min_ess_tail >= ESS_MIN
+            and (not rep.bfmi or min(rep.bfmi) >= BFMI_MIN))
 
 
 def _combine(fit: Any, keep: list[int], new: Any) -> Any:
@@ -500,7 +530,9 @@ def fit_until_converged(
         At most this many sampling rounds (the first fit included; default ``MAX_ROUNDS``,
         8: the time budget is the limit that binds, rounds are cheap on small cohorts).
     growth : float
-        Factor on warm-up and draws when a round is extended.
+        Least factor on warm-up and draws when a round is extended (default 2). The factor
+        is what the smallest ESS asks for (400 x ``ESS_MARGIN`` / ESS), at most
+        ``MAX_GROWTH`` (4).
     draws, tune, chains, seed, init, progress
         Settings of the first round (as ``fit_population``; ``seed`` default: its fixed
         default). Each later round uses ``seed + round``.
@@ -522,11 +554,17 @@ def fit_until_converged(
     -----
     Between rounds: when :func:`diagnose` finds stuck chains (in modes of much lower log
     density, or whose removal brings R-hat back near 1), those chains are run again, with the
-    round's settings and a new seed, from points jittered by +-``RESTART_JITTER`` around a
-    draw of the other chains, and replace the stuck ones (their mean log densities are
-    recorded in the round). Otherwise the whole fit is run again from dispersed starts with
-    ``growth`` times the warm-up and the draws, and, when the round had divergent
+    round's settings and a new seed, each from a point jittered by +-``RESTART_JITTER``
+    around a draw of the other chains, and replace the stuck ones (their mean log densities
+    are recorded in the round). Otherwise every chain is run again, each from a point
+    jittered by +-``RESTART_JITTER`` around a draw of the round (the first round's dispersed
+    starts have let R-hat see the modes; a new dispersed start would let warm-up leave
+    chains in poor modes again: single40 seed 5, R-hat 1.57-1.61 after each such round), with
+    the warm-up and the draws grown by the factor the ESS asks for (see ``growth``), and,
+    when the round had divergent
     transitions, a target acceptance halfway to 1 (0.9 -> 0.95 -> 0.975: smaller steps).
+    When divergences are the only failure the length stays (smaller steps alone; the draws
+    were enough).
     """
     from cartkinetics.fit.population import DEFAULT_SEED, DEFAULT_TARGET_ACCEPT, fit_population
 
@@ -538,9 +576,10 @@ def fit_until_converged(
     rounds: list[dict[str, Any]] = []
     rng = np.random.default_rng(seed)
 
-    def run(n_chains: int, s: int, start: Any, tn: int, dr: int) -> Any:
+    def run(n_chains: int, s: int, start: Any, tn: int, dr: int, jitter: float = 1.0) -> Any:
         return fit_population(data, model, draws=dr, tune=tn, chains=n_chains, seed=s,
-                              init=start, progress=progress, warn=False, **kwargs)
+                              init=start, init_jitter=jitter, progress=progress, warn=False,
+                              **kwargs)
 
     t0 = time.perf_counter()
     fit = run(chains, seed, init, tune, draws)
@@ -558,8 +597,8 @@ def fit_until_converged(
         elapsed = time.perf_counter() - t_start
         last = rounds[-1]["seconds"]
         stuck = list(rep.stuck_chains)
-        scale = growth
-        if not stuck and elapsed + last * growth > time_budget:
+        scale = 1.0 if _only_divergences(rep) else _growth(rep, growth)
+        if not stuck and elapsed + last * scale > time_budget:
             # a longer round that still fits the budget (at least as long as the last one)
             # rather than stopping with most of the budget unspent
             scale = (time_budget - elapsed) / last
@@ -571,11 +610,9 @@ def fit_until_converged(
         s = seed + k - 1
         if stuck:
             good = [c for c in range(fit.idata.posterior.sizes["chain"]) if c not in stuck]
-            start = _start_from_draw(fit, good, rng)
-            new = fit_population(data, model, draws=fit.info["settings"]["draws"],
-                                 tune=fit.info["settings"]["tune"], chains=len(stuck), seed=s,
-                                 init=start, init_jitter=RESTART_JITTER, progress=progress,
-                                 warn=False, **kwargs)
+            start = _starts_from_draws(fit, good, rng)
+            new = run(len(stuck), s, start, fit.info["settings"]["tune"],
+                      fit.info["settings"]["draws"], RESTART_JITTER)
             logp = rep.chain_logp
             fit = _combine(fit, good, new)
             entry = {"action": "restart stuck chains", "restarted": stuck,
@@ -584,7 +621,7 @@ def fit_until_converged(
                      "kept_chain_logp": None if logp is None else [logp[c] for c in good],
                      "tune": fit.info["settings"]["tune"],
                      "draws": fit.info["settings"]["draws"], "chains": len(stuck), "seed": s,
-                     "init": f"jittered (+-{RESTART_JITTER}) around a draw of the other "
+                     "init": f"jittered (+-{RESTART_JITTER}) around draws of the other "
                              "chains"}
         else:
             tune = int(round(tune * scale))
@@ -593,10 +630,13 @@ def fit_until_converged(
                 # smaller steps: halve the distance of the target acceptance to 1
                 ta = kwargs.get("target_accept") or DEFAULT_TARGET_ACCEPT
                 kwargs["target_accept"] = min(0.99, 1.0 - (1.0 - ta) / 2.0)
-            fit = run(chains, s, "dispersed", tune, draws)
-            entry = {"action": "extend (longer warm-up, more draws, dispersed starts)",
+            start = _starts_from_draws(fit, list(range(fit.idata.posterior.sizes["chain"])),
+                                       rng)
+            fit = run(chains, s, start, tune, draws, RESTART_JITTER)
+            entry = {"action": "smaller steps (same length)" if scale == 1.0 else
+                     "extend (longer warm-up, more draws)",
                      "tune": tune, "draws": draws, "chains": chains, "seed": s,
-                     "init": "dispersed",
+                     "init": f"jittered (+-{RESTART_JITTER}) around draws of the round",
                      "target_accept": kwargs.get("target_accept") or DEFAULT_TARGET_ACCEPT}
         rep = diagnose(fit)
         entry.update({"round": k, "seconds": time.perf_counter() - t0,
@@ -608,7 +648,7 @@ def fit_until_converged(
             stopped = "converged"
     returned = len(rounds)
     if not rep.ok and best[1] != len(rounds):
-        # a later round can be worse (a dispersed start stuck in another mode): the fit
+        # a later round can be worse (new chains stuck in another mode): the fit
         # returned is the round with the best diagnostics, and the record says which
         _, returned, fit, rep = best
     fit.info["convergence"] = {

@@ -83,12 +83,20 @@ def sample(
     """Sample with nutpie (numba backend) or PyMC NUTS; returns (idata, timing/info).
 
     ``init_jitter``: half-width of the uniform jitter of a computed or given start on every
-    unconstrained coordinate (nutpie; PyMC's NUTS always jitters by 1)."""
+    unconstrained coordinate (nutpie; PyMC's NUTS always jitters by 1). ``init`` may be a
+    list of points (constrained values of the free variables): each chain then starts at one
+    of them (nutpie: picked by the chain's seed; PyMC: in turn), jittered."""
     import pymc as pm
 
     info: dict[str, Any] = {"sampler": sampler,
-                            "init": init if isinstance(init, str) else "given point, jittered"}
+                            "init": init if isinstance(init, str) else
+                            f"{len(init)} given points, jittered" if isinstance(init, list)
+                            else "given point, jittered"}
     start = initial_point(pm_model, init, seed, info)
+    # several starts: nutpie compiles with the first, the chains pick theirs in _with_jitter
+    pool = start if isinstance(start, list) else None
+    if pool is not None:
+        start = pool[0]
     # "map": every chain at the computed start; "dispersed" or a given point: each chain
     # jittered around it (uniform +-1 on every unconstrained coordinate, nutpie's and
     # PyMC's jitter), so that R-hat can see chains that settle in different modes
@@ -102,12 +110,13 @@ def sample(
             # from a computed start without jitter every chain starts there (the jitter would
             # move each patient's random effects off it)
             init_kw = {} if start is None else {"initial_points": start}
-            scaled = start is not None and jitter and init_jitter != 1.0
+            scaled = start is not None and jitter and (init_jitter != 1.0 or pool is not None)
             if start is not None and (not jitter or scaled):
                 init_kw["jitter_rvs"] = set()
             compiled = nutpie.compile_pymc_model(pm_model, backend="numba", **init_kw)
             if scaled:
-                compiled = _with_jitter(compiled, init_jitter)
+                compiled = _with_jitter(compiled, init_jitter, None if pool is None else
+                                        unconstrained_points(pm_model, pool))
                 info["init_jitter"] = float(init_jitter)
             info["compile_seconds"] = time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -148,27 +157,51 @@ def sample(
             target_accept=target_accept,
             compute_convergence_checks=False,
             **({} if start is None else {
-                "initvals": start, "init": "jitter+adapt_diag" if jitter else "adapt_diag"}),
+                "initvals": start if pool is None else
+                [pool[c % len(pool)] for c in range(chains)],
+                "init": "jitter+adapt_diag" if jitter else "adapt_diag"}),
         )
     info["compile_seconds"] = float("nan")
     info["sample_seconds"] = time.perf_counter() - t0
     return idata, info
 
 
-def _with_jitter(compiled: Any, half_width: float) -> Any:
-    """nutpie's compiled model whose chains start at its (unjittered) initial point plus a
+def _with_jitter(compiled: Any, half_width: float, pool: np.ndarray | None = None) -> Any:
+    """nutpie's compiled model whose chains start at its (unjittered) initial point, or at a
+    row of ``pool`` (unconstrained points, picked by the chain's seed), plus a
     uniform(-half_width, half_width) jitter on every unconstrained coordinate, drawn from the
-    chain's seed (nutpie's own jitter has half-width 1)."""
+    chain's seed (nutpie's own jitter has half-width 1). nutpie calls the function once per
+    chain, in any order, with a seed fixed by the sampler's seed and the chain: the starts
+    are reproducible."""
     import dataclasses
 
     base = compiled.initial_point_func
 
     def jittered(seed: Any) -> np.ndarray:
-        x = np.array(base(seed), dtype="float64", order="C")
-        x += np.random.default_rng(seed).uniform(-half_width, half_width, x.shape)
+        rng = np.random.default_rng(seed)
+        if pool is None:
+            x = np.array(base(seed), dtype="float64", order="C")
+        else:
+            x = np.array(pool[rng.integers(len(pool))], dtype="float64", order="C")
+        x += rng.uniform(-half_width, half_width, x.shape)
         return x
 
     return dataclasses.replace(compiled, initial_point_func=jittered)
+
+
+def unconstrained_points(pm_model: Any, points: list[dict[str, Any]]) -> np.ndarray:
+    """``points`` (constrained values of the free variables) on the samplers' unconstrained
+    scale, one row each, the free variables flattened in model order (nutpie's layout)."""
+    from pymc.initial_point import make_initial_point_fn
+
+    names = [pm_model.rvs_to_values[v].name for v in pm_model.free_RVs]
+    rows = []
+    for p in points:
+        ip = make_initial_point_fn(model=pm_model, overrides=p, jitter_rvs=set(),
+                                   return_transformed=True)(0)
+        rows.append(np.concatenate([np.asarray(ip[n], dtype="float64").ravel()
+                                    for n in names]))
+    return np.array(rows)
 
 
 # the between-patient SDs: held at their start (the prior's median) while the other
@@ -176,8 +209,8 @@ def _with_jitter(compiled: Any, half_width: float) -> Any:
 _INIT_HELD = ("omega", "omega_re")
 
 
-def initial_point(pm_model: Any, init: Any, seed: int | None,
-                   info: dict[str, Any]) -> dict[str, np.ndarray] | None:
+def initial_point(pm_model: Any, init: Any, seed: int | None, info: dict[str, Any]
+                  ) -> dict[str, np.ndarray] | list[dict[str, np.ndarray]] | None:
     """The chains' start for ``init`` (None: the sampler's own, jittered per chain).
 
     ``"map"``: the posterior mode of every parameter except the between-patient SDs, which
@@ -191,11 +224,14 @@ def initial_point(pm_model: Any, init: Any, seed: int | None,
     """
     if isinstance(init, dict):  # a given point (constrained values of the free variables)
         return {k: np.asarray(v) for k, v in init.items()}
+    if isinstance(init, list) and init and all(isinstance(p, dict) for p in init):
+        return [{k: np.asarray(v) for k, v in p.items()} for p in init]
     if init == "support_point":
         return None
     if init not in ("map", "dispersed"):
         raise CartKineticsError(
-            f"init must be 'support_point', 'map', 'dispersed' or a dict, got {init!r}"
+            f"init must be 'support_point', 'map', 'dispersed', a dict or a list of dicts, "
+            f"got {init!r}"
         )
     import pymc as pm
 
