@@ -168,13 +168,15 @@ def fit_population(
     low_rank_mass_matrix : bool
         nutpie's low-rank modified mass matrix (adapts to correlated parameters; costs a little
         per step). Default False (diagonal).
-    init : "support_point" (default), "map", "dispersed" or dict
+    init : "support_point" (default), "map", "dispersed", dict or list of dicts
         Where the chains start. ``"support_point"``: PyMC's support point with nutpie's
         jitter, a different start per chain. ``"dispersed"``: the conditional mode below,
         jittered per chain (uniform +-1 on every unconstrained coordinate), so chains start
         apart around a mode. A dict: that point (constrained values of the free variables,
-        PyMC's ``initvals``), jittered per chain. ``"map"``: every chain starts at the conditional
-        posterior mode with the between-patient SDs at their prior medians (see
+        PyMC's ``initvals``), jittered per chain. A list of dicts: each chain starts at one of
+        them (nutpie: picked by the chain's seed; PyMC: in turn), jittered, e.g. draws of an
+        earlier fit (``fit_until_converged``'s later rounds). ``"map"``: every chain starts
+        at the conditional posterior mode with the between-patient SDs at their prior medians (see
         :func:`initial_point`); for ODE models whose patients' parameters have more than one
         local mode, where warm-up from a jittered start can leave chains in different modes.
         R-hat then checks the chains' mixing around that start, not whether the posterior has
