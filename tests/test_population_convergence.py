@@ -86,6 +86,8 @@ def test_few_draws_fail_on_ess_and_divergences_are_counted():
     assert not rep.ok
     assert any("bulk ESS" in p for p in rep.problems)
     assert any("1 divergent" in p for p in rep.problems)
+    assert "divergences" in rep.failed and "ess_bulk" in rep.failed
+    assert len(rep.failed) == len(rep.problems)
     assert "target-accept" in rep.advice()
 
 

@@ -112,6 +112,10 @@ class ConvergenceReport:
         Every threshold met (R-hat, bulk and tail ESS, divergences, E-BFMI, >= 2 chains).
     problems : list of str
         One sentence per failed check.
+    failed : list of str
+        The failed checks by name, in the order of ``problems``: ``"chains"``, ``"rhat"``,
+        ``"ess_bulk"``, ``"ess_tail"``, ``"divergences"``, ``"bfmi"``, ``"stuck_low_logp"``,
+        ``"stuck_apart"``.
     table : DataFrame
         One row per sampled scalar: ``quantity``, ``variable``, ``r_hat``, ``ess_bulk``,
         ``ess_tail``, ``score`` (largest of (R-hat - 1)/(threshold - 1) and threshold/ESS:
@@ -146,6 +150,7 @@ class ConvergenceReport:
     chain_logp: list[float] | None = None
     rhat_without_chain: list[float] = field(default_factory=list)
     patients: pd.DataFrame = field(default_factory=pd.DataFrame)
+    failed: list[str] = field(default_factory=list)
 
     def worst(self, k: int = 5) -> pd.DataFrame:
         """The ``k`` quantities furthest from their thresholds (largest ``score``)."""
@@ -167,8 +172,7 @@ class ConvergenceReport:
         if self.stuck_chains:
             tips.append(f"chain(s) {self.stuck_chains} sit(s) apart from the others: rerun with "
                         "--until-converged (restarts them near the other chains' draws) and "
-                        "read the "
-                        "patients the chains disagree about")
+                        "read the patients the chains disagree about")
         if self.divergences:
             tips.append("divergences bias the posterior: raise --target-accept (e.g. 0.95) or "
                         "fix poorly identified parameters (--fix)")
@@ -347,19 +351,20 @@ def diagnose(
         bfmi = [float(x) for x in az.bfmi(idata)]
     except Exception:  # no energy statistic stored
         bfmi = []
-    problems = []
+    # failed checks: name -> sentence (the report's ``failed`` and ``problems``)
+    fails: dict[str, str] = {}
     if n_chains < 2:
-        problems.append("R-hat needs at least 2 chains")
+        fails["chains"] = "R-hat needs at least 2 chains"
     elif not max_rhat <= RHAT_MAX:
-        problems.append(f"max R-hat {max_rhat:.3f} > {RHAT_MAX}")
+        fails["rhat"] = f"max R-hat {max_rhat:.3f} > {RHAT_MAX}"
     if not min_b >= ESS_MIN:
-        problems.append(f"min bulk ESS {min_b:.0f} < {ESS_MIN:.0f}")
+        fails["ess_bulk"] = f"min bulk ESS {min_b:.0f} < {ESS_MIN:.0f}"
     if not min_t >= ESS_MIN:
-        problems.append(f"min tail ESS {min_t:.0f} < {ESS_MIN:.0f}")
+        fails["ess_tail"] = f"min tail ESS {min_t:.0f} < {ESS_MIN:.0f}"
     if div:
-        problems.append(f"{div} divergent transitions")
+        fails["divergences"] = f"{div} divergent transitions"
     if bfmi and min(bfmi) < BFMI_MIN:
-        problems.append(f"E-BFMI {min(bfmi):.2f} < {BFMI_MIN}")
+        fails["bfmi"] = f"E-BFMI {min(bfmi):.2f} < {BFMI_MIN}"
 
     # stuck chains. First those that warm-up left in modes of negligible mass, each perhaps
     # in a mode of its own, which leaving one chain out at a time cannot single out (single40
@@ -383,8 +388,9 @@ def diagnose(
         current = max_rhat
         if low:
             stuck += low
-            problems.append(f"chain(s) {low} stuck in modes of much lower log density (mean below "
-                            f"the {LOW_LOGP_QUANTILE:.0%} quantile of the best chain's)")
+            fails["stuck_low_logp"] = (
+                f"chain(s) {low} stuck in modes of much lower log density (mean below the "
+                f"{LOW_LOGP_QUANTILE:.0%} quantile of the best chain's)")
             current = (_finite_max(_rhat(post.isel(chain=keep), vn).values())
                        if len(keep) >= 2 else float("nan"))
         best = None if chain_logp is None else int(np.argmax(chain_logp))
@@ -403,8 +409,8 @@ def diagnose(
             current = trial[c_best]
         if greedy:
             stuck += greedy
-            problems.append(f"chain(s) {greedy} stuck apart from the others (max R-hat "
-                            f"{current:.3f} without them)")
+            fails["stuck_apart"] = (f"chain(s) {greedy} stuck apart from the others (max "
+                                    f"R-hat {current:.3f} without them)")
 
     # patients about whom the chains disagree
     prow = []
@@ -436,7 +442,8 @@ def diagnose(
         patients = pd.DataFrame(columns=["patient", "quantity", "r_hat", "chain_medians"])
 
     return ConvergenceReport(
-        ok=not problems, problems=problems, table=table, max_rhat=max_rhat,
+        ok=not fails, problems=list(fails.values()), failed=list(fails), table=table,
+        max_rhat=max_rhat,
         max_rhat_population=max_rhat_pop, min_ess_bulk=min_b, min_ess_tail=min_t,
         divergences=div, bfmi=bfmi, n_chains=n_chains, n_draws=n_draws, stuck_chains=stuck,
         chain_logp=chain_logp, rhat_without_chain=without, patients=patients,
@@ -470,13 +477,6 @@ def _growth(rep: ConvergenceReport, growth: float) -> float:
     ess = min(rep.min_ess_bulk, rep.min_ess_tail)
     need = ESS_MIN * ESS_MARGIN / ess if math.isfinite(ess) and ess > 0 else math.inf
     return float(min(max(growth, need), max(growth, MAX_GROWTH)))
-
-
-def _only_divergences(rep: ConvergenceReport) -> bool:
-    """R-hat, ESS and E-BFMI met: the divergent transitions are the only failure."""
-    return (rep.divergences > 0 and rep.n_chains >= 2 and rep.max_rhat <= RHAT_MAX
-            and rep.min_ess_bulk >= ESS_MIN and rep.min_ess_tail >= ESS_MIN
-            and (not rep.bfmi or min(rep.bfmi) >= BFMI_MIN))
 
 
 def _combine(fit: Any, keep: list[int], new: Any) -> Any:
@@ -561,8 +561,8 @@ def fit_until_converged(
     starts have let R-hat see the modes; a new dispersed start would let warm-up leave
     chains in poor modes again: single40 seed 5, R-hat 1.57-1.61 after each such round), with
     the warm-up and the draws grown by the factor the ESS asks for (see ``growth``), and,
-    when the round had divergent
-    transitions, a target acceptance halfway to 1 (0.9 -> 0.95 -> 0.975: smaller steps).
+    when the round had divergent transitions, a target acceptance halfway to 1 (0.9 -> 0.95
+    -> 0.975: smaller steps).
     When divergences are the only failure the length stays (smaller steps alone; the draws
     were enough).
     """
@@ -597,7 +597,8 @@ def fit_until_converged(
         elapsed = time.perf_counter() - t_start
         last = rounds[-1]["seconds"]
         stuck = list(rep.stuck_chains)
-        scale = 1.0 if _only_divergences(rep) else _growth(rep, growth)
+        # divergences the only failure: the draws were enough, smaller steps alone
+        scale = 1.0 if rep.failed == ["divergences"] else _growth(rep, growth)
         if not stuck and elapsed + last * scale > time_budget:
             # a longer round that still fits the budget (at least as long as the last one)
             # rather than stopping with most of the budget unspent

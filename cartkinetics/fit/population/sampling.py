@@ -192,16 +192,22 @@ def _with_jitter(compiled: Any, half_width: float, pool: np.ndarray | None = Non
 def unconstrained_points(pm_model: Any, points: list[dict[str, Any]]) -> np.ndarray:
     """``points`` (constrained values of the free variables) on the samplers' unconstrained
     scale, one row each, the free variables flattened in model order (nutpie's layout)."""
-    from pymc.initial_point import make_initial_point_fn
-
     names = [pm_model.rvs_to_values[v].name for v in pm_model.free_RVs]
     rows = []
     for p in points:
-        ip = make_initial_point_fn(model=pm_model, overrides=p, jitter_rvs=set(),
-                                   return_transformed=True)(0)
+        ip = _transformed(pm_model, p)
         rows.append(np.concatenate([np.asarray(ip[n], dtype="float64").ravel()
                                     for n in names]))
     return np.array(rows)
+
+
+def _transformed(pm_model: Any, point: dict[str, Any]) -> dict[str, np.ndarray]:
+    """``point`` (constrained values of the free variables) as the values of the model's
+    value variables (unconstrained, keyed by their names), without jitter."""
+    from pymc.initial_point import make_initial_point_fn
+
+    return make_initial_point_fn(model=pm_model, overrides=point, jitter_rvs=set(),
+                                 return_transformed=True)(0)
 
 
 # the between-patient SDs: held at their start (the prior's median) while the other
@@ -251,11 +257,8 @@ def initial_point(pm_model: Any, init: Any, seed: int | None, info: dict[str, An
         # find_MAP stopped at maxeval (e.g. a patient's mode on the kink at Tmax = a sampling
         # day, where L-BFGS-B cannot meet its tolerance) and returns its last point without
         # the optimiser's result: the log density there, as find_MAP's objective
-        from pymc.initial_point import make_initial_point_fn
-
-        tp = make_initial_point_fn(model=pm_model, overrides=start, jitter_rvs=set(),
-                                   return_transformed=True)(0)
-        info["init_logp"] = float(pm_model.compile_logp(jacobian=False)(tp))
+        info["init_logp"] = float(pm_model.compile_logp(jacobian=False)(
+            _transformed(pm_model, start)))
         info["init_note"] = "find_MAP stopped at its evaluation limit (5000)"
     return start
 
