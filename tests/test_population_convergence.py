@@ -154,7 +154,7 @@ def test_until_converged_stops_at_the_budget_and_says_so(monkeypatch):
         monkeypatch.setattr("cartkinetics.fit.population.fit_population", fake_fit)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            fit = C.fit_until_converged(None, time_budget=1e6, max_rounds=3, tune=100,
+            fit = C.fit_until_converged(None, time_budget=1e6, max_rounds=3, tune=600,
                                         draws=100)
         rounds = fit.info["convergence"]["rounds"]
         assert fit.info["convergence"]["stopped"] == "max rounds" and len(rounds) == 3
@@ -164,7 +164,9 @@ def test_until_converged_stops_at_the_budget_and_says_so(monkeypatch):
             factor = b["draws"] / a["draws"]
             assert lo <= factor <= hi
             assert factor == pytest.approx(min(max(2.0, 500.0 / ess), 4.0), abs=0.02)
-            assert b["tune"] / a["tune"] == pytest.approx(factor, abs=0.02)
+            # warm-up grows alike, up to TUNE_MAX (2000) iterations
+            assert b["tune"] == pytest.approx(min(a["tune"] * factor, C.TUNE_MAX), abs=15)
+        assert rounds[-1]["tune"] == C.TUNE_MAX
     assert rounds[0]["init"] == "support_point"
     assert rounds[1]["init"].startswith(f"jittered (+-{C.RESTART_JITTER}) around draws")
 
@@ -187,26 +189,48 @@ def test_a_worse_later_round_is_not_returned(monkeypatch):
     assert conv["returned_round"] == 1 and fit.info["settings"]["draws"] == 50
 
 
-def test_an_extended_round_is_shortened_to_the_budget_left(monkeypatch):
-    # a round costs one second per draw on a fake clock: after a 100 s first round, 190 s
-    # of a 290 s budget are left, too little for twice the draws (200 s) but enough for
-    # 1.9 times; after that nothing is left and the fit stops, saying why
-    clock = {"t": 0.0}
-
+def _clocked(monkeypatch, clock):
+    """fit_population faked on a fake clock: a round costs one second per iteration (warm-up
+    or draw), and its 4 x 10 IID draws (ESS about 40) ask for the largest growth, 4x."""
     def fake_fit(data, model, *, draws, tune, chains, seed, init, progress, warn, **kw):
-        clock["t"] += draws
-        return _FakeFit(_idata(n_chains=chains, n_draws=50, seed=seed), chains, tune, draws,
+        clock["t"] += tune + draws
+        return _FakeFit(_idata(n_chains=chains, n_draws=10, seed=seed), chains, tune, draws,
                         seed)
 
     monkeypatch.setattr("cartkinetics.fit.population.fit_population", fake_fit)
     monkeypatch.setattr(C, "_starts_from_draws", lambda fit, chains, rng: [{"mu": 0.0}])
     monkeypatch.setattr(C, "time", types.SimpleNamespace(perf_counter=lambda: clock["t"]))
+
+
+def _rounds(budget, clock):
+    clock["t"] = 0.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        fit = C.fit_until_converged(None, time_budget=290, max_rounds=5, tune=100, draws=100)
+        fit = C.fit_until_converged(None, time_budget=budget, max_rounds=5, tune=20,
+                                    draws=100)
     conv = fit.info["convergence"]
-    assert [(r["tune"], r["draws"]) for r in conv["rounds"]] == [(100, 100), (190, 190)]
-    assert conv["stopped"] == "time budget"
+    return conv, [(r["tune"], r["draws"]) for r in conv["rounds"]]
+
+
+def test_an_extended_round_fits_the_budget_left(monkeypatch):
+    # a 120 s first round (20 + 100 iterations); round 2 at 4x would take 80 + 400 s
+    clock = {"t": 0.0}
+    _clocked(monkeypatch, clock)
+    # 300 s left: too little, round 2 takes its warm-up and what is left as draws; after it
+    # nothing is left and the fit stops, saying why
+    conv, lengths = _rounds(420, clock)
+    assert lengths == [(20, 100), (80, 220)] and conv["stopped"] == "time budget"
+    # 1000 s left: round 2 fits, but a round twice as long after it would not (1440 s in
+    # all), so round 2 takes every second left: one long round rather than a short one and
+    # nothing
+    conv, lengths = _rounds(1120, clock)
+    assert lengths == [(20, 100), (80, 920)] and conv["stopped"] == "time budget"
+    # with a long budget round 2 keeps its growth factor
+    conv, lengths = _rounds(1e5, clock)
+    assert lengths[1] == (80, 400) and conv["stopped"] == "max rounds"
+    # a round too short to be worth it (fewer draws than the last) is not started
+    conv, lengths = _rounds(200, clock)
+    assert lengths == [(20, 100)] and conv["stopped"] == "time budget"
 
 
 def test_divergences_alone_get_smaller_steps_not_more_draws(monkeypatch):

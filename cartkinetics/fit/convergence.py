@@ -61,6 +61,11 @@ START_POOL = 64
 # that each ended short of ESS 400 (39, 105, 251, 237)
 ESS_MARGIN = 1.25
 MAX_GROWTH = 4.0
+# warm-up of a later round grows with its draws up to this many iterations: its chains start
+# from the last round's draws, so step size and mass matrix need no longer warm-up, and the
+# iterations go to draws (single40 seed 5: 16000 warm-up iterations beside 16000 draws, half
+# of a 584 s round)
+TUNE_MAX = 2000
 # most sampling rounds of fit_until_converged: the time budget is what binds. With 4, a
 # 40-patient cohort (single40 seed 1, benchmarks/bench_population_convergence.py) stopped
 # after 341 s of a 900 s budget one round short: its fifth round (8000 draws) met every
@@ -479,6 +484,22 @@ def _growth(rep: ConvergenceReport, growth: float) -> float:
     return float(min(max(growth, need), max(growth, MAX_GROWTH)))
 
 
+def _next_length(tune: int, draws: int, scale: float, per_iter: float, left: float,
+                 growth: float | None) -> tuple[int, int]:
+    """Warm-up and draws of the next round: ``scale`` times the last draws, warm-up grown
+    alike up to ``TUNE_MAX`` (never below the last round's). When that round would not fit
+    into the ``left`` seconds (at ``per_iter`` seconds per iteration), or when it would but a
+    round ``growth`` times longer after it would not (``growth`` None: no filling), the
+    round takes every iteration left: one long round rather than a short one and nothing."""
+    new_tune = max(tune, min(int(round(tune * scale)), TUNE_MAX))
+    new_draws = int(round(draws * scale))
+    fits = int(left / per_iter) - new_tune if per_iter > 0 else new_draws
+    after = per_iter * (new_tune + new_draws) * (1.0 + (growth or 0.0))
+    if new_draws > fits or (growth is not None and after > left):
+        new_draws = fits
+    return new_tune, new_draws
+
+
 def _combine(fit: Any, keep: list[int], new: Any) -> Any:
     """A PopulationFit of the ``keep`` chains of ``fit`` and every chain of ``new``."""
     import arviz as az
@@ -524,15 +545,17 @@ def fit_until_converged(
         As :func:`cartkinetics.fit.population.fit_population`.
     time_budget : float
         Seconds of wall time for all rounds (default 1800). A further round starts only when
-        it fits into what is left: an extended round that would not fit at ``growth`` times
-        the last one is shortened to what is left (never below the last round's length).
+        it fits into what is left (at the last round's seconds per iteration): an extended
+        round that would not fit is shortened to what is left, and one after which a round
+        ``growth`` times longer would not fit is lengthened to what is left (one long round
+        rather than a short one and nothing); never below the last round's draws.
     max_rounds : int
         At most this many sampling rounds (the first fit included; default ``MAX_ROUNDS``,
         8: the time budget is the limit that binds, rounds are cheap on small cohorts).
     growth : float
-        Least factor on warm-up and draws when a round is extended (default 2). The factor
-        is what the smallest ESS asks for (400 x ``ESS_MARGIN`` / ESS), at most
-        ``MAX_GROWTH`` (4).
+        Least factor on the draws when a round is extended (default 2). The factor is what
+        the smallest ESS asks for (400 x ``ESS_MARGIN`` / ESS), at most ``MAX_GROWTH`` (4).
+        Warm-up grows alike up to ``TUNE_MAX`` (2000) iterations.
     draws, tune, chains, seed, init, progress
         Settings of the first round (as ``fit_population``; ``seed`` default: its fixed
         default). Each later round uses ``seed + round``.
@@ -560,7 +583,8 @@ def fit_until_converged(
     jittered by +-``RESTART_JITTER`` around a draw of the round (the first round's dispersed
     starts have let R-hat see the modes; a new dispersed start would let warm-up leave
     chains in poor modes again: single40 seed 5, R-hat 1.57-1.61 after each such round), with
-    the warm-up and the draws grown by the factor the ESS asks for (see ``growth``), and,
+    the draws grown by the factor the ESS asks for (see ``growth``; warm-up alike up to
+    ``TUNE_MAX``), and,
     when the round had divergent transitions, a target acceptance halfway to 1 (0.9 -> 0.95
     -> 0.975: smaller steps).
     When divergences are the only failure the length stays (smaller steps alone; the draws
@@ -589,22 +613,27 @@ def fit_until_converged(
                    "seconds": time.perf_counter() - t0, "diagnostics": rep.to_dict(k=3)})
     stopped = "converged" if rep.ok else None
     best = (_rank(rep), 1, fit, rep)
+    # seconds per iteration (warm-up or draw) of the last round that ran every chain: the
+    # first round's includes compiling, so the estimate errs long
+    per_iter = rounds[0]["seconds"] / (tune + draws)
     while not rep.ok:
         k = len(rounds) + 1
         if k > max_rounds:
             stopped = "max rounds"
             break
         elapsed = time.perf_counter() - t_start
-        last = rounds[-1]["seconds"]
+        left = time_budget - elapsed
         stuck = list(rep.stuck_chains)
-        # divergences the only failure: the draws were enough, smaller steps alone
-        scale = 1.0 if rep.failed == ["divergences"] else _growth(rep, growth)
-        if not stuck and elapsed + last * scale > time_budget:
-            # a longer round that still fits the budget (at least as long as the last one)
-            # rather than stopping with most of the budget unspent
-            scale = (time_budget - elapsed) / last
-        cost = last * (len(stuck) / chains if stuck else scale)
-        if elapsed + cost > time_budget or (not stuck and scale < 1.0):
+        if stuck:
+            cost = rounds[-1]["seconds"] * len(stuck) / rounds[-1]["chains"]
+        else:
+            # divergences the only failure: the draws were enough, smaller steps alone
+            only_div = rep.failed == ["divergences"]
+            scale = 1.0 if only_div else _growth(rep, growth)
+            next_tune, next_draws = _next_length(tune, draws, scale, per_iter, left,
+                                                 None if only_div else growth)
+            cost = per_iter * (next_tune + next_draws)
+        if cost > left or (not stuck and next_draws < draws):
             stopped = "time budget"
             break
         t0 = time.perf_counter()
@@ -625,8 +654,7 @@ def fit_until_converged(
                      "init": f"jittered (+-{RESTART_JITTER}) around draws of the other "
                              "chains"}
         else:
-            tune = int(round(tune * scale))
-            draws = int(round(draws * scale))
+            tune, draws = next_tune, next_draws
             if rep.divergences:
                 # smaller steps: halve the distance of the target acceptance to 1
                 ta = kwargs.get("target_accept") or DEFAULT_TARGET_ACCEPT
@@ -634,12 +662,14 @@ def fit_until_converged(
             start = _starts_from_draws(fit, list(range(fit.idata.posterior.sizes["chain"])),
                                        rng)
             fit = run(chains, s, start, tune, draws, RESTART_JITTER)
-            entry = {"action": "smaller steps (same length)" if scale == 1.0 else
-                     "extend (longer warm-up, more draws)",
+            entry = {"action": "smaller steps (same length)" if only_div else
+                     "extend (more draws)",
                      "tune": tune, "draws": draws, "chains": chains, "seed": s,
                      "init": f"jittered (+-{RESTART_JITTER}) around draws of the round",
                      "target_accept": kwargs.get("target_accept") or DEFAULT_TARGET_ACCEPT}
         rep = diagnose(fit)
+        if not stuck:
+            per_iter = (time.perf_counter() - t0) / (tune + draws)
         entry.update({"round": k, "seconds": time.perf_counter() - t0,
                       "diagnostics": rep.to_dict(k=3)})
         rounds.append(entry)
