@@ -56,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--until-converged", action=argparse.BooleanOptionalAction, default=True,
         help="(default on) if the diagnostics fail, restart stuck chains (in modes of much "
         "lower log density, or apart from the others) near the other chains' draws, or run "
-        "every chain again from the round's draws with 2-4 times the warm-up and draws (after "
+        "every chain again from the round's draws with 2-4 times the draws (warm-up alike, up "
+        "to 2000; after "
         "divergences, a higher target acceptance; the same length when divergences are the "
         "only failure), until R-hat <= 1.01, ESS >= 400 and no divergence, or the time budget "
         "is spent, in at most MAX_ROUNDS rounds (cartkinetics.fit.convergence); "
@@ -66,7 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--time-budget", type=float, default=900.0, metavar="S",
         help="wall-time budget in seconds of --until-converged (900); no further round "
-        "starts that would not end within it",
+        "starts that would not end within it, and the last round that fits takes what is "
+        "left",
     )
     parser.add_argument(
         "--effect", default=None, metavar="P1,P2",
