@@ -109,6 +109,9 @@ def one_run(kind: str, seed: int, sampler: str, fit_kw: dict[str, Any],
     conv = fit.info.get("convergence")
     if conv:
         rec["rounds"] = [r["action"] for r in conv["rounds"]]
+        # each round's length and time (chains, warm-up, draws, seconds): what a budget buys
+        rec["round_lengths"] = [[r["chains"], r["tune"], r["draws"], round(r["seconds"], 1)]
+                                for r in conv["rounds"]]
         rec["stopped"] = conv["stopped"]
         rec["max_rounds"] = MAX_ROUNDS
         first = conv["rounds"][0]["diagnostics"]
