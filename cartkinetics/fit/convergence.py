@@ -668,10 +668,10 @@ def fit_until_converged(
                      "init": f"jittered (+-{RESTART_JITTER}) around draws of the round",
                      "target_accept": kwargs.get("target_accept") or DEFAULT_TARGET_ACCEPT}
         rep = diagnose(fit)
-        if not stuck:
-            per_iter = (time.perf_counter() - t0) / (tune + draws)
         entry.update({"round": k, "seconds": time.perf_counter() - t0,
                       "diagnostics": rep.to_dict(k=3)})
+        if not stuck:
+            per_iter = entry["seconds"] / (tune + draws)
         rounds.append(entry)
         if _rank(rep) > best[0]:
             best = (_rank(rep), k, fit, rep)
