@@ -286,3 +286,42 @@ def test_pooled_parameter_fit_end_to_end(liu_two_outputs):
     assert list(fit.shrinkage()["parameter"]) == ["rTA0"]
     d = fit.diagnostics(warn=False)
     assert np.isfinite(d["min_ess_bulk"])
+
+
+def test_series_solved_to_their_group_horizon():
+    """Series that end on different days are solved through their horizon group (not all to
+    the cohort's last day); the predictions still match model.solve at tight tolerance, and
+    the numba form (nutpie's) gives the same numbers as the Python form."""
+    import pandas as pd
+
+    from cartkinetics.fit.pytensor_ops import HORIZON_GROUPS, _horizons, _numba_evaluator
+
+    model = models.get("liu2022")
+    rng = np.random.default_rng(3)
+    theta = model.typical * np.exp(0.2 * rng.standard_normal((6, model.n_params)))
+    days = np.array([1.0, 2.0, 4.0, 7.0, 14.0, 28.0, 60.0, 120.0])
+    ends = [4.0, 14.0, 28.0, 60.0, 120.0, 120.0]  # each patient's last sample
+    rows = []
+    for i, (th, end) in enumerate(zip(theta, ends, strict=True)):
+        dd = days[days <= end]
+        level = model.solve(dd, th, rtol=1e-10).observed["car_t"]
+        rows += [{"patient": f"L{i}", "infusion": 1, "day": d, "value": v, "lloq": 0.2,
+                  "assay": "qpcr", "blq": 0} for d, v in zip(dd, level, strict=True)]
+    pdata = P.prepare_population_data(read_kinetics(pd.DataFrame(rows)))
+    theta = theta[[int(p[1:]) for p in pdata.patients]][pdata.series_patient]
+    t_all = np.unique(pdata.t)
+    t_pos = np.searchsorted(t_all, pdata.t)
+    nt = _horizons(pdata.obs_series, t_pos, pdata.n_series)
+    for s in range(pdata.n_series):
+        assert nt[s] >= t_pos[pdata.obs_series == s].max() + 1  # covers its observations
+    assert len(np.unique(nt)) <= HORIZON_GROUPS and nt.min() < nt.max() == t_all.size
+    op = ODEObservationOp(model, pdata, rtol=1e-9, wrt=["rTA0", "lTA0"])
+    logp, jac = op.evaluate(theta)
+    for s in range(pdata.n_series):
+        sel = pdata.obs_series == s
+        sol = model.solve(np.unique(pdata.t[sel]), theta[s], rtol=1e-11)
+        ref = np.log(np.interp(pdata.t[sel], sol.t, sol.observed["car_t"]))
+        np.testing.assert_allclose(logp[sel], ref, rtol=1e-6, atol=1e-6)
+    l2, j2 = _numba_evaluator(op)(theta)
+    np.testing.assert_array_equal(logp, l2)
+    np.testing.assert_array_equal(jac, j2)
