@@ -26,23 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
+# the Liu data and the settings of its fit live in cartkinetics.validate.liu2022 (one place:
+# this benchmark, the docs and the command line use them)
+from cartkinetics.validate import liu2022 as L  # noqa: E402
+
 LIU = Path(__file__).resolve().parents[2] / "shared" / "data" / "liu2022-ball"
-LIU_MAPPING = {"columns": {"TIME": "time", "DV": "y"}, "filter": {"y_ID": 1},
-               "blq_values": {"0.2": 0.2}, "assay": "qpcr"}
-# Free parameters of the Liu population fit (per-patient random effects); the others are fixed at
-# the authors' example values, nB0 at each patient's measured baseline leukaemia (the authors'
-# regressor). The set with the best per-patient fits of the CAR-T series (docs/population.md):
-# with rTA0, lTA0 and ka, ka was not identified (log-SD 8 between patients) and the residual SD
-# was 1.0; with rTA0, lTA0, eBp and nTN0 it was 0.7. ``--liu-free`` selects others.
-LIU_FREE = ("rTA0", "lTA0", "eBp", "nTN0")
-# Default sampling setup of the Liu fit (runs in docs/population.md, "Parameterisation, residual
-# and priors"): eBp and lTA0 centred (eBp's population parameters had a bulk ESS of 9-11
-# non-centred), a normal residual (with Student-t, nu 2-3, sparse series had one mode per choice
-# of outliers and the chains split: max R-hat 1.5-1.8), and the between-patient SD of nTN0 (the
-# dose) with a prior LogNormal(median 1.0, sd_log 0.25): CAR-T doses vary within about a factor 10.
-LIU_CENTRED = ("eBp", "lTA0")
-LIU_RESIDUAL = "normal"
-LIU_OMEGA_OF = (("nTN0", 1.0, 0.25),)
+LIU_FREE = L.FREE
+LIU_CENTRED = L.CENTRED
+LIU_RESIDUAL = L.RESIDUAL
+LIU_OMEGA_OF = tuple((p, *v) for p, v in L.OMEGA_OF.items())
 # Every chain starts at the conditional mode with the between-patient SDs at their prior
 # medians: from jittered starts, warm-up left the chains in different modes of single patients
 # (seed 2: PR-4 and CR-5, max R-hat 1.81); from this start seeds 1-3 agreed (R-hat <= 1.026)
@@ -106,39 +98,11 @@ def part_a(args: argparse.Namespace) -> list[tuple]:
 
 
 def _liu_data(leukaemia: bool = False):
-    """CAR-T levels (y_ID 1, as assay qpcr) of the 32 patients; with ``leukaemia`` also the
-    CD19+ leukaemia counts (y_ID 2, assay "leukaemia", cells/uL) after day 0 (the day-0 count
-    is the patient's regressor nB0, see _liu_baseline, so it does not enter twice)."""
-    import pandas as pd
-
-    from cartkinetics.data import KineticsData, read_kinetics
-
-    parts = [read_kinetics(LIU / f"Data_{g}.csv", mapping=LIU_MAPPING, patient_prefix=f"{g}-")
-             for g in ("CR", "PR", "NR", "NegR")]
-    if leukaemia:
-        for g in ("CR", "PR", "NR", "NegR"):
-            d = pd.read_csv(LIU / f"Data_{g}.csv")
-            d = d[(d["y_ID"] == 2) & (d["time"] > 0)]
-            parts.append(read_kinetics(
-                d, mapping={"columns": {"TIME": "time", "DV": "y"}, "blq_values": {"0.2": 0.2},
-                            "assay": "leukaemia", "unit": "cells/uL"},
-                patient_prefix=f"{g}-", assays={"leukaemia": "cells/uL"}))
-    return KineticsData.concat(parts)
+    return L.read_cart(LIU, leukaemia)
 
 
 def _liu_baseline() -> dict[str, float]:
-    """Each patient's baseline CD19+ leukaemia (cells/uL): the day-0 leukaemia count (y_ID 2),
-    the authors' regressor nB0 (their ``Reg`` column where the file has one; Data_PR.csv has
-    none, its day-0 leukaemia rows carry the same value)."""
-    import pandas as pd
-
-    out = {}
-    for g in ("CR", "PR", "NR", "NegR"):
-        d = pd.read_csv(LIU / f"Data_{g}.csv")
-        base = d[(d["y_ID"] == 2) & (d["time"] == 0)].groupby("ID")["y"].first()
-        for pid, v in base.items():
-            out[f"{g}-{pid}"] = float(v)
-    return out
+    return L.baseline(LIU)
 
 
 ODEINT_TOL = 1.49012e-8  # scipy odeint's default rtol and atol (pymc.ode does not set them)
@@ -299,16 +263,9 @@ def part_b_sampling(args: argparse.Namespace, pdata, model) -> tuple:
     # informative priors (documented in docs/population.md): population means centred on the
     # authors' example values with SD args.liu_mu_sd on the log scale; between-patient SDs
     # LogNormal(median, sd_log) = args.liu_omega (no omegas are published with the public code)
-    priors = {
-        "mu": {p: (float(np.log(v)), args.liu_mu_sd)
-               for p, v in zip(model.param_names, model.typical, strict=True) if p in free},
-        "omega": {p: ("lognormal", args.liu_omega[0], args.liu_omega[1]) for p in free},
-    }
     omega_of = LIU_OMEGA_OF if args.liu_omega_of is None else args.liu_omega_of
-    for p, med, sdl in omega_of:
-        # per-parameter between-patient SD prior (overrides --liu-omega for that parameter)
-        if p in free:
-            priors["omega"][p] = ("lognormal", float(med), float(sdl))
+    priors = L.priors(free, mu_sd=args.liu_mu_sd, omega=tuple(args.liu_omega),
+                      omega_of={p: (float(med), float(sdl)) for p, med, sdl in omega_of})
     # the default centred set applies to those of its parameters that have a random effect
     centred = [c for c in args.liu_centred if c in free and c not in (args.liu_pooled or [])]
     print(f"Liu priors: {priors}; centred: {centred}; pooled: {args.liu_pooled or []}; "
@@ -373,9 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--liu-tune", type=int, default=250, help="Liu warm-up per chain (250)")
     ap.add_argument("--liu-free", nargs="+", default=list(LIU_FREE),
                     help=f"Liu parameters with random effects ({' '.join(LIU_FREE)})")
-    ap.add_argument("--liu-mu-sd", type=float, default=0.5,
+    ap.add_argument("--liu-mu-sd", type=float, default=L.MU_SD,
                     help="prior SD (log scale) of the Liu population means (0.5)")
-    ap.add_argument("--liu-omega", type=float, nargs=2, default=[0.5, 0.5],
+    ap.add_argument("--liu-omega", type=float, nargs=2, default=list(L.OMEGA),
                     metavar=("MEDIAN", "SD_LOG"),
                     help="LogNormal prior of the Liu between-patient SDs (0.5 0.5)")
     ap.add_argument("--liu-residual", choices=("normal", "student"), default=LIU_RESIDUAL,
@@ -426,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         from cartkinetics import models
         from cartkinetics.fit import population as P
 
-        pdata = P.prepare_population_data(_liu_data(), assay="qpcr")
+        pdata = P.prepare_population_data(_liu_data(), assay="flow")
         model = models.get("liu2022")
         # B1 on the CAR-T rows (the peers predict CAR-T only); B2 may add the leukaemia
         rows = part_b_evaluations(pdata, model, peers=not args.skip_liu_peers,
@@ -447,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         if matched and pm_row:
             print(f"pymc.ode / library Op at the same tolerances: {pm_row[1] / matched:.1f}x")
         if args.liu_leukaemia:
-            pdata = P.prepare_population_data(_liu_data(True), assay=["qpcr", "leukaemia"])
+            pdata = P.prepare_population_data(_liu_data(True), assay=["flow", "leukaemia"])
         if not args.skip_liu_sampling:
             r = part_b_sampling(args, pdata, model)
             print("\nB2. Liu 2022 population fit with the library Op")

@@ -965,8 +965,9 @@ def _options(
     }
 
 
-def load_mapping(spec: str | Path) -> dict[str, Any]:
-    """Mapping options from a JSON file or a JSON string (for ``--mapping``)."""
+def load_json_object(spec: str | Path, option: str, example: str) -> dict[str, Any]:
+    """A JSON object from a file or a JSON string (command-line options such as
+    ``--mapping`` and ``--priors``); ``example`` goes into the error message."""
     text = str(spec)
     p = Path(text)
     try:
@@ -975,10 +976,15 @@ def load_mapping(spec: str | Path) -> dict[str, Any]:
         return dict(json.loads(text))
     except (json.JSONDecodeError, OSError, TypeError, ValueError) as exc:
         raise CartKineticsError(
-            f"--mapping must be a JSON file or a JSON object, e.g. "
-            f'\'{{"columns": {{"patient": "ID"}}, "assay": "qpcr"}}\': {exc}',
+            f"{option} must be a JSON file or a JSON object, e.g. '{example}': {exc}",
             source=text if p.is_file() else None,
         ) from exc
+
+
+def load_mapping(spec: str | Path) -> dict[str, Any]:
+    """Mapping options from a JSON file or a JSON string (for ``--mapping``)."""
+    return load_json_object(spec, "--mapping",
+                            '{"columns": {"patient": "ID"}, "assay": "qpcr"}')
 
 
 def _cell(frame_cols: dict[str, list[Any]], cols: dict[str, str], fld: str, i: int) -> Any:
@@ -1675,6 +1681,12 @@ def _check_patient_spellings(obs: pd.DataFrame, rd: _Reader) -> None:
 
 
 # ---------------------------------------------------------------------- patients
+def column_key(name: Any) -> str:
+    """A patient-table column name as :func:`read_patients` stores it (stripped, lower
+    case); look-ups of a user's column name (``fixed=``, covariates) go through it."""
+    return str(name).strip().lower()
+
+
 def read_patients(source: str | Path | pd.DataFrame, *, patient_prefix: str = "") -> pd.DataFrame:
     """Patient covariate table, one row per patient.
 
@@ -1700,8 +1712,8 @@ def read_patients(source: str | Path | pd.DataFrame, *, patient_prefix: str = ""
             num = pd.to_numeric(cells, errors="coerce")
             if num.notna().sum() == cells.notna().sum():
                 table[c] = num
-    original = {str(c).strip().lower(): c for c in table.columns}
-    table.columns = [str(c).strip().lower() for c in table.columns]
+    original = {column_key(c): c for c in table.columns}
+    table.columns = [column_key(c) for c in table.columns]
     if "patient" not in table.columns:
         raise CartKineticsError(
             f"missing required column patient; the table has {list(original.values())}",

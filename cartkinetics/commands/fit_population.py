@@ -87,7 +87,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--fix", default=None, metavar="NAME=VALUE,...",
-        help="parameters held fixed for everyone, e.g. beta=0.0032",
+        help="parameters held fixed: a number for everyone (e.g. beta=0.0032), or a column "
+        "of the --patients table for a per-patient value (a regressor, e.g. nB0=baseline "
+        "for Liu 2022's baseline leukaemia)",
+    )
+    parser.add_argument(
+        "--free", default=None, metavar="P1,P2",
+        help="the parameters estimated (with between-patient random effects); every other "
+        "parameter is fixed at the model's published value unless --fix gives one. Default: "
+        "all parameters not in --fix. For models with many parameters (Liu 2022: 12) that "
+        "CAR-T levels alone cannot identify",
+    )
+    parser.add_argument(
+        "--centred", default=None, metavar="P1,P2",
+        help="random effects sampled in the centred form phi_i ~ N(mu, omega), the better "
+        "geometry for parameters each patient's data pin down; the others non-centred "
+        "(default: cmax,tmax,alpha where the model has them; 'none': all non-centred)",
+    )
+    parser.add_argument(
+        "--priors", default=None, metavar="JSON",
+        help="overrides of the default priors (fit_population's priors=), a JSON file or "
+        "object, e.g. '{\"mu\": {\"rTA0\": [0.48, 0.5]}, \"omega\": {\"nTN0\": "
+        "[\"lognormal\", 1.0, 0.25]}}': mu as [mean, sd] on the parameter's sampling scale "
+        "(log for rates and levels), omega as [family, median or scale, sd_log]",
     )
     parser.add_argument(
         "--covariates", default=None, metavar="P=COL[,COL];...",
@@ -111,19 +133,53 @@ def _fmt(x: Any, nd: int = 3) -> str:
     return f"{x:.{nd}g}"
 
 
-def _parse_fixed(text: str | None) -> dict[str, float] | None:
+def _parse_fixed(text: str | None) -> dict[str, float | str] | None:
+    """``--fix``: NAME=number (everyone) or NAME=column (per patient, --patients table)."""
     from cartkinetics.errors import CartKineticsError
 
     if not text:
         return None
-    out = {}
+    out: dict[str, float | str] = {}
     for item in text.split(","):
-        name, _, val = item.partition("=")
+        name, sep, val = item.partition("=")
+        if not sep or not name.strip() or not val.strip():
+            raise CartKineticsError(f"--fix: expected NAME=VALUE or NAME=COLUMN, got {item!r}")
         try:
             out[name.strip()] = float(val)
-        except ValueError as exc:
-            raise CartKineticsError(f"--fix: expected NAME=VALUE, got {item!r}") from exc
+        except ValueError:
+            out[name.strip()] = val.strip()  # a column of the patient table
     return out
+
+
+def _names(text: str | None) -> list[str] | None:
+    """A comma-separated list of names (None when the option was not given)."""
+    return None if text is None else [p.strip() for p in text.split(",") if p.strip()]
+
+
+def _fixed_and_centred(args: argparse.Namespace) -> tuple[dict | None, list[str] | None]:
+    """``fixed=`` and ``centred=`` of the fit from --fix, --free and --centred."""
+    from cartkinetics.errors import CartKineticsError
+    from cartkinetics.fit.problem import get_model
+
+    fixed = _parse_fixed(args.fix)
+    free = _names(args.free)
+    if free is not None:
+        model = get_model(args.model)
+        names = list(model.param_names)
+        unknown = [p for p in free if p not in names]
+        if unknown or not free:
+            raise CartKineticsError(
+                f"--free: {unknown or 'no parameter'} not parameters of {model.name} ({names})")
+        both = [p for p in free if p in (fixed or {})]
+        if both:
+            raise CartKineticsError(f"--free and --fix both name {both}")
+        # the others at the model's published values (a --fix value takes precedence)
+        fixed = {**{n: float(v) for n, v in zip(names, model.typical, strict=True)
+                    if n not in free}, **(fixed or {})}
+    centred = _names(args.centred)
+    if centred == ["none"]:
+        centred = []
+    return fixed, centred
 
 
 def _parse_covariates(text: str | None) -> dict[str, list[str]] | None:
@@ -156,7 +212,14 @@ def run(args: argparse.Namespace) -> int:
             f"the file holds several assays {assays}: choose one with --assay",
             source=args.kinetics,
         )
-    effects = None if args.effect is None else [e for e in args.effect.split(",") if e]
+    effects = _names(args.effect)
+    fixed, centred = _fixed_and_centred(args)
+    priors = None
+    if args.priors:
+        from cartkinetics.data import load_json_object
+
+        priors = load_json_object(args.priors, "--priors",
+                                  '{"omega": {"nTN0": ["lognormal", 1.0, 0.25]}}')
     kw: dict[str, Any] = {}
     if args.until_converged:
         from cartkinetics.fit.convergence import fit_until_converged
@@ -178,10 +241,12 @@ def run(args: argparse.Namespace) -> int:
         progress=not (args.quiet or args.json),
         residual=args.residual,
         infusion_effect=effects,
-        fixed=_parse_fixed(args.fix),
+        fixed=fixed,
+        centred=centred,
+        priors=priors,
         covariates=_parse_covariates(args.covariates),
         init=args.init,
-        iov=None if args.iov is None else [p for p in args.iov.split(",") if p],
+        iov=_names(args.iov),
         infusion_effect_random=not args.fixed_effect,
         **kw,
         **({} if args.target_accept is None else {"target_accept": args.target_accept}),

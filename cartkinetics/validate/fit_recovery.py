@@ -35,10 +35,12 @@ import pandas as pd
 from cartkinetics import models
 from cartkinetics.data import Series
 from cartkinetics.fit import fit_cohort
+from cartkinetics.validate import liu2022 as _liu
 from cartkinetics.validate.coverage import DAYS, auc_0_28_closed, boot_ci, simulate
 from cartkinetics.validate.coverage import coverage_text as _coverage
 
-LIU = Path("/work/shared/data/liu2022-ball")
+# the shared data folder next to the repository (cartkinetics.validate.liu2022 says where)
+LIU = _liu.DEFAULT_SOURCE
 FIG = Path(__file__).resolve().parents[2] / "docs" / "figures" / "liu2022_stein_fits.png"
 FIG_MECH = FIG.with_name("liu2022_mechanistic_cr_fits.png")
 LIU_FREE = ["rTA0", "lTA0", "nTN0", "eBp", "ka"]

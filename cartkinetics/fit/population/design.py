@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cartkinetics.data import column_key
 from cartkinetics.errors import CartKineticsError
 from cartkinetics.fit.population.data import PopulationData
 
@@ -102,13 +103,13 @@ def covariate_design(
             origin["log_dose"] = col
             centre["log_dose"], scale["log_dose"] = c, s
             continue
-        if table is None or col not in table.columns:
+        if table is None or column_key(col) not in table.columns:
             have = [] if table is None else list(table.columns)
             raise CartKineticsError(
                 f"covariate {col!r}: not a column of the patient table (columns: {have})",
                 column=col,
             )
-        vals = table.reindex(pdata.patients)[col]
+        vals = table.reindex(pdata.patients)[column_key(col)]
         missing = [p for p, v in zip(pdata.patients, vals, strict=True) if pd.isna(v)]
         if missing:
             raise CartKineticsError(

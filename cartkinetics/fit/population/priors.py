@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cartkinetics.data import column_key
 from cartkinetics.errors import CartKineticsError
 from cartkinetics.fit.population.constants import (
     IOV_PRIOR_SCALE,
@@ -170,13 +171,13 @@ def fixed_values(
         par = model.parameters[names.index(n)]
         if isinstance(v, str):
             table = pdata.patient_table
-            if table is None or v not in table.columns:
+            if table is None or column_key(v) not in table.columns:
                 have = [] if table is None else list(table.columns)
                 raise CartKineticsError(
                     f"fixed: {n!r} = column {v!r} of the patient table, which has no such "
                     f"column (columns: {have}; pass patients= to read_kinetics)"
                 )
-            per_patient = table[v]
+            per_patient = table[column_key(v)]
             source = f"patient table column {v!r}"
         elif isinstance(v, (dict, pd.Series)):
             per_patient = pd.Series(v)
