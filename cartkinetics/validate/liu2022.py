@@ -146,6 +146,8 @@ def command(paths: dict[str, Path], time_budget: float = 600.0) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m cartkinetics.validate.liu2022 SOURCE_DIR OUT_DIR``: write the files, say
+    what was read (rows used, censored, excluded) and print the fit's command."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
         print("usage: python -m cartkinetics.validate.liu2022 SOURCE_DIR OUT_DIR",
