@@ -22,6 +22,36 @@ from cartkinetics.commands._options import (
 HELP = "hierarchical Bayesian fit with PyMC (infusion effect)"
 
 
+MODEL_OPTIONS = (
+    ("--effect", "P1,P2",
+     "parameters shifted by the second infusion, any model parameter (default: cmax,tmax)"),
+    ("--iov", "P1,P2",
+     "parameters with between-infusion (inter-occasion) variability, NONMEM style (any model "
+     "parameter, e.g. alpha,fb,beta); default none"),
+    ("--fix", "NAME=VALUE,...",
+     "parameters held fixed: a number for everyone (e.g. beta=0.0032), or a column of the "
+     "--patients table for a per-patient value (a regressor, e.g. nB0=baseline for Liu "
+     "2022's baseline leukaemia)"),
+    ("--free", "P1,P2",
+     "the parameters estimated (with between-patient random effects); every other parameter "
+     "is fixed at the model's published value unless --fix gives one. Default: all "
+     "parameters not in --fix. For models with many parameters (Liu 2022: 12) that CAR-T "
+     "levels alone cannot identify"),
+    ("--centred", "P1,P2",
+     "random effects sampled in the centred form phi_i ~ N(mu, omega), the better geometry "
+     "for parameters each patient's data pin down; the others non-centred (default: "
+     "cmax,tmax,alpha where the model has them; 'none': all non-centred)"),
+    ("--priors", "JSON",
+     "overrides of the default priors (fit_population's priors=), a JSON file or object, "
+     "e.g. '{\"mu\": {\"rTA0\": [0.48, 0.5]}, \"omega\": {\"nTN0\": [\"lognormal\", "
+     "1.0, 0.25]}}': mu as [mean, sd] on the parameter's sampling scale (log for rates and "
+     "levels), omega as [family, median or scale, sd_log]"),
+    ("--covariates", "P=COL[,COL];...",
+     "covariates per parameter from the --patients table (or 'dose'), e.g. "
+     "'cmax=dose_per_kg,target;tmax=lymphodepletion'"),
+)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of the ``fit-population`` subcommand."""
     add_read_arguments(parser)
@@ -70,51 +100,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "starts that would not end within it, and the last round that fits takes what is "
         "left",
     )
-    parser.add_argument(
-        "--effect", default=None, metavar="P1,P2",
-        help="parameters shifted by the second infusion, any model parameter (default: "
-        "cmax,tmax)",
-    )
-    parser.add_argument(
-        "--iov", default=None, metavar="P1,P2",
-        help="parameters with between-infusion (inter-occasion) variability, NONMEM style "
-        "(any model parameter, e.g. alpha,fb,beta); default none",
-    )
+    # the model options that take a value (names, assignments or JSON), in --help order
+    for flag, metavar, text in MODEL_OPTIONS:
+        parser.add_argument(flag, default=None, metavar=metavar, help=text)
     parser.add_argument(
         "--fixed-effect", action="store_true",
         help="the infusion effect shared by all patients (no between-patient SD tau); the "
         "usual choice with --iov on the same parameters",
-    )
-    parser.add_argument(
-        "--fix", default=None, metavar="NAME=VALUE,...",
-        help="parameters held fixed: a number for everyone (e.g. beta=0.0032), or a column "
-        "of the --patients table for a per-patient value (a regressor, e.g. nB0=baseline "
-        "for Liu 2022's baseline leukaemia)",
-    )
-    parser.add_argument(
-        "--free", default=None, metavar="P1,P2",
-        help="the parameters estimated (with between-patient random effects); every other "
-        "parameter is fixed at the model's published value unless --fix gives one. Default: "
-        "all parameters not in --fix. For models with many parameters (Liu 2022: 12) that "
-        "CAR-T levels alone cannot identify",
-    )
-    parser.add_argument(
-        "--centred", default=None, metavar="P1,P2",
-        help="random effects sampled in the centred form phi_i ~ N(mu, omega), the better "
-        "geometry for parameters each patient's data pin down; the others non-centred "
-        "(default: cmax,tmax,alpha where the model has them; 'none': all non-centred)",
-    )
-    parser.add_argument(
-        "--priors", default=None, metavar="JSON",
-        help="overrides of the default priors (fit_population's priors=), a JSON file or "
-        "object, e.g. '{\"mu\": {\"rTA0\": [0.48, 0.5]}, \"omega\": {\"nTN0\": "
-        "[\"lognormal\", 1.0, 0.25]}}': mu as [mean, sd] on the parameter's sampling scale "
-        "(log for rates and levels), omega as [family, median or scale, sd_log]",
-    )
-    parser.add_argument(
-        "--covariates", default=None, metavar="P=COL[,COL];...",
-        help="covariates per parameter from the --patients table (or 'dose'), e.g. "
-        "'cmax=dose_per_kg,target;tmax=lymphodepletion'",
     )
     parser.add_argument("--out", metavar="DIR", help="write idata, tables, JSON and figures")
     parser.add_argument(

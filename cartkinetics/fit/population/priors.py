@@ -175,7 +175,8 @@ def fixed_values(
                 have = [] if table is None else list(table.columns)
                 raise CartKineticsError(
                     f"fixed: {n!r} = column {v!r} of the patient table, which has no such "
-                    f"column (columns: {have}; pass patients= to read_kinetics)"
+                    f"column (columns: {have}; give a patient table: patients= of read_kinetics, "
+                    "--patients on the command line)"
                 )
             per_patient = table[column_key(v)]
             source = f"patient table column {v!r}"
