@@ -216,10 +216,11 @@ def test_an_extended_round_fits_the_budget_left(monkeypatch):
     # a 120 s first round (20 + 100 iterations); round 2 at 4x would take 80 + 400 s
     clock = {"t": 0.0}
     _clocked(monkeypatch, clock)
-    # 300 s left: too little, round 2 takes its warm-up and what is left as draws; after it
-    # nothing is left and the fit stops, saying why
+    # 300 s left: too little for 80 + 400; round 2 keeps the last warm-up (its chains start
+    # from round 1's draws) and takes what is left as draws; after it nothing is left and the
+    # fit stops, saying why
     conv, lengths = _rounds(420, clock)
-    assert lengths == [(20, 100), (80, 220)] and conv["stopped"] == "time budget"
+    assert lengths == [(20, 100), (20, 280)] and conv["stopped"] == "time budget"
     # 1000 s left: round 2 fits, but a round twice as long after it would not (1440 s in
     # all), so round 2 takes every second left: one long round rather than a short one and
     # nothing

@@ -488,15 +488,23 @@ def _next_length(tune: int, draws: int, scale: float, per_iter: float, left: flo
                  growth: float | None) -> tuple[int, int]:
     """Warm-up and draws of the next round: ``scale`` times the last draws, warm-up grown
     alike up to ``TUNE_MAX`` (never below the last round's). When that round would not fit
-    into the ``left`` seconds (at ``per_iter`` seconds per iteration), or when it would but a
-    round ``growth`` times longer after it would not (``growth`` None: no filling), the
-    round takes every iteration left: one long round rather than a short one and nothing."""
+    into the ``left`` seconds (at ``per_iter`` seconds per iteration), it keeps the last
+    round's warm-up (its chains start from the last round's draws) and takes every iteration
+    left as draws; when it would fit but a round ``growth`` times longer after it would not
+    (``growth`` None: no filling), it takes every iteration left as draws: one long round
+    rather than a short one and nothing."""
     new_tune = max(tune, min(int(round(tune * scale)), TUNE_MAX))
     new_draws = int(round(draws * scale))
-    fits = int(left / per_iter) - new_tune if per_iter > 0 else new_draws
+    if per_iter <= 0:
+        return new_tune, new_draws
     after = per_iter * (new_tune + new_draws) * (1.0 + (growth or 0.0))
-    if new_draws > fits or (growth is not None and after > left):
-        new_draws = fits
+    if new_draws > int(left / per_iter) - new_tune:
+        # a grown warm-up would take the draws the budget has room for (Liu 2022, 4 chains,
+        # 945 s left: 1200 warm-up + 154 draws, so no round at all)
+        new_tune = tune
+        new_draws = int(left / per_iter) - tune
+    elif growth is not None and after > left:
+        new_draws = int(left / per_iter) - new_tune
     return new_tune, new_draws
 
 
@@ -546,7 +554,8 @@ def fit_until_converged(
     time_budget : float
         Seconds of wall time for all rounds (default 1800). A further round starts only when
         it fits into what is left (at the last round's seconds per iteration): an extended
-        round that would not fit is shortened to what is left, and one after which a round
+        round that would not fit is shortened to what is left (the last round's warm-up, the
+        rest as draws), and one after which a round
         ``growth`` times longer would not fit is lengthened to what is left (one long round
         rather than a short one and nothing); never below the last round's draws.
     max_rounds : int
