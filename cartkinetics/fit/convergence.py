@@ -498,13 +498,14 @@ def _next_length(tune: int, draws: int, scale: float, per_iter: float, left: flo
     if per_iter <= 0:
         return new_tune, new_draws
     after = per_iter * (new_tune + new_draws) * (1.0 + (growth or 0.0))
-    if new_draws > int(left / per_iter) - new_tune:
+    room = int(left / per_iter)  # iterations the budget has left
+    if new_draws > room - new_tune:
         # a grown warm-up would take the draws the budget has room for (Liu 2022, 4 chains,
         # 945 s left: 1200 warm-up + 154 draws, so no round at all)
         new_tune = tune
-        new_draws = int(left / per_iter) - tune
+        new_draws = room - tune
     elif growth is not None and after > left:
-        new_draws = int(left / per_iter) - new_tune
+        new_draws = room - new_tune
     return new_tune, new_draws
 
 

@@ -114,14 +114,15 @@ def priors(free: tuple[str, ...] | list[str] = FREE, mu_sd: float = MU_SD,
     return out
 
 
-def write_files(src: str | Path, out: str | Path) -> dict[str, Path]:
+def write_files(src: str | Path, out: str | Path, data: Any = None) -> dict[str, Path]:
     """Write ``liu2022_cart.csv`` (native long format: the used and BLQ CAR-T rows),
-    ``liu2022_patients.csv`` (patient, nB0) and ``liu2022_priors.json`` into ``out``."""
+    ``liu2022_patients.csv`` (patient, nB0) and ``liu2022_priors.json`` into ``out``;
+    ``data``: :func:`read_cart` of ``src`` when the caller has read it already."""
     import pandas as pd
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data = read_cart(src)
+    data = read_cart(src) if data is None else data
     obs = data.observations
     rows = obs[obs["status"] != "excluded"]
     kin = rows[["patient", "infusion", "day", "value", "lloq", "blq", "assay", "unit"]]
@@ -153,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m cartkinetics.validate.liu2022 SOURCE_DIR OUT_DIR",
               file=sys.stderr)
         return 2
-    paths = write_files(argv[0], argv[1])
     data = read_cart(argv[0])
+    paths = write_files(argv[0], argv[1], data)
     print(data.describe())
     for k, p in paths.items():
         print(f"{k}: {p}")
