@@ -161,7 +161,12 @@ def hinit(rhs, jac, dfdp, t, y, f0, p, piece, n, sidx, sens, has_jac, order, hma
         h1 = max(1e-6, h * 1e-3)
     else:
         h1 = (0.01 / der12) ** (1.0 / order)
-    return min(100.0 * h, h1, hmax)
+    # not below 1e4 ulps of t: a state that is exactly 0 with a large derivative (a
+    # sensitivity at a breakpoint, e.g. Stein's d E / d alpha at Tmax) has the scale atol in
+    # the norms, and the guess could fall under step_head's rounding floor (10 ulps), a
+    # STEP_TOO_SMALL failure at the piece's first step that a looser rtol made likelier; a
+    # larger first step is only rejected and shrunk by the controller
+    return max(min(100.0 * h, h1, hmax), min(hmax, 1e4 * abs(t) * _EPS))
 
 
 @njit(cache=True, inline="always", error_model="numpy")
