@@ -192,6 +192,8 @@ def part_b_evaluations(pdata, model, peers: bool = True,
     # the library Op with sensitivities for the free parameters only (the fit's setting)
     op_row(f"library Op, batched, sensitivities of the {len(free)} free parameters only",
            "rtol 1e-6, atol 1e-10", wrt=list(free))
+    op_row(f"library Op, batched, {len(free)} free parameters, the Liu fit's rtol",
+           f"rtol {L.RTOL:g}, atol 1e-10", wrt=list(free), rtol=L.RTOL)
     if not peers:
         return rows
     # matched to pymc.ode: odeint's default tolerances
@@ -275,7 +277,8 @@ def part_b_sampling(args: argparse.Namespace, pdata, model) -> tuple:
                          chains=2, seed=args.liu_seed, progress=args.progress, warn=False,
                          residual=args.liu_residual, centred=centred,
                          pooled=args.liu_pooled, observations=obs,
-                         low_rank_mass_matrix=args.liu_low_rank, init=args.liu_init)
+                         low_rank_mass_matrix=args.liu_low_rank, init=args.liu_init,
+                         rtol=args.liu_rtol)
     if "init_seconds" in fit.info["sampling"]:
         print(f"Liu start ({args.liu_init}): {fit.info['sampling']['init_seconds']:.1f} s, "
               f"log density {fit.info['sampling']['init_logp']:.1f}")
@@ -354,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="nutpie's low-rank modified mass matrix for the Liu fit")
     ap.add_argument("--liu-init", choices=("support_point", "map"), default=LIU_INIT,
                     help=f"where the Liu chains start ({LIU_INIT}; see fit_population)")
+    ap.add_argument("--liu-rtol", type=float, default=L.RTOL,
+                    help=f"relative tolerance of the ODE solves in the likelihood ({L.RTOL:g})")
     ap.add_argument("--liu-seed", type=int, default=1, help="seed of the Liu sampler (1)")
     ap.add_argument("--liu-save", default=None, metavar="NC",
                     help="save the Liu posterior (arviz InferenceData) to this netCDF file")

@@ -107,11 +107,29 @@ def test_cli_fits_liu_with_free_fix_column_centred_and_priors(tmp_path, capsys):
     rc = main(["fit-population", str(kin), "--model", "liu2022", "--patients", str(pats),
                "--free", "rTA0,lTA0", "--fix", "nB0=baseline", "--centred", "rTA0,lTA0",
                "--priors", json.dumps(prior), "--chains", "1", "--draws", "60", "--tune",
-               "60", "--no-until-converged", "--json", "--seed", "3"])
+               "60", "--no-until-converged", "--json", "--seed", "3", "--rtol", "1e-4"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
+    assert out["rtol"] == 1e-4  # the solver tolerance the fit used, in its record
     names = {r["name"] for r in out["population"] if r["kind"] == "typical"}
     assert names == {"rTA0", "lTA0"}
+
+
+def test_printed_command_is_what_the_parser_takes(tmp_path):
+    """The command ``python -m cartkinetics.validate.liu2022`` prints parses into the
+    module's settings (free, centred, residual, solver tolerance)."""
+    import shlex
+
+    from cartkinetics.cli import build_parser
+
+    paths = {k: tmp_path / f"{k}.x" for k in ("kinetics", "patients", "priors")}
+    argv = shlex.split(L.command(paths, time_budget=600))
+    assert argv[:2] == ["cartkinetics", "fit-population"]
+    args = build_parser().parse_args(argv[1:])
+    assert args.free.split(",") == list(L.FREE)
+    assert args.centred.split(",") == list(L.CENTRED)
+    assert args.residual == L.RESIDUAL and args.rtol == L.RTOL == 1e-4
+    assert args.chains == 4 and args.init == "dispersed" and args.time_budget == 600
 
 
 def test_fixed_from_a_patient_column_named_as_in_the_file():

@@ -325,3 +325,32 @@ def test_series_solved_to_their_group_horizon():
     l2, j2 = _numba_evaluator(op)(theta)
     np.testing.assert_array_equal(logp, l2)
     np.testing.assert_array_equal(jac, j2)
+
+
+def test_rtol_reaches_the_solver_and_bounds_the_likelihood_error(setup):
+    """``build_model(rtol=)``: the ODE form's log-likelihood at the model's initial point
+    approaches the closed form's as rtol tightens (so the option reaches the solves), stays
+    finite at loose tolerances (it was NaN at rtol >= 1e-4 before the initial-step floor), and
+    closed-form models refuse it."""
+    from cartkinetics.errors import CartKineticsError
+
+    pdata = setup[0]
+
+    def loglik(model, **kw):
+        m, info = P.build_model(pdata, model, **kw)
+        return float(m.compile_logp(vars=m.observed_RVs)(m.initial_point())), info
+
+    ref, _ = loglik("stein2019")
+    err = {}
+    for rtol in (1e-10, 1e-5, 1e-3):
+        v, info = loglik("stein2019_ode", rtol=rtol)
+        assert info["rtol"] == rtol
+        err[rtol] = abs(v - ref)
+    assert err[1e-10] < 1e-6
+    assert 1e-6 < err[1e-3] < 5.0  # the tolerance is used, and its error stays small
+    assert err[1e-5] < err[1e-3]
+    assert loglik("stein2019_ode")[1]["rtol"] == P.ODE_RTOL
+    with pytest.raises(CartKineticsError, match="closed form"):
+        P.build_model(pdata, "stein2019", rtol=1e-4)
+    with pytest.raises(CartKineticsError, match="rtol must lie"):
+        P.build_model(pdata, "stein2019_ode", rtol=0.5)

@@ -57,6 +57,7 @@ from cartkinetics.fit.population.constants import (  # noqa: F401  (re-exported)
     ESS_MIN,
     FREE_VARS,
     IOV_PRIOR_SCALE,
+    ODE_RTOL,
     OMEGA_SD_LOG,
     OMEGA_SD_LOG_UNPUBLISHED,
     ORDER_ALPHA_BETA,
@@ -134,6 +135,7 @@ def fit_population(
     init: Any = "support_point",
     iov: tuple[str, ...] | list[str] | None = None,
     init_jitter: float = 1.0,
+    rtol: float | None = None,
 ) -> PopulationFit:
     """Hierarchical Bayesian fit of a kinetics data set (see the module docstring).
 
@@ -187,6 +189,9 @@ def fit_population(
         chains near a start known to lie in the bulk (``fit_until_converged`` restarts stuck
         chains from posterior draws with ``RESTART_JITTER``). nutpie only; PyMC's NUTS
         jitters by 1.
+    rtol : float, optional
+        Relative tolerance of the ODE solves in the likelihood (ODE models only; default
+        ``ODE_RTOL``, 1e-6); see :func:`build_model`. Recorded in ``info["rtol"]``.
 
     Returns
     -------
@@ -217,6 +222,7 @@ def fit_population(
         truncate=truncate,
         observations=observations,
         iov=iov,
+        rtol=rtol,
     )
     info["build_seconds"] = time.perf_counter() - t0
     idata, sinfo = sample(

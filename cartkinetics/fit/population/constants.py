@@ -19,6 +19,9 @@ ORDER_SCALE = 0.1
 # seed of fit_population when none is given: a fixed default, so that the same command on the
 # same machine gives the same draws; recorded in ``info["settings"]["seed"]`` and the JSON
 DEFAULT_SEED = 20190505
+# relative tolerance of the ODE solves (with forward sensitivities) in the likelihood of an ODE
+# model (``fit_population(rtol=)``, ``--rtol``); models with a closed form are exact
+ODE_RTOL = 1e-6
 # NUTS target acceptance of fit_population (nutpie's own default is 0.8)
 DEFAULT_TARGET_ACCEPT = 0.9
 # default prior of the between-patient SDs: LogNormal(ln published SD, 0.5), i.e. 95% of

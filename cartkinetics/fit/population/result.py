@@ -396,6 +396,8 @@ class PopulationFit:
                 "n_censored": int(self.data.censored.sum()),
                 "censoring": "M3 (likelihood of ln Y < ln LLOQ, pm.Censored)",
                 "residual": self.info["residual"],
+                # the ODE solves' relative tolerance in the likelihood (None: closed form)
+                "rtol": self.info.get("rtol"),
                 "sampler": self.info["sampling"]["sampler"],
                 "seed": self.info.get("settings", {}).get("seed"),
                 "settings": dict(self.info.get("settings", {})),
