@@ -236,16 +236,9 @@ def beta_m3_m1(n: int, lloq: float, seed: int, jobs: int, n_boot: int = 4000) ->
 
 
 def liu_data():
-    """The Liu 2022 B-ALL CAR-T series (qPCR, four response groups) as KineticsData."""
-    from cartkinetics.data import KineticsData, read_kinetics
-
-    parts = []
-    for f, pre in (("Data_CR.csv", "CR-"), ("Data_PR.csv", "PR-"), ("Data_NR.csv", "NR-"),
-                   ("Data_NegR.csv", "NegR-")):
-        parts.append(read_kinetics(LIU / f, mapping={"TIME": "time", "DV": "y"},
-                                   filter={"y_ID": 1}, blq_values={0.2: 0.2}, assay="qpcr",
-                                   patient_prefix=pre))
-    return KineticsData.concat(parts)
+    """The Liu 2022 B-ALL CAR-T series (flow, cells/uL, four response groups) as KineticsData
+    (:func:`cartkinetics.validate.liu2022.read_cart`, the one reader of the authors' files)."""
+    return _liu.read_cart(LIU)
 
 
 def real_data(jobs: int) -> None:
@@ -289,7 +282,8 @@ def real_data(jobs: int) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = c.plot(ncols=6)
+    # the grid's Axes (one per series); the figure is theirs
+    fig = np.ravel(c.plot(ncols=6))[0].figure
     fig.suptitle("Liu 2022 CAR-T series (32 patients) fitted with Stein 2019 (M3; open = BLQ)",
                  y=1.0)
     FIG.parent.mkdir(parents=True, exist_ok=True)
@@ -325,8 +319,9 @@ def mechanistic(jobs: int) -> None:
 
     f = LIU / "Data_CR.csv"
     kw = dict(mapping={"TIME": "time", "DV": "y"}, blq_values={0.2: 0.2}, patient_prefix="CR-")
-    car = {s.patient: s for s in read_kinetics(f, filter={"y_ID": 1}, assay="qpcr",
-                                               **kw).series()}
+    # CAR-T levels are flow counts (cells/uL), read as validate.liu2022 reads them
+    car = {s.patient: s for s in read_kinetics(f, mapping=_liu.MAPPING,
+                                               patient_prefix="CR-").series()}
     leu = {s.patient: s for s in read_kinetics(f, filter={"y_ID": 2}, assay="leukaemia",
                                                assays={"leukaemia": "cells/uL"}, **kw).series()}
     reg = pd.read_csv(f).groupby("ID")["Reg"].first()
