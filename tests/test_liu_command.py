@@ -152,3 +152,12 @@ def test_fixed_from_a_patient_column_named_as_in_the_file():
         assert got == want and typical["nB0"] == 774.0  # the median over patients
     with pytest.raises(CartKineticsError, match="no such column"):
         fixed_values({"nB0": "baseline"}, pdata, model)
+
+
+def test_wrong_source_folder_is_refused_with_a_message(tmp_path, capsys):
+    """A folder without the authors' files: exit code 2 and a message naming the file looked
+    for and what SOURCE_DIR must hold, not a traceback."""
+    assert L.main([str(tmp_path / "nowhere"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "Data_CR.csv" in err and "SOURCE_DIR is the folder" in err
+    assert not (tmp_path / "out").exists()
