@@ -246,9 +246,9 @@ def run(args: argparse.Namespace) -> int:
         init=args.init,
         iov=_names(args.iov),
         infusion_effect_random=not args.fixed_effect,
+        rtol=args.rtol,  # None: fit_population's default (ODE_RTOL)
         **kw,
         **({} if args.target_accept is None else {"target_accept": args.target_accept}),
-        **({} if args.rtol is None else {"rtol": args.rtol}),
     )
     result = fit.to_dict()
     if args.out:

@@ -324,12 +324,12 @@ def mechanistic(jobs: int) -> None:
                                                patient_prefix="CR-").series()}
     leu = {s.patient: s for s in read_kinetics(f, filter={"y_ID": 2}, assay="leukaemia",
                                                assays={"leukaemia": "cells/uL"}, **kw).series()}
-    reg = pd.read_csv(f).groupby("ID")["Reg"].first()
+    base = _liu.baseline(LIU)  # nB0: the day-0 leukaemia count, the authors' Reg
     rows, fits = [], []
     tic = time.perf_counter()
     for pid in sorted(car, key=lambda x: int(x.split("-")[1])):
         r = fit_outputs({"car_t": car[pid], "leukaemia": leu[pid]}, "liu2022", free=LIU_FREE,
-                        fixed={"nB0": float(reg[int(pid.split("-")[1])])})
+                        fixed={"nB0": base[pid]})
         fits.append(r)
         rows.append({"patient": pid, "status": r.status,
                      "n CAR-T/leuk": f"{r.n_obs['car_t']}/{r.n_obs['leukaemia']}",
